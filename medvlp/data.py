@@ -240,15 +240,22 @@ def subsample(studies, frac=1.0, seed=0):
 # %% ../nbs/00_data.ipynb 38
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
-    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1):
+    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None):
         if views not in (1, 2) or sections not in (1, 2): raise ValueError('views and sections: expected 1 or 2')
         self.studies, self.transform, self.views, self.sections, self.channels = list(studies), transform, views, sections, channels
         self.label_names = list(label_names) if label_names is not None else sorted({k for s in self.studies for k in s.labels})
+        self.seed, self.epoch = seed, 0
+    def set_epoch(self, epoch): self.epoch = epoch
     def __len__(self): return len(self.studies)
     def _img(self, p):
         x = load_image(p, self.channels)
         return self.transform(x) if self.transform is not None else x
     def __getitem__(self, i):
+        if self.seed is None: return self._item(i)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(_score(f'{self.seed}:{self.epoch}', i)[:15], 16))
+            return self._item(i)
+    def _item(self, i):
         s = self.studies[i]
         d = dict(idx=i, image=self._img(s.images[0]),
                  labels=torch.tensor([s.labels.get(k, float('nan')) for k in self.label_names], dtype=torch.float32))
