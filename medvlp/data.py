@@ -287,15 +287,19 @@ class Collate:
 # %% ../nbs/00_data.ipynb 42
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128):
     "Train a WordPiece (BERT-style) or byte-level BPE (GPT-style) tokenizer on `texts`; save to `out_dir` if given."
+    from collections import Counter
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
     from transformers import PreTrainedTokenizerFast
     texts = list(texts)
     if kind == 'wordpiece':
-        tok = Tokenizer(models.WordPiece(unk_token='[UNK]'))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        special = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+        norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        counts = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+        chars = sorted({c for w in counts for c in w})
+        base = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + chars + ['##' + c for c in chars]
+        words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+        vocab = {t: i for i, t in enumerate((base + words)[:max(vocab_size, len(base))])}
+        tok = Tokenizer(models.WordPiece(vocab, unk_token='[UNK]'))
+        tok.normalizer, tok.pre_tokenizer = norm, pre
         tok.post_processor = processors.TemplateProcessing(
             single='[CLS] $A [SEP]', pair='[CLS] $A [SEP] $B [SEP]',
             special_tokens=[(t, tok.token_to_id(t)) for t in ('[CLS]', '[SEP]')])
