@@ -334,8 +334,15 @@ def pretrain(cfg=None, **overrides) -> RunResult:
         from accelerate import notebook_launcher
         notebook_launcher(_train, (cfg,), num_processes=cfg.num_processes)
         return _result(out)
-    _train(cfg)
+    try: _train(cfg)
+    finally:
+        if not _launched(): _reset_accelerate()
     return _result(out)
+
+def _reset_accelerate():
+    "Forget this process's Accelerate state, so a later run may use other settings or `notebook_launcher`."
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 def _result(out):
     m = json.loads((out/'metrics.json').read_text())
@@ -543,4 +550,5 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
     df.attrs.update(device=str(acc.device), memory='peak CUDA allocation' if acc.device.type == 'cuda' else 'autograd saved tensors',
                     precision=cfg.precision, batch_size=cfg.batch_size, image_size=cfg.image_size,
                     image_tower=cfg.image_tower, text_tower=cfg.text_tower, torch_threads=torch.get_num_threads())
+    _reset_accelerate()
     return df.round(3)
