@@ -348,6 +348,15 @@ def _result(out):
     m = json.loads((out/'metrics.json').read_text())
     return RunResult(out, out/'model', m, pd.read_csv(out/'metrics.csv'))
 
+_RUNTIME = ('resume', 'num_workers', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
+
+def _check_resume(out, cfg):
+    "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
+    old = yaml.safe_load((out/'params.yaml').read_text()) if (out/'params.yaml').exists() else {}
+    diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _RUNTIME and old.get(k) != v}
+    if diff: raise ValueError(f'{out}: its checkpoints were made with other parameters, (saved, now): {diff}; '
+                              'pass resume=False to start over, or use another run_name')
+
 def _train(cfg):
     t_start = time.time()
     acc = Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
@@ -358,6 +367,7 @@ def _train(cfg):
         cfg = dataclasses.replace(cfg, num_processes=acc.num_processes)
     out = run_dir(cfg)
     resume_from = latest_checkpoint(out) if cfg.resume else None
+    if resume_from: _check_resume(out, cfg)
     if acc.is_main_process:
         if not resume_from and (out/'checkpoints').exists(): shutil.rmtree(out/'checkpoints')
         out.mkdir(parents=True, exist_ok=True)
