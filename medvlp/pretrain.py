@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_pretrain.ipynb 3
 from __future__ import annotations
-import dataclasses, json, math, os, platform, shutil, subprocess, sys, time
+import dataclasses, json, os, platform, shutil, subprocess, time
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .data import StudyDataset, Collate, image_transform, subsample, CHEXPERT_LABELS, CHEXPERT5, TwoViews
+from .data import StudyDataset, Collate, image_transform, subsample, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
 from .datasets import DATASETS
