@@ -18,7 +18,8 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
-                         write_skipped, cache_dir, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, _read_frame)
+                         write_skipped, cache_dir, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
+                         _read_frame, _score)
 
 # %% auto 0
 __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'PLANTED_PHI', 'VINDR_LABELS', 'CBIS_CLASSES', 'NIH14',
@@ -73,14 +74,21 @@ def _root(root, name) -> Path:
                         f'-p data_root /data/... Expected layout ({DATASETS[name].source}):\n{DATASETS[name].layout}')
     return Path(root).expanduser()
 
+def _choice(name, value, allowed):
+    "Raise a ValueError naming the option `name` and its `allowed` values unless `value` is one of them."
+    if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {tuple(allowed)}')
+
+def _alts(f) -> tuple: return (f,) if isinstance(f, str) else tuple(f)
+
+def _find(root, f):
+    "The first of the alternatives `f` (a name or a tuple of names) that exists under `root`, or None."
+    return next((root/a for a in _alts(f) if (root/a).exists()), None)
+
 def _require(root, name, files) -> list:
     "Resolve each required file (a name or a tuple of alternatives) under `root`, or raise naming the missing ones and the layout."
-    root = _root(root, name); found, missing = [], []
-    for f in files:
-        alts = (f,) if isinstance(f, str) else tuple(f)
-        p = next((root/a for a in alts if (root/a).exists()), None)
-        found.append(p)
-        if p is None: missing.append(' or '.join(alts))
+    root = _root(root, name)
+    found = [_find(root, f) for f in files]
+    missing = [' or '.join(_alts(f)) for f, p in zip(files, found) if p is None]
     if missing:
         have = sorted(p.name for p in root.iterdir())[:20] if root.is_dir() else 'no such folder'
         raise DataError(f'{name}: {root} lacks {", ".join(missing)} (it has: {have}).\n'
@@ -89,7 +97,7 @@ def _require(root, name, files) -> list:
 
 def _build(items, make, on_bad='raise', log=None) -> Studies:
     "Call `make(item)` for each (key, item); a DataError raises, or with on_bad='skip' is recorded as (key, reason)."
-    if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
+    _choice('on_bad', on_bad, ('raise', 'skip'))
     out, skipped = [], []
     for key, item in items:
         try: s = make(item)
@@ -104,21 +112,25 @@ def _file(p, where, check=True) -> str:
     if check and not Path(p).exists(): raise DataError(f'{where}: image file not found: {p}')
     return str(p)
 
+def _need(df, cols, path) -> pd.DataFrame:
+    "`df` if it has every column in `cols`, else a DataError naming the file and the missing columns."
+    miss = [c for c in cols if c not in df.columns]
+    if miss: raise DataError(f'{path}: missing column(s) {miss}; expected {list(cols)}')
+    return df
+
 def _csv(path, cols=None, **kw) -> pd.DataFrame:
     "Read a CSV (or .csv.gz) as stripped strings (blank = ''), column names stripped; only `cols`, which must be present."
     want = None if cols is None else {c.strip() for c in cols}
     try: df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=(lambda c: c.strip() in want) if want else None, **kw)
     except pd.errors.EmptyDataError: raise DataError(f'{path}: empty file') from None
     df.columns = [c.strip() for c in df.columns]
-    miss = [c for c in cols or [] if c not in df.columns]
-    if miss: raise DataError(f'{path}: missing column(s) {miss}; expected {list(cols)}')
-    return df.apply(lambda c: c.str.strip())
+    return _need(df, cols or [], path).apply(lambda c: c.str.strip())
 
 def _coded(df, cols, path) -> pd.DataFrame:
     "Label columns coded 1 / 0 / -1 / blank as floats (NaN for blank); anything else is a DataError naming file, row and column."
     raw = df[cols]
     num = raw.apply(pd.to_numeric, errors='coerce').astype(float)
-    bad = (num.isna() & raw.ne('')) | (num.notna() & ~num.isin([1.0, 0.0, -1.0]))
+    bad = (num.isna() & raw.ne('')) | (num.notna() & ~num.isin(list(LABEL_VALUES)))
     if bad.to_numpy().any():
         i, j = np.argwhere(bad.to_numpy())[0]
         raise DataError(f'{path}: row {df.index[i] + 2}, column {cols[j]!r}: label value {raw.iat[i, j]!r} '
@@ -128,8 +140,7 @@ def _coded(df, cols, path) -> pd.DataFrame:
 def _gz(name): return (name, name + '.gz')
 
 # %% ../nbs/00_datasets.ipynb 10
-def _unit(seed, key) -> float:
-    return int(hashlib.sha256(f'{seed}:{key}'.encode()).hexdigest()[:15], 16) / 16**15
+def _unit(seed, key) -> float: return int(_score(seed, key)[:15], 16) / 16**15
 
 def hash_split(key, fracs=(0.8, 0.1, 0.1), seed=0) -> str:
     "Deterministic 'train' / 'valid' / 'test' for `key` (a patient id) with probabilities `fracs`, from a hash."
@@ -143,7 +154,7 @@ UNCERTAIN_POLICIES = ('keep', 'ones', 'zeros', 'ignore')
 
 def apply_uncertainty(labels: dict, policy='keep') -> dict:
     "Map the -1 (uncertain) labels by `policy`: keep -1, U-Ones (1), U-Zeros (0) or U-Ignore (NaN)."
-    if policy not in UNCERTAIN_POLICIES: raise ValueError(f'uncertain={policy!r}: expected one of {UNCERTAIN_POLICIES}')
+    _choice('uncertain', policy, UNCERTAIN_POLICIES)
     if policy == 'keep': return dict(labels)
     to = {'ones': 1.0, 'zeros': 0.0, 'ignore': float('nan')}[policy]
     return {k: (to if v == -1 else v) for k, v in labels.items()}
@@ -274,6 +285,13 @@ def image_size(path) -> tuple:
         return int(ds.Rows), int(ds.Columns)
     with Image.open(path) as im: return im.height, im.width
 
+def _cache_png(cache, src, *key) -> Path:
+    "The cache file for what is made from `src` with settings `key`: named by the sha256 of its path, size, mtime and `key`."
+    try: st = os.stat(src)
+    except OSError: raise DataError(f'{src}: image file not found') from None
+    fp = hashlib.sha256(json.dumps([str(Path(src).resolve()), st.st_size, st.st_mtime_ns, *key]).encode()).hexdigest()
+    return Path(cache)/fp[:2]/f'{fp}.png'
+
 def _save_png(im, dst):
     dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
@@ -285,10 +303,7 @@ def annotation_masks(studies, name, cache=None):
     for s in tqdm(studies, desc=f'{name} masks', disable=len(studies) < 200):
         kind = 'rle' if 'rle' in s.meta else 'boxes'
         ann, src = s.meta.get(kind, []), s.images[0]
-        try: st = os.stat(src)
-        except OSError: raise DataError(f'{src}: image file not found') from None
-        key = hashlib.sha256(json.dumps([kind, ann, str(Path(src).resolve()), st.st_size, st.st_mtime_ns]).encode()).hexdigest()
-        dst = root/key[:2]/f'{key}.png'
+        dst = _cache_png(root, src, kind, ann)
         if not dst.exists():
             h, w = image_size(src)
             m = np.zeros((h, w), np.uint8)
@@ -557,11 +572,11 @@ def write_example(name, root, phi=True) -> Path:
 def mimic_cxr(root, split=None, reports=None, text='report', views='all', uncertain='keep', check_files=True,
               on_bad='raise', log=None) -> Studies:
     "MIMIC-CXR-JPG studies: frontal-first images, findings / impression captions, CheXpert labels, official split."
-    if text not in ('report', 'labels'): raise ValueError(f"text={text!r}: expected 'report' or 'labels'")
-    if views not in ('all', 'frontal'): raise ValueError(f"views={views!r}: expected 'all' or 'frontal'")
+    _choice('text', text, ('report', 'labels')); _choice('views', views, ('all', 'frontal'))
+    _choice('uncertain', uncertain, UNCERTAIN_POLICIES)
+    root = _root(root, 'mimic_cxr'); rep = Path(reports).expanduser() if reports is not None else root
     meta_p, lab_p, split_p = _require(root, 'mimic_cxr', [_gz('mimic-cxr-2.0.0-metadata.csv'),
                                                           _gz('mimic-cxr-2.0.0-chexpert.csv'), _gz('mimic-cxr-2.0.0-split.csv')])
-    root = Path(root); rep = Path(reports) if reports is not None else root
     meta = _csv(meta_p, ['dicom_id', 'subject_id', 'study_id', 'ViewPosition'])
     spl = _csv(split_p, ['dicom_id', 'split']).set_index('dicom_id')['split']
     lab = _csv(lab_p, ['subject_id', 'study_id'] + CHEXPERT_LABELS)
@@ -601,9 +616,7 @@ def _chexpert_read(path):
     df = _csv(path)
     if 'Frontal/Lateral' not in df.columns:  # e.g. the test labels: the view is in the file name
         df['Frontal/Lateral'] = np.where(df.get('Path', pd.Series('', index=df.index)).str.contains('frontal'), 'Frontal', 'Lateral')
-    miss = [c for c in ['Path'] + CHEXPERT_LABELS if c not in df.columns]
-    if miss: raise DataError(f'{path}: missing column(s) {miss}')
-    L = _coded(df, CHEXPERT_LABELS, path)
+    L = _coded(_need(df, ['Path'] + CHEXPERT_LABELS, path), CHEXPERT_LABELS, path)
     def rel(p):
         parts = PurePosixPath(p).parts
         i = next((k for k, x in enumerate(parts) if x in SPLITS), None)
@@ -631,14 +644,13 @@ def _chexpert5x200_rows(df, L, n_per_class=200, seed=0) -> list:
 def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True, n_per_class=200, seed=0,
              check_files=True, on_bad='raise', log=None) -> Studies:
     "CheXpert studies: frontal-first images, 14 labels with an uncertainty policy, captions from labels, official split."
-    if views not in ('all', 'frontal'): raise ValueError(f"views={views!r}: expected 'all' or 'frontal'")
-    apply_uncertainty({}, uncertain)
+    _choice('views', views, ('all', 'frontal')); _choice('uncertain', uncertain, UNCERTAIN_POLICIES)
+    root = _root(root, 'chexpert')
     train_p, valid_p = _require(root, 'chexpert', ['train.csv', 'valid.csv'])
-    root = Path(root)
-    files = [('train', train_p), ('valid', valid_p)] + ([('test', root/'test.csv')] if (root/'test.csv').exists() else [])
+    files = [('train', train_p), ('valid', valid_p), ('test', _find(root, 'test.csv'))]
     recs = []
     for sp, p in files:
-        if split is not None and sp != split: continue
+        if p is None or (split is not None and sp != split): continue
         df, L = _chexpert_read(p)
         excluded = {df.patient[i] for i, _ in _chexpert5x200_rows(df, L, n_per_class, seed)} if sp == 'train' and exclude_5x200 else set()
         if views == 'frontal': df = df[df['Frontal/Lateral'].eq('Frontal')]
@@ -656,12 +668,13 @@ def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True
           layout=_CHEXPERT_LAYOUT)
 def chexpert5x200(root, split=None, n_per_class=200, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "The CheXpert 5x200 zero-shot test set: `n_per_class` frontal images positive for exactly one of `CHEXPERT5`."
+    root = _root(root, 'chexpert5x200')
     (train_p,) = _require(root, 'chexpert5x200', ['train.csv'])
     df, L = _chexpert_read(train_p)
     def make(ic):
         i, c = ic
         lab = {k: float(k == c) for k in CHEXPERT5}
-        return Study([_file(Path(root)/df.rel[i], f'{train_p}: row {i + 2}', check_files)], [labels_to_text({c: 1.0}, seed=df.rel[i])],
+        return Study([_file(root/df.rel[i], f'{train_p}: row {i + 2}', check_files)], [labels_to_text({c: 1.0}, seed=df.rel[i])],
                      lab, patient_id=df.patient[i], study_id=df.study[i], split='test', meta={'class': c})
     return _build(((df.rel[i], (i, c)) for i, c in _chexpert5x200_rows(df, L, n_per_class, seed)), make, on_bad, log)
 
@@ -734,14 +747,12 @@ def siim_pneumothorax(root, split=None, fracs=(0.7, 0.15, 0.15), masks=True, see
 <root>/train/<image_id>.dicom, <root>/test/<image_id>.dicom""")
 def vindr_cxr(root, split=None, agg='any', valid_frac=0.2, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "VinDr-CXR: one study per DICOM, 28 labels joined over radiologists (`agg`), official train / test, valid from train."
-    if agg not in ('any', 'majority'): raise ValueError(f"agg={agg!r}: expected 'any' or 'majority'")
+    _choice('agg', agg, ('any', 'majority'))
+    root, recs = _root(root, 'vindr_cxr'), []
     tr_p, te_p = _require(root, 'vindr_cxr', ['annotations/image_labels_train.csv', 'annotations/image_labels_test.csv'])
-    root, recs = Path(root), []
     for p, folder in ((tr_p, 'train'), (te_p, 'test')):
         if split is not None and (folder == 'test') != (split == 'test'): continue
-        df = _csv(p).rename(columns={'Other disease': 'Other diseases'})
-        miss = [c for c in ['image_id'] + VINDR_LABELS if c not in df.columns]
-        if miss: raise DataError(f'{p}: missing column(s) {miss}')
+        df = _need(_csv(p).rename(columns={'Other disease': 'Other diseases'}), ['image_id'] + VINDR_LABELS, p)
         L = _coded(df, VINDR_LABELS, p).assign(image_id=df.image_id).groupby('image_id', sort=False)
         L = L.max() if agg == 'any' else (L.mean() > 0.5).astype(float)
         for iid, lab in zip(L.index, L.to_dict('records')):
@@ -763,10 +774,11 @@ _COVIDX = {'positive': {'COVID-19': 1.0}, 'negative': {'COVID-19': 0.0},
 <root>/train/<filename>, <root>/test/<filename>, <root>/val/<filename>""")
 def covidx(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "COVIDx CXR: one study per image, 'COVID-19' (and 3-class) labels, official train / val / test split."
+    root = _root(root, 'covidx')
     train_p, test_p = _require(root, 'covidx', ['train.txt', 'test.txt'])
-    root = Path(root); has_val = (root/'val.txt').exists()
+    val_p = _find(root, 'val.txt'); has_val = val_p is not None
     recs = []
-    for folder, p in [('train', train_p), ('test', test_p)] + ([('val', root/'val.txt')] if has_val else []):
+    for folder, p in [('train', train_p), ('test', test_p)] + ([('val', val_p)] if has_val else []):
         for n, line in enumerate(p.read_text().splitlines(), 1):
             tok = line.split()
             if not tok: continue
@@ -795,7 +807,7 @@ def roco(root, split=None, check_files=True, on_bad='raise', log=None) -> Studie
     need = [split] if split is not None else ['train']
     found = dict(zip(need, _require(root, 'roco', [alts[sp] for sp in need])))
     if split is None:
-        found.update({sp: next((root/a for a in alts[sp] if (root/a).exists()), None) for sp in ('valid', 'test')})
+        found.update({sp: _find(root, alts[sp]) for sp in ('valid', 'test')})
     recs = []
     for sp, p in found.items():
         if p is None: continue
@@ -844,16 +856,14 @@ def _cbis_text(rows, cls) -> str:
 <root>/<image file path> as in the CSV, or the NBIA tree <root>/CBIS-DDSM/Mass-Training_P_00001_LEFT_CC/<study>/<series>/1-1.dcm""")
 def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "CBIS-DDSM mammograms: one study per image, pathology class one-hot (most severe), captions from the case description."
-    kinds = {'mass': ['mass'], 'calc': ['calc'], 'both': ['mass', 'calc']}.get(abnormality)
-    if kinds is None: raise ValueError(f"abnormality={abnormality!r}: expected 'mass', 'calc' or 'both'")
+    _choice('abnormality', abnormality, ('mass', 'calc', 'both'))
+    kinds = ['mass', 'calc'] if abnormality == 'both' else [abnormality]
     names = [(k, sp, f'{k}_case_description_{sp}_set.csv') for k in kinds for sp in ('train', 'test')]
+    root, groups = _root(root, 'cbis_ddsm'), {}
     paths = _require(root, 'cbis_ddsm', [(n, f'csv/{n}') for _, _, n in names])
-    root, groups = Path(root), {}
     need = ['patient_id', 'left or right breast', 'image view', 'abnormality type', 'pathology', 'image file path']
     for (k, sp, _), p in zip(names, paths):
-        df = _csv(p)
-        miss = [c for c in need if c not in df.columns]
-        if miss: raise DataError(f'{p}: missing column(s) {miss}')
+        df = _need(_csv(p), need, p)
         for i, r in enumerate(df.to_dict('records')):
             if r['pathology'] not in CBIS_CLASSES:
                 raise DataError(f'{p}: row {i + 2}, column \'pathology\': {r["pathology"]!r} is not one of {CBIS_CLASSES}')
@@ -893,9 +903,9 @@ def embed_text(view, side, birads=None, density=None) -> str:
 def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_prefix='/mnt/NAS2/mammo/anon_dicom/', seed=0,
           check_files=True, on_bad='raise', log=None) -> Studies:
     "EMBED mammograms: one study per image, BI-RADS and density one-hot labels and captions, patient-level split."
+    root = _root(root, 'embed')
     clin_p, meta_p = _require(root, 'embed', [('tables/EMBED_OpenData_clinical.csv', 'tables/EMBED_OpenData_clinical_reduced.csv'),
                                               ('tables/EMBED_OpenData_metadata.csv', 'tables/EMBED_OpenData_metadata_reduced.csv')])
-    root = Path(root)
     clin = _csv(clin_p, ['empi_anon', 'acc_anon', 'side', 'asses', 'tissueden'])
     meta = _csv(meta_p, ['empi_anon', 'acc_anon', 'anon_dicom_path', 'ImageLateralityFinal', 'ViewPosition', 'FinalImageType'])
     meta = meta[meta.FinalImageType.isin(list(image_types))]
@@ -927,8 +937,8 @@ def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_pre
 <root>/images/<Image Index> or <root>/images_001/images/<Image Index> ...""")
 def chestxray14(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "NIH ChestX-ray14: one study per PNG, 14 labels + No Finding, official train-val / test lists, valid by patient."
+    root = _root(root, 'chestxray14')
     entry, _, te = _require(root, 'chestxray14', [('Data_Entry_2017_v2020.csv', 'Data_Entry_2017.csv'), 'train_val_list.txt', 'test_list.txt'])
-    root = Path(root)
     df = _csv(entry, ['Image Index', 'Finding Labels', 'Patient ID'], index_col=False)
     test = set(te.read_text().split())
     files = {p.name: p for d in [root/'images', *sorted(root.glob('images_*/images')), *sorted(root.glob('images_*'))]
@@ -995,10 +1005,6 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-def _fingerprint(src, size, kind) -> str:
-    st = os.stat(src)
-    return hashlib.sha256(json.dumps([str(Path(src).resolve()), st.st_size, st.st_mtime_ns, size, kind, PREP_VERSION]).encode()).hexdigest()
-
 def _init_worker(): torch.set_num_threads(1)
 
 def _prep_one(task):
@@ -1024,16 +1030,15 @@ def _prep_one(task):
 
 def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=None, progress=True) -> Studies:
     "Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies pointing there."
-    if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
+    _choice('on_bad', on_bad, ('raise', 'skip'))
     if not isinstance(size, int) or size <= 0: raise ValueError(f'size={size!r}: expected a positive int, e.g. 512')
     root = Path(cache) if cache is not None else cache_dir('prep')
     dst, kinds, errors = {}, {}, {}
     for s in studies:
         for p, kind in [(p, 'image') for p in s.images] + [(p, 'mask') for p in s.masks.values()]:
             if p in dst or p in errors: continue
-            try: fp = _fingerprint(p, size, kind)
-            except OSError: errors[p] = f'{p}: image file not found'; continue
-            dst[p], kinds[p] = root/fp[:2]/f'{fp}.png', kind
+            try: dst[p], kinds[p] = _cache_png(root, p, size, kind, PREP_VERSION), kind
+            except DataError as e: errors[p] = str(e)
     todo = [(p, str(d), size, kinds[p]) for p, d in dst.items() if not d.exists()]
     bar = dict(total=len(todo), desc=f'preprocess {size}px', disable=not progress or not todo)
     if workers and len(todo) > 1:
