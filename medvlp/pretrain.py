@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .data import StudyDataset, Collate, image_transform, subsample, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
-from .datasets import DATASETS
+from .datasets import DATASETS, load_dataset
 
 # %% auto 0
 __all__ = ['CHOICES', 'ZS_PROMPTS', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root', 'run_dir',
@@ -135,7 +135,7 @@ def config_from_cell(ns: dict, before: set) -> PretrainConfig:
     new = {k: v for k, v in ns.items() if k not in before and not k.startswith('_')}
     return PretrainConfig.make(**new)
 
-# %% ../nbs/02_pretrain.ipynb 11
+# %% ../nbs/02_pretrain.ipynb 12
 def repo_root(start=None):
     "The checkout containing `start` (default: cwd), or None."
     p = Path(start or Path.cwd()).resolve()
@@ -146,7 +146,7 @@ def run_dir(cfg: PretrainConfig) -> Path:
     if cfg.output_dir: return Path(cfg.output_dir)
     return (repo_root() or Path.cwd())/'outputs'/'runs'/cfg.run_name
 
-# %% ../nbs/02_pretrain.ipynb 14
+# %% ../nbs/02_pretrain.ipynb 15
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -162,10 +162,9 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 17
+# %% ../nbs/02_pretrain.ipynb 18
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
-    from medvlp.datasets import load_dataset
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
@@ -205,14 +204,14 @@ def build_model(cfg, texts=None, tokenizer=None):
                         logit_bias_init=-10.0 if cfg.method == 'siglip' else None,
                         ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')] if cfg.method == 'slip' else None)
 
-# %% ../nbs/02_pretrain.ipynb 19
+# %% ../nbs/02_pretrain.ipynb 20
 def _enc_text(model, b, sfx=''):
     return model.encode_text(b['input_ids' + sfx], b['attention_mask' + sfx])
 
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
-    m = model
+    m = model  # short name for the many calls below
     scale = m.scale()  # exp(logit scale), clamped at logit_scale_max when set
     if cfg.method == 'slip':
         clip_view, v1, v2 = b['image']
@@ -229,7 +228,7 @@ def compute_loss(model, b, cfg) -> dict:
         else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 21
+# %% ../nbs/02_pretrain.ipynb 22
 def latest_checkpoint(out: Path):
     "The newest complete checkpoint folder under `out/checkpoints`, or None."
     ck = sorted((out/'checkpoints').glob('step_*[0-9]')) if (out/'checkpoints').exists() else []
@@ -250,7 +249,7 @@ def save_checkpoint(acc, model, out: Path, step: int, state: dict, keep: int = 2
     acc.wait_for_everyone()
     return final
 
-# %% ../nbs/02_pretrain.ipynb 23
+# %% ../nbs/02_pretrain.ipynb 24
 def data_fingerprint(studies) -> str:
     "sha256 over the ordered (study id, image paths, texts) of `studies`."
     import hashlib
@@ -275,17 +274,16 @@ def manifest(cfg, studies, **extra) -> dict:
                 python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/02_pretrain.ipynb 26
+# %% ../nbs/02_pretrain.ipynb 27
 ZS_PROMPTS = {'Atelectasis': 'atelectasis.', 'Cardiomegaly': 'cardiomegaly.', 'Consolidation': 'consolidation.',
               'Edema': 'pulmonary edema.', 'Pleural Effusion': 'pleural effusion.'}
 
 @torch.no_grad()
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
-    "Zero-shot accuracy and confusion matrix on the SynthCXR 5x200 set: (accuracy, y_true, y_pred, class names)."
-    from medvlp.datasets import load_dataset
+    "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`): (accuracy, y_true, y_pred, class names)."
     prompts = prompts or ZS_PROMPTS
     studies = load_dataset('synthcxr', cfg.data_root or None, split=None, subset='5x200') \
-        if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root)
+        if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root, split=None)
     classes = list(prompts)
     y = np.array([[s.labels[c] == 1 for c in classes].index(True) for s in studies])
     model.eval()
@@ -295,7 +293,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = torch.cat([(model.encode_image(b['image']) @ t.T).argmax(1) for b in dl]).numpy()
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 28
+# %% ../nbs/02_pretrain.ipynb 29
 @dataclass
 class RunResult:
     "What a pretraining run left behind."
@@ -324,11 +322,20 @@ def sync_grads(model, world):
     i = 0
     for p in ps: n = p.numel(); p.grad.copy_(flat[i:i + n].view_as(p.grad)); i += n
 
+def _resolve(cfg, overrides) -> PretrainConfig:
+    "`cfg` (None, a YAML path, a dict or a `PretrainConfig`) with `overrides` on top, validated."
+    if cfg is None or isinstance(cfg, (str, Path)): return load_config(cfg, **overrides)
+    if isinstance(cfg, dict): return PretrainConfig.make(**{**cfg, **overrides})
+    return PretrainConfig.make(**{**asdict(cfg), **overrides})
+
+def _accelerator(cfg, **kw) -> Accelerator:
+    "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."
+    return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
+                       cpu=not torch.cuda.is_available(), **kw)
+
 def pretrain(cfg=None, **overrides) -> RunResult:
     "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns the `RunResult`."
-    if cfg is None or isinstance(cfg, (str, Path)): cfg = load_config(cfg, **overrides)
-    elif isinstance(cfg, dict): cfg = PretrainConfig.make(**{**cfg, **overrides})
-    elif overrides: cfg = dataclasses.replace(cfg, **overrides)
+    cfg = _resolve(cfg, overrides)
     out = run_dir(cfg)
     if cfg.num_processes > 1 and not _launched():
         from accelerate import notebook_launcher
@@ -359,8 +366,7 @@ def _check_resume(out, cfg):
 
 def _train(cfg):
     t_start = time.time()
-    acc = Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
-                      gradient_accumulation_steps=cfg.accum_steps, cpu=not torch.cuda.is_available())  # cpu=True: gloo under torchrun
+    acc = _accelerator(cfg, gradient_accumulation_steps=cfg.accum_steps)
     if _launched() and acc.num_processes == 1:
         raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but Accelerate set up a single process; check the launcher")
     if acc.num_processes != cfg.num_processes:
@@ -412,7 +418,6 @@ def _train(cfg):
     if acc.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out/'tb'))
-    raw = model
     bar = tqdm(total=total, initial=step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
     t_log, n_log, last_good = time.time(), 0, resume_from
     while step < total:
@@ -437,7 +442,7 @@ def _train(cfg):
             if step % cfg.log_every == 0 or step == total:
                 dt = time.time() - t_log
                 vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
-                rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=raw.logit_scale.exp().item(),
+                rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=model.logit_scale.exp().item(),
                            pairs_per_s=n_log/max(dt, 1e-9), **vals)
                 hist.append(rec); t_log, n_log = time.time(), 0
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
@@ -452,9 +457,9 @@ def _train(cfg):
     acc.wait_for_everyone()
     metrics = dict(steps=step, final_loss=hist[-1]['loss'] if hist else None, wall_s=time.time() - t_start)
     if acc.is_main_process:
-        raw.save_pretrained(out/'model')
+        model.save_pretrained(out/'model')
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):
-            accuracy, y, pred, classes = zero_shot_5x200(raw, cfg)
+            accuracy, y, pred, classes = zero_shot_5x200(model, cfg)
             metrics['zero_shot_5x200_acc'] = accuracy
             pd.DataFrame(dict(y_true=[classes[i] for i in y], y_pred=[classes[i] for i in pred])).to_csv(
                 out/'zero_shot_5x200.csv', index=False)
@@ -466,7 +471,7 @@ def _train(cfg):
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 30
+# %% ../nbs/02_pretrain.ipynb 31
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -485,7 +490,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 32
+# %% ../nbs/02_pretrain.ipynb 33
 def _memory_mib(fn, device) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages), in MiB."
     if device.type == 'cuda':
@@ -516,9 +521,9 @@ def _open_clip_model(model, cfg):
 
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.DataFrame:
     "Pairs/s and memory of the training step vs the bare towers' forward+backward (and open_clip's step), one batch."
-    cfg = load_config(None, **overrides) if cfg is None else dataclasses.replace(cfg, **overrides)
+    cfg = _resolve(cfg, overrides)
     set_seed(cfg.seed)
-    acc = Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision], cpu=not torch.cuda.is_available())
+    acc = _accelerator(cfg)
     studies = load_studies(cfg)
     model = build_model(cfg, texts=[s.text for s in studies]).to(acc.device).train()
     ds = make_dataset(cfg, studies)

@@ -29,5 +29,5 @@ def cli_args(params):
 
 
 def env():
-    e = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-    return e
+    "The environment of a subprocess run: one OpenMP thread per process, unbuffered output."
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')

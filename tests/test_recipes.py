@@ -25,7 +25,7 @@ def test_recipe_is_valid(path):
 def test_tiny_recipe_trains(path, tmp_path, synth_root):
     from medvlp.pretrain import load_config, pretrain
     p = tiny_params(synth_root, tmp_path, max_steps=3, ckpt_every=100)
-    res = pretrain(load_config(path, **{k: v for k, v in p.items()}))
+    res = pretrain(load_config(path, **p))
     assert res.metrics['steps'] == 3
     assert math.isfinite(res.metrics['final_loss'])
     assert (tmp_path / 'model' / 'config.json').exists()
