@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_data.ipynb 3
 from __future__ import annotations
-import hashlib, json, math, os, random
-from dataclasses import dataclass, field, asdict
+import hashlib, json, math, os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +85,8 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
                root=None, check_files=True, on_bad='raise', log=None) -> Studies:
     "Read a CSV/JSONL table of studies through a column mapping into a list of `Study`."
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
-    path = Path(path); df = _read_frame(path)
-    root = Path(root) if root is not None else path.parent
+    path = Path(path).expanduser(); df = _read_frame(path)
+    root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
     wanted = imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
     missing = [c for c in wanted if c not in df.columns]
@@ -116,9 +116,9 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
 # %% ../nbs/00_data.ipynb 20
 def read_pairs_folder(root, split='train', on_bad='raise', log=None) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
-    d = Path(root)/split; js = d/'img_text_pair.json'
+    root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
     if not js.exists():
-        have = sorted(p.name for p in Path(root).iterdir()) if Path(root).is_dir() else 'nothing (no such folder)'
+        have = sorted(p.name for p in root.iterdir()) if root.is_dir() else 'nothing (no such folder)'
         raise DataError(f'{js}: not found; expected <root>/<split>/img_text_pair.json and <root>/<split>/imgs/, '
                         f'{root} has {have}')
     recs = json.loads(js.read_text())
