@@ -305,11 +305,9 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
 
 # %% ../nbs/01_models.ipynb 44
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
-LORA_TARGETS = {'gpt2': ['c_attn'], 'llama': ['q_proj', 'v_proj'], 'bert': ['query', 'value'],
-                'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
-IA3_TARGETS = {'gpt2': (['c_attn', 'mlp.c_proj'], ['mlp.c_proj']), 'llama': (['k_proj', 'v_proj', 'down_proj'], ['down_proj']),
-               'bert': (['key', 'value', 'output.dense'], ['output.dense']), 'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']),
-               'swin': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'resnet': (['conv2'], [])}
+# defaults for timm image towers (peft's own tables cover transformers models)
+LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
+IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'resnet': (['conv2'], [])}
 _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet': 'resnet'}
 
 def _arch(tower) -> str:
@@ -331,16 +329,16 @@ def _targets(tower, targets, method):
     return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
 
 def _default_targets(tower, method):
+    "Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower."
     from peft.utils.constants import (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FF)
-    arch = _arch(tower)
-    if method == 'ia3':
-        if arch in IA3_TARGETS: return IA3_TARGETS[arch]
-        if arch in IA3_MAP: return list(IA3_MAP[arch]), list(IA3_FF[arch])
-    else:
-        if arch in LORA_TARGETS: return LORA_TARGETS[arch], None
-        if arch in LORA_MAP: return list(LORA_MAP[arch]), None
+    arch, ia3 = _arch(tower), method == 'ia3'
+    if isinstance(tower, TextTower):
+        if ia3 and arch in IA3_MAP: return list(IA3_MAP[arch]), list(IA3_FF.get(arch, []))
+        if not ia3 and arch in LORA_MAP: return list(LORA_MAP[arch]), None
+    elif ia3 and arch in IA3_TARGETS: return IA3_TARGETS[arch]
+    elif not ia3 and arch in LORA_TARGETS: return LORA_TARGETS[arch], None
     raise ValueError(f'target_modules: no default for {arch!r} ({tower.name!r}); pass target_modules= with names from '
                      f'{sorted({n.split(".")[-1] for n in _layers(tower)})}')
 
@@ -495,13 +493,18 @@ class DualEncoder(nn.Module):
     def forward(self, batch: dict) -> dict:
         img = batch['image']
         views = tuple(img) if isinstance(img, (tuple, list)) else (img,)
+        if len(views) > 1 and (self.ssl_head is None or len(views) > 3):
+            raise ValueError(f"batch['image']: {len(views)} views; expected one image" +
+                             (', or (clip, ssl1, ssl2) / (ssl1, ssl2) views' if self.ssl_head is not None else
+                              ' (several views need an SSL head: ssl_mlp=)'))
         feats = self.image(views[0])
         out = dict(image_emb=F.normalize(self.image_proj(feats), dim=-1))
         if 'input_ids' in batch: out['text_emb'] = self.encode_text(batch['input_ids'], batch.get('attention_mask'))
         if 'image2' in batch: out['image2_emb'] = self.encode_image(batch['image2'])
         if 'input_ids2' in batch: out['text2_emb'] = self.encode_text(batch['input_ids2'], batch.get('attention_mask2'))
-        if self.ssl_head is not None and len(views) == 2:
-            out['ssl1'], out['ssl2'] = self.ssl_head(feats), self.ssl_head(self.image(views[1]))
+        if len(views) > 1:
+            f1 = feats if len(views) == 2 else self.image(views[1])
+            out['ssl1'], out['ssl2'] = self.ssl_head(f1), self.ssl_head(self.image(views[-1]))
         out['logit_scale'] = self.scale()
         if self.logit_bias is not None: out['logit_bias'] = self.logit_bias
         return out
