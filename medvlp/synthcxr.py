@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_synthcxr.ipynb 3
 from __future__ import annotations
-import hashlib, json, math, multiprocessing as mp, os, re, shutil, time, uuid
+import hashlib, io, json, math, multiprocessing as mp, os, re, shutil, time, uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
-from .data import CHEXPERT_LABELS, CHEXPERT5, DataError, Study, cache_dir, read_table
+from .data import CHEXPERT_LABELS, CHEXPERT5, DataError, Studies, cache_dir, read_table
 
 # %% auto 0
 __all__ = ['SIDE_SIGN', 'FINDING_LABEL', 'MASKED', 'DEVICES', 'VIEWS', 'PATHOLOGIES', 'OPACITY_CHILDREN', 'UNCERTAIN', 'NEGATION',
@@ -401,6 +401,10 @@ def label_report(text) -> dict:
     _derive(lab)
     return {k: lab.get(k, float('nan')) for k in CHEXPERT_LABELS}
 
+def _code(v) -> str:
+    "A label as the CSVs write it: '1', '0', '-1' or '' (not mentioned)."
+    return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
+
 # %% ../nbs/00_synthcxr.ipynb 30
 _P_NEG = dict(cardiomegaly=.55, mediastinum=.35, edema=.35, effusion=.65, pneumothorax=.65, consolidation=.45,
               atelectasis=.08, nodule=.12, pleural_other=.03, fracture=.25, devices=0.0)
@@ -591,8 +595,7 @@ def write_report(lab, att, rng) -> tuple:
     return ' '.join(F), ' '.join(I)
 
 # %% ../nbs/00_synthcxr.ipynb 40
-_F5 = {'Atelectasis': 'atelectasis', 'Cardiomegaly': 'cardiomegaly', 'Consolidation': 'consolidation',
-       'Edema': 'edema', 'Pleural Effusion': 'effusion'}
+_F5 = {c: f for c in CHEXPERT5 for f, L in FINDING_LABEL.items() if L == c}  # each 5x200 class and the finding that draws it
 
 def _study(rng, pid, j, anat, findings, cohort, **kw):
     lab, att = decide_labels(findings, rng, **kw)
@@ -639,15 +642,14 @@ def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
 
 # %% ../nbs/00_synthcxr.ipynb 43
 LABEL_COLS = CHEXPERT_LABELS
-MASK_COLS = {'Pleural Effusion': 'mask_effusion', 'Pneumothorax': 'mask_pneumothorax', 'Consolidation': 'mask_consolidation'}
-_MASK_COL = {'effusion': 'mask_effusion', 'pneumothorax': 'mask_pneumothorax', 'consolidation': 'mask_consolidation'}
+_MASK_COL = {f: f'mask_{f}' for f in MASKED}                           # finding -> its mask column
+MASK_COLS = {FINDING_LABEL[f]: c for f, c in _MASK_COL.items()}         # label -> its mask column, as read_table takes it
 COLUMNS = ['study_id', 'patient_id', 'split', 'image', 'image2', 'findings', 'impression', *LABEL_COLS,
            *MASK_COLS.values(), 'drawn']
 
 def _sha(b): return hashlib.sha256(b).hexdigest()
 
 def _png(arr) -> bytes:
-    import io
     buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG', compress_level=6); return buf.getvalue()
 
 def _draw_task(task):
@@ -663,20 +665,13 @@ def _draw_task(task):
 
 def _seed(seed, sid): return int(_sha(f'synthcxr:{seed}:{sid}'.encode())[:15], 16)
 
-def _jsonable(x):
-    if isinstance(x, dict): return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic): return x.item()
-    return x
-
 def _row(r):
     sid, lab = r['study_id'], r['lab']
-    code = lambda v: '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
     d = dict(study_id=sid, patient_id=r['patient_id'], split=r['split'], image=f'images/{sid}_v1.png',
              image2=f'images/{sid}_v2.png', findings=r['findings'], impression=r['impression'])
-    d.update({L: code(lab.get(L)) for L in LABEL_COLS})
+    d.update({L: _code(lab.get(L)) for L in LABEL_COLS})
     d.update({c: f'masks/{sid}_{f}.png' if f in r['findings_'] else '' for f, c in _MASK_COL.items()})
-    d['drawn'] = json.dumps(_jsonable(r['findings_']), sort_keys=True, separators=(',', ':'))
+    d['drawn'] = json.dumps(r['findings_'], sort_keys=True, separators=(',', ':'), default=lambda o: o.item())  # numpy scalars as numbers
     return d
 
 # %% ../nbs/00_synthcxr.ipynb 46
@@ -692,6 +687,10 @@ def _prevalence(df):
     return {L: {k: round(float((df[L] == v).mean()), 4) for k, v in (('pos', '1'), ('unc', '-1'), ('neg', '0'), ('blank', ''))}
             for L in LABEL_COLS}
 
+def _not_corpus(root):
+    "The error for a `root` that holds something other than a finished corpus."
+    return DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); remove it or pass force=True')
+
 def _publish(tmp, root, force):
     "Move the finished corpus `tmp` to `root` in one rename; a concurrent winner's corpus is kept."
     if force and root.exists():
@@ -701,8 +700,7 @@ def _publish(tmp, root, force):
     try: os.rename(tmp, root)  # replaces an empty folder; fails on a non-empty one
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (root/'meta.json').exists():
-            raise DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); remove it or pass force=True')
+        if not (root/'meta.json').exists(): raise _not_corpus(root)
 
 def _reuse(root, params):
     "`root` when its corpus was made by this `VERSION` with `params`; else a DataError saying what differs."
@@ -722,8 +720,7 @@ def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=2
     params = dict(n_studies=int(n_studies), size=int(size), seed=int(seed), n_per_class=int(n_per_class), n_rsna=int(n_rsna))
     root = Path(root).expanduser() if root is not None else default_root(**params)
     if not force and (root/'meta.json').exists(): return _reuse(root, params)
-    if not force and root.is_dir() and any(root.iterdir()):
-        raise DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); remove it or pass force=True')
+    if not force and root.is_dir() and any(root.iterdir()): raise _not_corpus(root)
     if root.exists() and not root.is_dir(): raise DataError(f'root={str(root)!r}: is a file, expected a folder')
     t0 = time.time()
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -742,18 +739,18 @@ def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=2
         df = pd.DataFrame([_row(r) for r in rows], columns=COLUMNS)
         cohort = np.array([r['cohort'] for r in rows])
         main, test = df[cohort == 'main'], df[(cohort == 'main') & (df['split'] == 'test')]
-        tables = {'studies.csv': main, 'chexpert5x200.csv': df[cohort == '5x200'], 'rsna_pneumonia.csv': df[cohort == 'rsna'],
-                  'retrieval.csv': test[~(test['findings'] + ' ' + test['impression']).duplicated()]}
+        tables = {'studies': main, '5x200': df[cohort == '5x200'], 'rsna': df[cohort == 'rsna'],
+                  'retrieval': test[~(test['findings'] + ' ' + test['impression']).duplicated()]}
         for name, t in tables.items():
-            b = t.to_csv(index=False, lineterminator='\n').encode(); (tmp/name).write_bytes(b); hashes[name] = _sha(b)
+            b = t.to_csv(index=False, lineterminator='\n').encode(); (tmp/SUBSETS[name]).write_bytes(b); hashes[SUBSETS[name]] = _sha(b)
         fp = _sha(''.join(f'{k} {hashes[k]}\n' for k in sorted(hashes)).encode())
         meta = dict(name='SynthCXR', version=VERSION, params=params,
                     image_format='8-bit grayscale PNG', views={'image': 'PA', 'image2': 'AP'}, mask_view='image',
                     counts=dict(files=len(hashes), studies=len(main), patients=int(main['patient_id'].nunique()),
                                 **{f'{s}_studies': int((main['split'] == s).sum()) for s in ('train', 'valid', 'test')},
                                 **{f'{s}_patients': int(main.loc[main['split'] == s, 'patient_id'].nunique()) for s in ('train', 'valid', 'test')},
-                                chexpert5x200=len(tables['chexpert5x200.csv']), rsna_pneumonia=len(tables['rsna_pneumonia.csv']),
-                                retrieval=len(tables['retrieval.csv'])),
+                                chexpert5x200=len(tables['5x200']), rsna_pneumonia=len(tables['rsna']),
+                                retrieval=len(tables['retrieval'])),
                     prevalence={s: _prevalence(main[main['split'] == s]) for s in ('train', 'valid', 'test')},
                     fingerprint=fp, wall_s=round(time.time() - t0, 2), workers=workers)
         (tmp/'meta.json').write_text(json.dumps(meta, indent=1))
@@ -763,7 +760,7 @@ def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=2
     return root
 
 # %% ../nbs/00_synthcxr.ipynb 55
-def load_synthcxr(root=None, subset='studies', split=None) -> list:
+def load_synthcxr(root=None, subset='studies', split=None) -> Studies:
     "Read a SynthCXR subset ('studies', '5x200', 'rsna', 'retrieval') as `Study` records; generate the default corpus if needed."
     if subset not in SUBSETS: raise ValueError(f'subset={subset!r}: expected one of {list(SUBSETS)}')
     splits = ('train', 'valid', 'test') if subset == 'studies' else ('test',)
@@ -777,4 +774,4 @@ def load_synthcxr(root=None, subset='studies', split=None) -> list:
                     study='study_id', split='split', masks=MASK_COLS)
     drawn = pd.read_csv(path, usecols=['drawn'], dtype=str, keep_default_na=False)['drawn']
     for s, d in zip(st, drawn): s.meta['drawn'] = json.loads(d)
-    return type(st)([s for s in st if split is None or s.split == split], st.skipped)
+    return Studies([s for s in st if split is None or s.split == split], st.skipped)
