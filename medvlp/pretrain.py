@@ -205,27 +205,19 @@ def build_model(cfg, texts=None, tokenizer=None):
                         ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')] if cfg.method == 'slip' else None)
 
 # %% ../nbs/02_pretrain.ipynb 20
-def _enc_text(model, b, sfx=''):
-    return model.encode_text(b['input_ids' + sfx], b['attention_mask' + sfx])
-
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
-    m = model  # short name for the many calls below
-    scale = m.scale()  # exp(logit scale), clamped at logit_scale_max when set
+    o = model(b)  # normalized embeddings of every view and section in the batch, SSL projections, clamped scale
+    img, txt, scale = o['image_emb'], o['text_emb'], o['logit_scale']
     if cfg.method == 'slip':
-        clip_view, v1, v2 = b['image']
-        img, txt = m.encode_image(clip_view), _enc_text(m, b)
-        z1, z2 = m.ssl_head(m.image(v1)), m.ssl_head(m.image(v2))
-        out = L.slip_loss(img, txt, scale, z1, z2, ssl_scale=cfg.ssl_scale, ssl_temp=cfg.ssl_temp, **dist)
+        out = L.slip_loss(img, txt, scale, o['ssl1'], o['ssl2'], ssl_scale=cfg.ssl_scale, ssl_temp=cfg.ssl_temp, **dist)
     elif cfg.method == 'cxr_clip':
-        out = L.cxr_clip_loss(m.encode_image(b['image']), m.encode_image(b['image2']), _enc_text(m, b),
-                              _enc_text(m, b, '2'), scale, icl_weight=cfg.icl_weight, tcl_weight=cfg.tcl_weight, **dist)
-    else:
-        img, txt = m.encode_image(b['image']), _enc_text(m, b)
-        if cfg.method == 'clip': out = L.clip_loss(img, txt, scale, **dist)
-        elif cfg.method == 'siglip': out = L.siglip_loss(img, txt, scale, m.logit_bias)  # always gathers texts
-        else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
+        out = L.cxr_clip_loss(img, o['image2_emb'], txt, o['text2_emb'], scale, icl_weight=cfg.icl_weight,
+                              tcl_weight=cfg.tcl_weight, **dist)
+    elif cfg.method == 'clip': out = L.clip_loss(img, txt, scale, **dist)
+    elif cfg.method == 'siglip': out = L.siglip_loss(img, txt, scale, o['logit_bias'])  # always gathers texts
+    else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
     return out if isinstance(out, dict) else {'loss': out}
 
 # %% ../nbs/02_pretrain.ipynb 22
