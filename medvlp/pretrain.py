@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .data import StudyDataset, Collate, image_transform, subsample, CHEXPERT_LABELS
+from .data import StudyDataset, Collate, image_transform, subsample, cache_dir, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
 from .datasets import DATASETS, load_dataset
@@ -26,7 +26,7 @@ from .datasets import DATASETS, load_dataset
 __all__ = ['CHOICES', 'ZS_PROMPTS', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root', 'run_dir',
            'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
            'save_checkpoint', 'data_fingerprint', 'git_state', 'manifest', 'zero_shot_5x200', 'RunResult', 'sync_grads',
-           'pretrain', 'save_figures', 'benchmark']
+           'pretrain', 'save_figures', 'default_model', 'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
 CHOICES = dict(
@@ -483,6 +483,18 @@ def save_figures(out: Path):
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
 # %% ../nbs/02_pretrain.ipynb 33
+def default_model(**overrides) -> Path:
+    "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
+    from filelock import FileLock
+    import hashlib, medvlp
+    cfg = _resolve(None, overrides)
+    key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
+    out = cache_dir('models', f'{cfg.run_name}-{key}')
+    with FileLock(str(out) + '.lock'):
+        if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
+    return out/'model'
+
+# %% ../nbs/02_pretrain.ipynb 37
 def _memory_mib(fn, device) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages), in MiB."
     if device.type == 'cuda':
