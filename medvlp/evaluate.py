@@ -9,7 +9,10 @@ import pandas as pd
 from sklearn import metrics as skm
 
 # %% auto 0
-__all__ = ['TASKS', 'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion']
+__all__ = ['TASKS', 'PROMPT_KINDS', 'VOCAB', 'NORMAL', 'NORMAL_CLASSES', 'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES',
+           'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
+           'retrieval_metrics', 'class_prompts', 'negative_prompts', 'study_loader', 'image_embeddings',
+           'class_embeddings', 'resolve_prompts', 'text_classifier', 'zero_shot_scores']
 
 # %% ../nbs/05_eval.ipynb 6
 TASKS = ('multiclass', 'binary', 'multilabel')
@@ -116,3 +119,186 @@ def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.D
     Y, _, P = _check_inputs(y_true, scores, classes, task, threshold)
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
+
+# %% ../nbs/05_eval.ipynb 21
+import torch
+
+def _t(x) -> torch.Tensor: return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+@torch.no_grad()
+def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
+    "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
+    q, g = _t(query), _t(gallery)
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f'query {tuple(q.shape)} and gallery {tuple(g.shape)} must be [N, D] embeddings of the same D')
+    ql = torch.arange(len(q)) if query_labels is None else torch.as_tensor(np.asarray(query_labels))
+    gl = torch.arange(len(g)) if gallery_labels is None else torch.as_tensor(np.asarray(gallery_labels))
+    if len(ql) != len(q) or len(gl) != len(g):
+        raise ValueError(f'labels: {len(ql)} query / {len(gl)} gallery labels for {len(q)} queries / {len(g)} gallery items')
+    ranks, top = [], []
+    for i in range(0, len(q), chunk):
+        s = q[i:i + chunk] @ g.T                                      # [chunk, G]
+        pos = ql[i:i + chunk, None] == gl[None]
+        best = s.masked_fill(~pos, -torch.inf).max(1).values
+        r = ((s > best[:, None]) & ~pos).sum(1).double() + 1
+        ranks.append(torch.where(pos.any(1), r, torch.nan))
+        if topk: top.append(s.topk(min(topk, len(g)), dim=1).indices)
+    ranks = torch.cat(ranks).numpy()
+    return (ranks, torch.cat(top).numpy()) if topk else ranks
+
+# %% ../nbs/05_eval.ipynb 25
+def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95, gt=None) -> pd.DataFrame:
+    "Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries."
+    il = None if gt is None else np.asarray(gt)
+    if gt is None and len(image_emb) != len(text_emb):
+        raise ValueError(f'{len(image_emb)} images and {len(text_emb)} texts: pass gt (the text index of each image)')
+    if il is not None and len(il) != len(image_emb): raise ValueError(f'gt has {len(il)} entries for {len(image_emb)} images')
+    tl = None if gt is None else np.arange(len(text_emb))
+    rows = {}
+    for name, r in (('image_to_text', retrieval_ranks(image_emb, text_emb, il, tl, chunk)),
+                    ('text_to_image', retrieval_ranks(text_emb, image_emb, tl, il, chunk))):
+        r = r[~np.isnan(r)]
+        stats = {f'{name}_R@{k}': (lambda x, k=k: (x <= k).mean(-1)) for k in ks}
+        stats.update({f'{name}_mean_rank': lambda x: x.mean(-1), f'{name}_median_rank': lambda x: np.median(x, -1)})
+        for key, fn in stats.items():
+            rows[key] = (float(fn(r)), *(bootstrap_ci(fn, r, n_boot=n_boot, seed=seed, ci=ci, vectorized=True)
+                                         if n_boot else (np.nan, np.nan)))
+    return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
+
+# %% ../nbs/05_eval.ipynb 29
+from .pretrain import ZS_PROMPTS
+
+PROMPT_KINDS = ('hand', 'ensemble', 'medclip')
+
+# per class: names of the finding, and MedCLIP-style severity / subtype / location words
+VOCAB = {
+    'Atelectasis': dict(names=['atelectasis', 'volume loss', 'collapse'],
+                        severity=['', 'mild', 'minimal', 'moderate'],
+                        subtype=['atelectasis', 'subsegmental atelectasis', 'linear atelectasis', 'plate-like atelectasis'],
+                        location=['at the left base', 'at the right base', 'at the lung bases', 'in the left lower lobe', 'in the right lower lobe']),
+    'Cardiomegaly': dict(names=['cardiomegaly', 'enlarged heart', 'enlarged cardiac silhouette'],
+                         severity=['', 'mild', 'moderate', 'severe'],
+                         subtype=['cardiomegaly', 'enlargement of the cardiac silhouette', 'enlargement of the heart'],
+                         location=['', 'with a widened cardiothoracic ratio']),
+    'Consolidation': dict(names=['consolidation', 'airspace opacity', 'airspace disease'],
+                          severity=['', 'patchy', 'dense', 'focal'], subtype=['consolidation', 'airspace opacity'],
+                          location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe',
+                                    'in the left upper lobe', 'at the lung bases']),
+    'Edema': dict(names=['pulmonary edema', 'interstitial edema', 'edema'],
+                  severity=['', 'mild', 'moderate', 'severe'], subtype=['pulmonary edema', 'interstitial edema', 'vascular congestion'],
+                  location=['', 'bilaterally', 'with perihilar predominance']),
+    'Pleural Effusion': dict(names=['pleural effusion', 'effusion', 'pleural fluid'],
+                             severity=['', 'small', 'moderate', 'large'],
+                             subtype=['left pleural effusion', 'right pleural effusion', 'bilateral pleural effusions'],
+                             location=['', 'with blunting of the costophrenic angle']),
+    'Pneumonia': dict(names=['pneumonia', 'infection', 'consolidation consistent with pneumonia'],
+                      severity=['', 'patchy', 'multifocal'], subtype=['pneumonia', 'consolidation concerning for pneumonia'],
+                      location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe', 'in the left upper lobe']),
+    'Pneumothorax': dict(names=['pneumothorax', 'apical pneumothorax'],
+                         severity=['', 'small', 'moderate', 'large'], subtype=['left pneumothorax', 'right pneumothorax'],
+                         location=['', 'at the apex']),
+}
+NORMAL = dict(hand=['no acute cardiopulmonary process.'],
+              ensemble=['no acute cardiopulmonary process.', 'normal chest radiograph.', 'the lungs are clear.',
+                        'no acute cardiopulmonary abnormality.', 'heart size is normal and the lungs are clear.',
+                        'no focal consolidation, effusion or pneumothorax.'])
+NORMAL_CLASSES = ('Normal', 'No Finding')
+HAND = {**ZS_PROMPTS, 'Pneumonia': 'pneumonia.', 'Pneumothorax': 'pneumothorax.'}
+TEMPLATES = ['{}.', 'there is {}.', 'findings consistent with {}.', 'evidence of {}.', 'a chest x-ray showing {}.', 'compatible with {}.']
+NEGATION_TEMPLATES = ['no {}.', 'there is no {}.', 'no evidence of {}.']
+
+def _medclip(v) -> list[str]:
+    import itertools
+    return [' '.join(w for w in (sev, sub, loc) if w) + '.' for sev, sub, loc in
+            itertools.product(v['severity'], v['subtype'], v['location'])]
+
+def class_prompts(classes, kind='hand') -> dict[str, list[str]]:
+    "The prompt texts of each class: `hand` (one), `ensemble` (names x templates) or `medclip` (severity x subtype x location)."
+    if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS} (or a dict, or "tuned")')
+    out = {}
+    for c in classes:
+        if c in NORMAL_CLASSES: out[c] = NORMAL['hand' if kind == 'hand' else 'ensemble']; continue
+        v = VOCAB.get(c, dict(names=[c.lower()]))
+        if kind == 'hand': out[c] = [HAND.get(c, f'{c.lower()}.')]
+        elif kind == 'ensemble' or 'severity' not in v: out[c] = [t.format(n) for n in v['names'] for t in TEMPLATES]
+        else: out[c] = _medclip(v)
+    return out
+
+def negative_prompts(classes, kind='hand') -> dict[str, list[str]]:
+    "Prompts stating that each class is absent (`no <finding>.`), for multi-label zero-shot scoring."
+    if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS}')
+    if bad := [c for c in classes if c in NORMAL_CLASSES]:
+        raise ValueError(f'negative prompts: {bad} is the absence of findings already; multi-label classes must be findings')
+    names = {c: VOCAB.get(c, dict(names=[c.lower()]))['names'] for c in classes}
+    return {c: [f'no {HAND.get(c, c.lower()).rstrip(".")}.'] if kind == 'hand' else
+            [t.format(n) for n in names[c] for t in NEGATION_TEMPLATES] for c in classes}
+
+# %% ../nbs/05_eval.ipynb 33
+from torch.utils.data import DataLoader, Dataset
+from .data import StudyDataset, Collate, image_transform, CHEXPERT_LABELS
+
+def study_loader(studies, image_size, batch_size=128) -> DataLoader:
+    "An evaluation loader over `studies`: first view, resized and centre-cropped to `image_size`."
+    ds = StudyDataset(studies, image_transform(image_size, train=False), label_names=CHEXPERT_LABELS)
+    return DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
+
+@torch.no_grad()
+def image_embeddings(model, images_or_loader, batch_size=128) -> torch.Tensor:
+    "Normalised image embeddings `[N, D]` of images, a dataset, or an iterable of batches (embeddings pass through)."
+    x = images_or_loader
+    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
+    if torch.is_tensor(x) and x.ndim == 2: return x.float()
+    model.eval()
+    dev = model._dev()
+    if torch.is_tensor(x):
+        if x.ndim != 4: raise ValueError(f'images: expected [N, C, H, W] images or [N, D] embeddings, got shape {tuple(x.shape)}')
+        x = x.split(batch_size)
+    elif isinstance(x, Dataset): x = DataLoader(x, batch_size=batch_size, collate_fn=Collate())
+    out = [model.encode_image((b['image'] if isinstance(b, dict) else b).to(dev)).cpu() for b in x]
+    return torch.cat(out)
+
+@torch.no_grad()
+def class_embeddings(model, prompts: dict, batch_size=256) -> torch.Tensor:
+    "One normalised embedding per class `[C, D]`: the renormalised mean of its prompts' normalised embeddings."
+    model.eval()
+    texts = [t for v in prompts.values() for t in v]
+    e = torch.cat([model.encode_texts(texts[i:i + batch_size]).cpu() for i in range(0, len(texts), batch_size)])
+    parts = e.split([len(v) for v in prompts.values()])
+    return torch.nn.functional.normalize(torch.stack([p.mean(0) for p in parts]), dim=-1)
+
+# %% ../nbs/05_eval.ipynb 35
+def resolve_prompts(classes, prompts=None) -> dict[str, list[str]]:
+    "The prompt lists of `classes` from a kind or a class -> prompt(s) dict, naming any class without prompts."
+    if prompts is None: prompts = 'hand'
+    if isinstance(prompts, str): return class_prompts(classes, prompts)
+    if not isinstance(prompts, dict): raise TypeError(f'prompts: expected a kind {PROMPT_KINDS}, "tuned" or a dict, got {type(prompts).__name__}')
+    if missing := [c for c in classes if c not in prompts]:
+        raise ValueError(f'prompts has no prompt for class(es) {missing}; it covers {list(prompts)}')
+    out = {c: [prompts[c]] if isinstance(prompts[c], str) else list(prompts[c]) for c in classes}
+    if empty := [c for c, v in out.items() if not v]: raise ValueError(f'prompts: empty prompt list for {empty}')
+    return out
+
+def text_classifier(model, classes, prompts=None, model_dir=None) -> torch.Tensor:
+    "The normalised class embeddings `[C, D]` for `prompts` (a kind, a dict, or 'tuned' from `model_dir`)."
+    if isinstance(prompts, str) and prompts == 'tuned':
+        if not model_dir: raise ValueError("prompts='tuned' needs model_dir: the model folder that holds the tuned prompt (prompt/)")
+        from medvlp.prompt_tune import tuned_class_embeddings
+        return tuned_class_embeddings(model, model_dir, list(classes)).detach().float().cpu()
+    return class_embeddings(model, resolve_prompts(classes, prompts))
+
+@torch.no_grad()
+def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=None, task='multiclass',
+                     negatives=None, batch_size=128) -> np.ndarray:
+    "Zero-shot class probabilities `[N, C]` of images (or their embeddings) for `classes` with `prompts`."
+    if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
+    if task == 'binary' and len(classes) != 2: raise ValueError(f'task=binary needs classes=[negative, positive], got {list(classes)}')
+    img = image_embeddings(model, images_or_loader, batch_size)
+    t = text_classifier(model, classes, prompts, model_dir)
+    scale = model.scale().detach().cpu()
+    if task != 'multilabel': return torch.softmax(scale * img @ t.T, 1).numpy()
+    if isinstance(prompts, str) and prompts == 'tuned':
+        raise ValueError("prompts='tuned' holds no negative prompts: it scores task='multiclass' or 'binary' only")
+    neg = class_embeddings(model, resolve_prompts(classes, negatives) if negatives is not None else
+                           negative_prompts(classes, prompts if isinstance(prompts, str) else 'hand'))
+    pair = torch.stack([img @ neg.T, img @ t.T], -1)           # [N, C, 2]
+    return torch.softmax(scale * pair, -1)[..., 1].numpy()
