@@ -27,7 +27,8 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
 def tower_fingerprint(module: nn.Module) -> str:
     "sha256 over the class name, architecture (`repr`), extra config and `state_dict` tensors of `module`."
     h = hashlib.sha256()
-    h.update(f'{type(module).__module__}.{type(module).__qualname__}\n{module!r}\n'.encode())
+    arch = nn.Module.__repr__(module)  # the module tree, even where a class shortens its own repr
+    h.update(f'{type(module).__module__}.{type(module).__qualname__}\n{module!r}\n{arch}\n'.encode())
     cfg = getattr(getattr(module, 'trunk', module), 'config', None)  # transformers towers: their config
     if cfg is not None and hasattr(cfg, 'to_json_string'): h.update(cfg.to_json_string(use_diff=False).encode())
     for k, v in module.state_dict().items():
