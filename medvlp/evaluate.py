@@ -9,10 +9,12 @@ import pandas as pd
 from sklearn import metrics as skm
 
 # %% auto 0
-__all__ = ['TASKS', 'PROMPT_KINDS', 'VOCAB', 'NORMAL', 'NORMAL_CLASSES', 'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES',
-           'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
-           'retrieval_metrics', 'class_prompts', 'negative_prompts', 'study_loader', 'image_embeddings',
-           'class_embeddings', 'resolve_prompts', 'text_classifier', 'zero_shot_scores']
+__all__ = ['TASKS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL', 'NORMAL_CLASSES',
+           'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'EVAL_TASKS', 'TASK_CLASSES', 'bootstrap_ci', 'weighted_auroc',
+           'classification_metrics', 'confusion', 'retrieval_ranks', 'retrieval_metrics', 'class_prompts',
+           'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
+           'text_classifier', 'zero_shot_scores', 'study_embeddings', 'text_embeddings', 'plot_roc', 'plot_confusion',
+           'plot_retrieval_grid', 'plot_embedding_map', 'evaluate']
 
 # %% ../nbs/05_eval.ipynb 6
 TASKS = ('multiclass', 'binary', 'multilabel')
@@ -169,6 +171,9 @@ def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=100
 from .pretrain import ZS_PROMPTS
 
 PROMPT_KINDS = ('hand', 'ensemble', 'medclip')
+CLASSES_5X200 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']
+CLASSES_RSNA = ['Normal', 'Pneumonia']
+CLASSES_MULTILABEL = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion', 'Pneumothorax']
 
 # per class: names of the finding, and MedCLIP-style severity / subtype / location words
 VOCAB = {
@@ -302,3 +307,217 @@ def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=N
                            negative_prompts(classes, prompts if isinstance(prompts, str) else 'hand'))
     pair = torch.stack([img @ neg.T, img @ t.T], -1)           # [N, C, 2]
     return torch.softmax(scale * pair, -1)[..., 1].numpy()
+
+# %% ../nbs/05_eval.ipynb 41
+import json, time, hashlib, textwrap
+from pathlib import Path
+import matplotlib
+import matplotlib.pyplot as plt
+from .models import DualEncoder
+from .datasets import load_dataset
+from .pretrain import default_model, repo_root, git_state, data_fingerprint
+
+EVAL_TASKS = ('5x200', 'rsna', 'retrieval', 'multilabel')
+TASK_CLASSES = {'5x200': CLASSES_5X200, 'rsna': CLASSES_RSNA, 'multilabel': CLASSES_MULTILABEL}
+
+def _eval_set(task, data_root=None):
+    "Studies, classes, truth and the metrics task of an evaluation set."
+    if task == '5x200':
+        st = load_dataset('synthcxr', data_root, split=None, subset='5x200')
+        return st, CLASSES_5X200, np.array([[s.labels.get(c) == 1 for c in CLASSES_5X200].index(True) for s in st]), 'multiclass'
+    if task == 'rsna':
+        st = load_dataset('synthcxr', data_root, split=None, subset='rsna')
+        return st, CLASSES_RSNA, np.array([int(s.labels.get('Pneumonia') == 1) for s in st]), 'binary'
+    if task == 'multilabel':
+        st = load_dataset('synthcxr', data_root, split='test')
+        return st, CLASSES_MULTILABEL, np.array([[int(s.labels.get(c) == 1) for c in CLASSES_MULTILABEL] for s in st]), 'multilabel'
+    return load_dataset('synthcxr', data_root, split=None, subset='retrieval'), None, None, 'retrieval'
+
+def _image_size(model_dir, image_size):
+    p = Path(model_dir).parent/'params.yaml'
+    if p.exists():
+        import yaml
+        return int(yaml.safe_load(p.read_text())['image_size'])
+    if image_size is None: raise ValueError(f'{p} not found: pass image_size= (the size the model was trained at)')
+    return int(image_size)
+
+def _task_prompts(prompts, task):
+    if isinstance(prompts, dict) and prompts and set(prompts) <= set(EVAL_TASKS):
+        if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
+        return prompts[task]
+    return prompts
+
+def _label(p) -> str: return p if isinstance(p, str) else 'custom'
+
+def _md_table(df: pd.DataFrame, ci=0.95) -> str:
+    "A Markdown table: metric | value | CI."
+    lines = [f'| metric | value | {ci:.0%} CI |', '|---|---|---|']
+    lines += [f'| {k} | {r.value:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] |' for k, r in df.iterrows()]
+    return '\n'.join(lines)
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+
+@torch.no_grad()
+def study_embeddings(model, studies, image_size, batch_size=128, cache=True) -> torch.Tensor:
+    "Normalised image embeddings of `studies` (first view); with `cache`, the image tower's features come from `medvlp.cache`."
+    if not cache: return image_embeddings(model, study_loader(studies, image_size, batch_size))
+    from medvlp.cache import embed_images
+    feats = embed_images(model.image, studies, image_transform(image_size, train=False), batch_size=batch_size,
+                         desc=f'embed {len(studies)} images')
+    model.eval()
+    z = model.image_proj(torch.from_numpy(np.array(feats.pooled)).to(model._dev()))
+    return torch.nn.functional.normalize(z, dim=-1).cpu()
+
+@torch.no_grad()
+def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
+    "Normalised text embeddings `[N, D]` of a list of strings, in batches."
+    model.eval()
+    return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
+
+# %% ../nbs/05_eval.ipynb 43
+def plot_roc(curves: dict):
+    "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
+    for ax, (task, (y, s, classes, kind)) in zip(axes[0], curves.items()):
+        Y, S, _ = _check_inputs(y, s, classes, kind, 0.5)
+        for c, name in enumerate(classes):
+            if kind == 'binary' and c == 0: continue
+            fpr, tpr, _ = skm.roc_curve(Y[:, c], S[:, c])
+            ax.plot(fpr, tpr, lw=1.4, label=f'{name} ({skm.auc(fpr, tpr):.3f})')
+        ax.plot([0, 1], [0, 1], 'k:', lw=0.8)
+        ax.set(xlabel='false positive rate', ylabel='true positive rate', title=f'{task} ({kind})', aspect='equal')
+        ax.legend(fontsize=7, loc='lower right', title='AUROC', title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+def plot_confusion(matrices: dict):
+    "Confusion matrices (task -> labelled DataFrame from `confusion`), one panel each."
+    import seaborn as sns
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.2), squeeze=False)
+    for ax, (task, cm) in zip(axes[0], matrices.items()):
+        sns.heatmap(cm, annot=True, fmt='d', cmap='Blues', cbar=False, ax=ax)
+        ax.set(title=f'{task}: accuracy {np.trace(cm.values) / cm.values.sum():.3f}')
+        ax.tick_params(axis='x', labelrotation=30, labelsize=7); ax.tick_params(axis='y', labelrotation=0, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0):
+    "Query images and their top-`k` reports; the right report in green with a check mark, its rank when missed."
+    from medvlp.data import load_image
+    q = np.sort(np.random.default_rng(seed).choice(len(studies), min(n, len(studies)), replace=False))
+    ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, q, None, topk=k)
+    fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]), squeeze=False)
+    for (ax_i, ax_t), i, r, tk in zip(axes, q, ranks, top):
+        ax_i.imshow(load_image(studies[i].images[0])[0], cmap='gray'); ax_i.axis('off')
+        ax_i.set_title(f'query {studies[i].study_id}', fontsize=8)
+        ax_t.axis('off')
+        for j, t in enumerate(tk):
+            ok = t == i
+            line = textwrap.shorten(texts[t], 150, placeholder=' ...')
+            ax_t.text(0, 1 - (j + 0.5) / (k + 1), f"{'✓' if ok else ' '} {j + 1}. {line}", fontsize=7.5,
+                      color='green' if ok else 'black', weight='bold' if ok else 'normal', va='center', family='DejaVu Sans')
+        if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + textwrap.shorten(texts[i], 120, placeholder=' ...'),
+                            fontsize=7.5, color='firebrick', va='center')
+    fig.suptitle(f'image-to-text retrieval: top {k} reports', fontsize=10)
+    fig.tight_layout()
+    return fig
+
+def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
+    "2-D map (scikit-learn PCA or t-SNE) of embeddings coloured by class; PCA also places the class text embeddings."
+    X = _t(emb).numpy()
+    if method == 'pca':
+        from sklearn.decomposition import PCA
+        pca = PCA(2, random_state=seed).fit(X)
+        Z, Zc = pca.transform(X), (pca.transform(_t(class_emb).numpy()) if class_emb is not None else None)
+    elif method == 'tsne':
+        from sklearn.manifold import TSNE
+        Z, Zc = TSNE(2, init='pca', perplexity=30, random_state=seed).fit_transform(X), None
+    else: raise ValueError(f'embedding_map={method!r} is not one of (pca, tsne)')
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cmap = plt.get_cmap('tab10')
+    for c, name in enumerate(classes):
+        ax.scatter(*Z[y == c].T, s=7, alpha=0.6, color=cmap(c), label=name)
+        if Zc is not None: ax.scatter(*Zc[c], marker='*', s=260, color=cmap(c), edgecolor='k', zorder=3)
+    ax.set(title=f'image embeddings ({method.upper()})' + (', class prompts as stars' if Zc is not None else ''),
+           xticks=[], yticks=[])
+    ax.legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_eval.ipynb 45
+def evaluate(model_dir='', tasks=('5x200', 'rsna', 'retrieval'), prompts='hand', out_dir=None, run_name='eval',
+             compare=PROMPT_KINDS, n_boot=1000, seed=0, ci=0.95, ks=(1, 5, 10), image_size=None, data_root=None,
+             batch_size=128, chunk=1024, embedding_map='pca', n_examples=4, cache=True, device='cpu') -> dict:
+    "Zero-shot and retrieval metrics with bootstrap CIs of a model folder, written as tables, figures and a manifest."
+    t0 = time.time()
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    if bad := [t for t in tasks if t not in EVAL_TASKS]: raise ValueError(f'tasks: {bad} not in {EVAL_TASKS}')
+    if bad := [c for c in compare if c not in PROMPT_KINDS + ('tuned',)]:
+        raise ValueError(f'compare: {bad} not in {PROMPT_KINDS + ("tuned",)}')
+    if embedding_map not in ('pca', 'tsne', None): raise ValueError(f'embedding_map={embedding_map!r} is not one of (pca, tsne, None)')
+    for t in tasks:   # prompt kinds and class coverage, before any image is read
+        if t not in TASK_CLASSES: continue
+        if not (isinstance(p := _task_prompts(prompts, t), str) and p == 'tuned'): resolve_prompts(TASK_CLASSES[t], p)
+    mdir = Path(model_dir) if model_dir else default_model()
+    model = DualEncoder.from_pretrained(mdir, device=device)
+    size = _image_size(mdir, image_size)
+    out = Path(out_dir) if out_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run_name
+    out.mkdir(parents=True, exist_ok=True)
+    res, long, comp, curves, cms, data, fig_files = {}, [], [], {}, {}, {}, []
+    for task in tasks:
+        studies, classes, y, kind = _eval_set(task, data_root)
+        data[task] = dict(n=len(studies), fingerprint=data_fingerprint(studies))
+        img = study_embeddings(model, studies, size, batch_size, cache)
+        if kind == 'retrieval':
+            texts = [' '.join(t for t in s.texts if t) for s in studies]
+            txt = text_embeddings(model, texts)
+            m = retrieval_metrics(img, txt, ks, chunk, n_boot, seed, ci)
+            label = 'retrieval'
+            fig = plot_retrieval_grid(studies, texts, img, txt, n_examples, max(ks), seed)
+            fig.savefig(out/'retrieval_grid.png', dpi=110); plt.close(fig); fig_files.append('retrieval_grid.png')
+        else:
+            p = _task_prompts(prompts, task)
+            label = _label(p)
+            s = zero_shot_scores(model, img, classes, p, mdir, kind)
+            m = classification_metrics(y, s, classes, kind, n_boot, seed, ci)
+            curves[task] = (y, s, classes, kind)
+            if kind != 'multilabel': res[f'confusion_{task}'] = cms[task] = confusion(y, s, classes, kind)
+            for c in dict.fromkeys([label] + list(compare)):
+                mc = m if c == label else classification_metrics(y, zero_shot_scores(model, img, classes, c, mdir, kind),
+                                                                 classes, kind, n_boot, seed, ci)
+                comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
+            if task == '5x200' and embedding_map:
+                cemb = text_classifier(model, classes, p, mdir) if embedding_map == 'pca' else None
+                fig = plot_embedding_map(img, y, classes, embedding_map, cemb, seed)
+                fig.savefig(out/'embedding_map.png', dpi=110); plt.close(fig); fig_files.append('embedding_map.png')
+        res[task] = m
+        long.append(m.reset_index().assign(task=task, prompts=label))
+    metrics = pd.concat(long)[['task', 'prompts', 'metric', 'value', 'ci_low', 'ci_high']]
+    metrics.to_csv(out/'metrics.csv', index=False)
+    md = [f'# Evaluation of `{mdir}`', '']
+    for task, m in zip(tasks, long):
+        md += [f'## {task}' + ('' if task == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '', _md_table(res[task], ci), '']
+    if comp:
+        res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
+        res['prompts'].to_csv(out/'prompts.csv')
+        cell = res['prompts'].apply(lambda r: f'{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]', axis=1).unstack('metric')
+        cell = cell.reindex(res['prompts'].index.droplevel('metric').unique())
+        (out/'prompts.md').write_text('| task | prompts | ' + ' | '.join(cell.columns) + ' |\n|' + '---|' * (2 + len(cell.columns)) + '\n' +
+                                     '\n'.join(f'| {t} | {p} | ' + ' | '.join(r) + ' |' for (t, p), r in cell.iterrows()) + '\n')
+        md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
+    (out/'metrics.md').write_text('\n'.join(md))
+    for name, fn, arg in (('roc.png', plot_roc, curves), ('confusion.png', plot_confusion, cms)):
+        if arg: fig = fn(arg); fig.savefig(out/name, dpi=110); plt.close(fig); fig_files.append(name)
+    import sklearn, medvlp
+    man = dict(git=git_state(), model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'),
+               prompts=prompts if isinstance(prompts, (str, dict)) else repr(prompts), compare=list(compare), tasks=tasks,
+               image_size=size, n_boot=n_boot, seed=seed, ci=ci, ks=list(ks), data=data,
+               versions={m.__name__: m.__version__ for m in (medvlp, torch, np, pd, sklearn)},
+               files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + fig_files),
+               wall_s=round(time.time() - t0, 2))
+    (out/'manifest.json').write_text(json.dumps(man, indent=2, default=str))
+    return res
