@@ -248,4 +248,5 @@ def frozen_model(model_dir='', image_size=None):
         if not p.exists(): raise FileNotFoundError(f'{p}: not found; pass image_size= (the size {model_dir} was trained at)')
         image_size = int(yaml.safe_load(p.read_text())['image_size'])
     model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
+    model.image_size = image_size  # for callers that build a training transform at the same size
     return model, image_transform(image_size, train=False)
