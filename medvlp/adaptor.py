@@ -123,6 +123,13 @@ def build_tower(kind: str, spec: dict, tokenizer=None, texts=None):
     raise ValueError(f"{kind} tower spec {spec}: source {src!r} is not one of "
                      f"{['dual_encoder', 'timm'] if kind == 'image' else ['dual_encoder', 'transformers']}")
 
+def _build_pair(specs, tokenizer=None, texts=None):
+    "The frozen (image, text) towers of `specs`; one DualEncoder folder lending both is read once."
+    if specs['image'] == specs['text']:
+        de = DualEncoder.from_pretrained(specs['image']['path'])
+        return _frozen(de.image), _frozen(de.text)
+    return build_tower('image', specs['image']), build_tower('text', specs['text'], tokenizer, texts)
+
 def load_towers(cfg=None, texts=None, **overrides):
     "The frozen `(image_tower, text_tower, specs)` that `cfg` names; specs also hold `image_size`."
     cfg = AdaptorConfig.make(cfg, **overrides)
@@ -141,12 +148,7 @@ def load_towers(cfg=None, texts=None, **overrides):
                                pool=cfg.image_pool, seed=cfg.seed)
         else:
             specs[kind] = dict(source='transformers', name=name, pool=cfg.text_pool, seed=cfg.seed)
-    if specs['image'] == specs['text']:  # both towers from one DualEncoder folder: load it once
-        de = DualEncoder.from_pretrained(specs['image']['path'])
-        image, text = _frozen(de.image), _frozen(de.text)
-    else:
-        image = build_tower('image', specs['image'])
-        text = build_tower('text', specs['text'], texts=texts)
+    image, text = _build_pair(specs, texts=texts)
     size = cfg.image_size or (_trained_size(specs['image']['path']) if specs['image']['source'] == 'dual_encoder' else 0)
     if not size:
         size = 64 if cfg.image_tower in IMAGE_PRESETS else int(image.trunk.pretrained_cfg.get('input_size', (3, 224, 224))[-1])
@@ -215,7 +217,7 @@ class Adaptor(nn.Module):
 
     @torch.no_grad()
     def encode_text_features(self, feats, batch_size=1024) -> torch.Tensor:
-        "Normalised text embeddings [N, dim] of cached text features [N, Dt], each text on its own (no image attended)."
+        "Normalised text embeddings [N, dim] of cached text features [N, Dt], each text on its own (no image attended, even with `fuse`)."
         was = self.training; self.eval()
         out = torch.cat([self._text_only(_batch(feats, i, batch_size, self._dev())).cpu() for i in range(0, len(feats), batch_size)])
         self.train(was)
@@ -271,7 +273,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
     image = text = None
     if towers:
         tok = AutoTokenizer.from_pretrained(d/'tokenizer') if (d/'tokenizer').exists() else None
-        image, text = build_tower('image', specs['image']), build_tower('text', specs['text'], tokenizer=tok)
+        image, text = _build_pair(specs, tokenizer=tok)
         for kind, t in (('image', image), ('text', text)):
             fp = tower_fingerprint(t)
             if fp != meta['fingerprints'].get(kind):
@@ -284,7 +286,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
         raise ValueError(f'{d}/adaptor.safetensors does not match the adaptor it describes: missing {missing}, unexpected {unexpected}')
     return a.to(device).eval()
 
-# %% ../nbs/06_adaptor.ipynb 22
+# %% ../nbs/06_adaptor.ipynb 24
 @dataclass
 class AdaptorResult:
     "What an Adaptor pretraining run left behind."
@@ -353,7 +355,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     timings = dict(towers_s=t1 - t0, features_s=t2 - t1, train_s=t3 - t2, steps=total, n_train=n, n_valid=len(vi))
     return AdaptorResult(out, model.cpu(), history, timings)
 
-# %% ../nbs/06_adaptor.ipynb 30
+# %% ../nbs/06_adaptor.ipynb 32
 class AdaptorClassifier(nn.Module):
     "The Adaptor paper's classification head: dropout, linear, batch norm, ReLU, dropout, linear."
     def __init__(self, in_dim: int, num_classes: int, hidden=256, dropout=0.2):
@@ -387,7 +389,7 @@ def predict_proba(head, feats) -> np.ndarray:
     head.eval()
     return torch.softmax(head(torch.tensor(np.asarray(feats), dtype=torch.float32)), -1).numpy()
 
-# %% ../nbs/06_adaptor.ipynb 33
+# %% ../nbs/06_adaptor.ipynb 35
 METHODS = ('adaptor', 'clip', 'tower')
 
 def _test_studies(cfg, test_set):
@@ -455,7 +457,7 @@ def _cells(summary, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     out['n_train'] = summary.n_train.round(1)
     return out
 
-# %% ../nbs/06_adaptor.ipynb 37
+# %% ../nbs/06_adaptor.ipynb 41
 class _EndToEnd(nn.Module):
     "CLIP over trainable copies of two towers: linear projections to `dim`, normalised, a learnable logit scale."
     def __init__(self, image, text, dim):
@@ -568,7 +570,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     return df[['steps', 'epoch_s', 'ms_per_step', 'trainable_params', 'params_in_memory', 'state_mib', 'activations_mib',
                'peak_mib', 'break_even_epochs']]
 
-# %% ../nbs/06_adaptor.ipynb 41
+# %% ../nbs/06_adaptor.ipynb 45
 def _markdown(df, floatfmt='.3f') -> str:
     "A DataFrame as a GitHub Markdown table (index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
