@@ -20,7 +20,7 @@ from .evaluate import classification_metrics
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'METHODS', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores',
-           'fine_tune_scores', 'linear_probe', 'results_table', 'save_results']
+           'fine_tune_scores', 'linear_probe', 'results_table', 'per_class_table', 'save_results']
 
 # %% ../nbs/04_linear_probe.ipynb 6
 TASKS = ('multiclass', 'multilabel')
@@ -90,7 +90,8 @@ def head_scores(clf, X) -> np.ndarray:
     return clf.predict_proba(np.asarray(X))
 
 # %% ../nbs/04_linear_probe.ipynb 18
-def _load_all(paths, channels, images: dict) -> torch.Tensor:
+def _load_all(paths, channels, images: dict) -> list:
+    "The images at `paths` as [C, H, W] tensors, read once into the shared `images` dict."
     for p in paths:
         if p not in images: images[p] = load_image(p, channels)
     return [images[p] for p in paths]
@@ -228,6 +229,14 @@ def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
     cols = [m for m in metrics if m in t.columns]
     return t[cols].join(res.xs(metrics[0], level='metric')[['n_train', 'n_patients']].round(1))
 
+def per_class_table(res: pd.DataFrame, metrics=('precision', 'recall', 'auroc')) -> pd.DataFrame:
+    "Method x fraction x class rows, one `value [ci_low, ci_high]` column per per-class metric."
+    t = res[res.index.get_level_values('metric').str.contains('[', regex=False)].apply(_cell, axis=1).reset_index(name='cell')
+    t[['kind', 'class']] = t.metric.str.extract(r'^(\w+)\[(.*)\]$')
+    t = t[t.kind.isin(list(metrics))].pivot_table(index=['method', 'fraction', 'class'], columns='kind', values='cell',
+                                                  aggfunc='first', sort=False)
+    return t[[m for m in metrics if m in t.columns]].rename_axis(columns=None)
+
 def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
     "Write the probe's CSV and Markdown tables, its figure and a manifest to `out_dir`."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -236,12 +245,10 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
     from medvlp.pretrain import git_state, data_fingerprint
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out/'results.csv'); pd.DataFrame(res.attrs['per_seed']).to_csv(out/'per_seed.csv', index=False)
-    classes = res.attrs['classes']
-    per_class = [f'{k}[{c}]' for c in classes for k in ('precision', 'recall', 'auroc')]
     md = [f"# Linear probe: {res.attrs['task']} on {res.attrs['dataset']} (test: {res.attrs['test']}, "
           f"n={res.attrs['n_test']}, uncertain -> {res.attrs['uncertain']})", '',
           'Mean over seeds; [95% bootstrap interval over test images, averaged over seeds].', '',
-          _markdown(results_table(res)), '', '## Per class', '', _markdown(results_table(res, per_class))]
+          _markdown(results_table(res)), '', '## Per class', '', _markdown(per_class_table(res))]
     (out/'results.md').write_text('\n'.join(md) + '\n')
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axs, ('auroc_macro', 'f1_macro')):
