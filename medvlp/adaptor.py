@@ -5,7 +5,7 @@
 # %% ../nbs/06_adaptor.ipynb 3
 from __future__ import annotations
 import contextlib, copy, json, math, tempfile, time
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,9 @@ from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import CHEXPERT5, DataError, StudyDataset, Collate, image_transform, subsample
+from .data import CHEXPERT5, DataError, StudyDataset, Collate, image_transform
 from .datasets import load_dataset
-from .models import (AdaptorFusion, DualEncoder, ImageTower, TextTower, IMAGE_PRESETS, TEXT_PRESETS,
-                           build_image_tower, build_text_tower, count_parameters)
+from .models import AdaptorFusion, DualEncoder, IMAGE_PRESETS, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint
 from .evaluate import classification_metrics
