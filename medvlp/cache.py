@@ -135,11 +135,11 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
     "The cache folder for key `parts`: read it if complete, else compute it (sharded under torch.distributed)."
     base = Path(root) if root is not None else cache_dir('embeddings')
     key = _key(parts); final = base/key
-    if (final/'meta.json').exists(): return Embeddings.load(final)
     rank, world = _dist()
-    name = [f'.tmp-{key}-{uuid.uuid4().hex[:8]}']
-    if world > 1: torch.distributed.broadcast_object_list(name, src=0)  # one temporary folder for all ranks
-    tmp = base/name[0]
+    state = [(final/'meta.json').exists(), f'.tmp-{key}-{uuid.uuid4().hex[:8]}']
+    if world > 1: torch.distributed.broadcast_object_list(state, src=0)  # rank 0 decides for all: reuse, or one temp folder
+    if state[0]: return Embeddings.load(final)
+    tmp = base/state[1]
     tmp.mkdir(parents=True, exist_ok=True)
     t0, n = time.time(), len(ids)
     rows = _shard(n, rank, world)
