@@ -19,8 +19,8 @@ from .cache import embed_images, frozen_model, tower_fingerprint
 from .evaluate import classification_metrics
 
 # %% auto 0
-__all__ = ['TASKS', 'UNCERTAIN', 'METHODS', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores',
-           'fine_tune_scores', 'linear_probe', 'results_table', 'per_class_table', 'save_results']
+__all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
+           'linear_probe', 'results_table', 'per_class_table', 'save_results']
 
 # %% ../nbs/04_linear_probe.ipynb 6
 TASKS = ('multiclass', 'multilabel')
@@ -97,8 +97,13 @@ def _load_all(paths, channels, images: dict) -> list:
     return [images[p] for p in paths]
 
 def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_classes=5, image_size=64, epochs=3,
-                     lr=3e-4, batch_size=32, min_steps=30, seed=0, images=None, desc=None) -> np.ndarray:
+                     lr=3e-4, batch_size=32, min_steps=30, seed=0, images=None, desc=None, threads=None) -> np.ndarray:
     "Fine-tune a copy of image `tower` + a linear head end to end on (`train_paths`, `y`); test probabilities [N, C]."
+    if threads:  # torch's intra-op threads for this call only
+        old = torch.get_num_threads(); torch.set_num_threads(threads)
+        try: return fine_tune_scores(tower, train_paths, y, test_paths, task, n_classes, image_size, epochs, lr,
+                                     batch_size, min_steps, seed, images, desc)
+        finally: torch.set_num_threads(old)
     from tqdm.auto import tqdm
     from medvlp.cache import _in_channels
     _check('task', task, TASKS)
@@ -128,8 +133,6 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
     return torch.cat(scores).numpy()
 
 # %% ../nbs/04_linear_probe.ipynb 20
-METHODS = ('linear_probe', 'fine_tune')
-
 def _studies(dataset, root, split, options, test=False):
     if test and split == '5x200':
         if dataset != 'synthcxr': raise ValueError(f"test='5x200' is SynthCXR's balanced set; for dataset={dataset!r} use a split")
@@ -146,7 +149,7 @@ def _choose_C(Cs, Xtr, ytr, Xva, yva, task, classes, seed):
 
 def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2),
                  classes=None, data_root=None, data_options=None, test='test', uncertain='zeros', C=0.1,
-                 ensure_classes=True, fine_tune=False, ft_seeds=None, ft_epochs=3, ft_lr=3e-4, ft_min_steps=30, n_boot=1000,
+                 ensure_classes=True, fine_tune=False, ft_seeds=None, ft_epochs=3, ft_lr=3e-4, ft_min_steps=30, ft_threads=None, n_boot=1000,
                  batch_size=64, out_dir=None, image_size=None) -> pd.DataFrame:
     "Linear probe (and optionally fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`."
     t0 = time.time()
@@ -189,7 +192,7 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
                     scores = fine_tune_scores(model.image, [train[i].images[0] for i in r], y_tr[r],
                                               [s.images[0] for s in test_st], task, len(classes), model.image_size,
                                               ft_epochs, ft_lr, min_steps=ft_min_steps, seed=seed, images=images,
-                                              desc=f'fine-tune {frac:g} seed {seed}')
+                                              desc=f'fine-tune {frac:g} seed {seed}', threads=ft_threads)
                 m = classification_metrics(y_te, scores, classes, task, n_boot=n_boot, seed=0).reset_index()
                 m = m.assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(y_te),
                              topped_up=','.join(info['topped_up']), n_train=info['n_train'], n_patients=info['n_patients'])
@@ -206,7 +209,8 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
         save_results(res, out_dir, params=dict(model_dir=str(model_dir), dataset=dataset, task=task, fractions=fractions,
                      seeds=seeds, classes=classes, data_root=str(data_root or ''), data_options=opts, test=test,
                      uncertain=uncertain, C=[float(c) for c in Cs], ensure_classes=ensure_classes, fine_tune=fine_tune,
-                     ft_seeds=ft_seeds, ft_epochs=ft_epochs, ft_lr=ft_lr, ft_min_steps=ft_min_steps, n_boot=n_boot),
+                     ft_seeds=ft_seeds, ft_epochs=ft_epochs, ft_lr=ft_lr, ft_min_steps=ft_min_steps, ft_threads=ft_threads,
+                     n_boot=n_boot),
                      studies=dict(train=train, test=test_st))
     return res
 
