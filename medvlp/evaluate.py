@@ -448,7 +448,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 45
+# %% ../nbs/05_eval.ipynb 47
 def evaluate(model_dir='', tasks=('5x200', 'rsna', 'retrieval'), prompts='hand', out_dir=None, run_name='eval',
              compare=PROMPT_KINDS, n_boot=1000, seed=0, ci=0.95, ks=(1, 5, 10), image_size=None, data_root=None,
              batch_size=128, chunk=1024, embedding_map='pca', n_examples=4, cache=True, device='cpu') -> dict:
