@@ -5,7 +5,7 @@
 # %% ../nbs/07_segment.ipynb 3
 from __future__ import annotations
 import hashlib, json, math, time
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import DataError, load_image, image_transform, cache_dir
 from .datasets import load_dataset, DATASETS
-from .models import AdaptorFusion, DualEncoder, ImageTower, build_image_tower
+from .models import AdaptorFusion, DualEncoder, ImageTower
 from .cache import embed_images, tower_fingerprint
 from .evaluate import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
