@@ -394,8 +394,8 @@ class SegmentResult:
     history: pd.DataFrame
     segmenter: Segmenter
 
-def plot_masks(images, probs, masks, dice, n=6, title=''):
-    "Test images with the true mask (green outline) and the predicted mask at 0.5 (red fill), each with its Dice."
+def plot_masks(ds, probs, masks, dice, n=6, title=''):
+    "Images of `ds` with the true mask (green outline) and the predicted mask at 0.5 (red fill), each with its Dice."
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     pos = [i for i in range(len(masks)) if masks[i].any()]
@@ -403,7 +403,7 @@ def plot_masks(images, probs, masks, dice, n=6, title=''):
     idx = (pos[:n - n // 3] + neg[:n // 3])[:n]
     fig, axs = plt.subplots(1, len(idx), figsize=(2.6 * len(idx), 2.9), squeeze=False)
     for ax, i in zip(axs[0], idx):
-        ax.imshow(images[i][0], cmap='gray')
+        ax.imshow(ds[i]['image'][0], cmap='gray')
         ax.imshow(np.ma.masked_where(probs[i][0] <= 0.5, np.ones_like(probs[i][0])), cmap=ListedColormap(['red']), alpha=0.5)
         if masks[i].any(): ax.contour(masks[i][0], levels=[0.5], colors='lime', linewidths=1)
         ax.set_title(f'Dice {dice[i]:.2f}' + ('' if masks[i].any() else ' (empty)'), fontsize=8); ax.axis('off')
@@ -446,10 +446,8 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
     tab.to_csv(out/'metrics.csv', index_label='model'); hist.to_csv(out/'history.csv', index=False)
     (out/'metrics.md').write_text(f'Per-image Dice at 0.5 on the {cfg.dataset} test split, target {target!r} (an image '
                                   f'without the finding scores 1 when nothing is predicted):\n\n{_md(tab)}\n')
-    images = torch.stack([te[i]['image'] for i in range(len(te))]) if len(te) <= 2000 else None
-    if images is not None:
-        fig = plot_masks(images, probs, masks, d, title=f'{target}: true (green), predicted (red)')
-        fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
+    fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
+    fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
     save_segmenter(seg, out/'head', source, target=target, dataset=cfg.dataset)
     wall = time.time() - t0
     man = manifest(cfg, studies, wall_s=wall, target=target, tower_source=source, kind=seg.kind, image_size=size,
