@@ -4,8 +4,8 @@
 
 # %% ../nbs/06_adaptor.ipynb 3
 from __future__ import annotations
-import contextlib, copy, json, math, tempfile, time
-from dataclasses import dataclass, asdict, fields
+import copy, json, math, tempfile, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +13,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import CHEXPERT5, DataError, StudyDataset, Collate, image_transform
+from .data import CHEXPERT5, DataError, StudyDataset, Collate, image_transform, torch_threads
 from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, IMAGE_PRESETS, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
-from .cache import embed_images, embed_texts, tower_fingerprint
-from .evaluate import classification_metrics
+from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
+from .evaluate import classification_metrics, markdown_table
 from .probe import task_targets, train_subset
-from .pretrain import default_model, manifest, repo_root, _memory_mib
+from .pretrain import Params, default_model, manifest, repo_root, _memory_mib
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
@@ -34,7 +33,7 @@ __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_feat
 
 # %% ../nbs/06_adaptor.ipynb 6
 @dataclass
-class AdaptorConfig:
+class AdaptorConfig(Params):
     "All parameters of an Adaptor pretraining run; defaults are the tiny offline recipe on SynthCXR."
     model_dir: str = ''          # a DualEncoder folder; '' = medvlp.pretrain.default_model()
     image_tower: str = ''        # '' = model_dir's; a preset, timm name, or a DualEncoder folder
@@ -58,26 +57,12 @@ class AdaptorConfig:
     warmup_steps: int = 50
     seed: int = 0
 
+    _positive = ('dim', 'num_layers', 'num_heads', 'epochs', 'batch_size')
+
     def __post_init__(self):
-        for f in fields(self):
-            v, t = getattr(self, f.name), f.type
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str}[t]
-            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
-                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            if t == 'float': setattr(self, f.name, float(v))
-        for k in ('dim', 'num_layers', 'num_heads', 'epochs', 'batch_size'):
-            if getattr(self, k) < 1: raise ValueError(f'parameter {k}={getattr(self, k)}: expected >= 1')
+        super().__post_init__()
         if self.dim % self.num_heads: raise ValueError(f'parameter dim={self.dim} must be divisible by num_heads={self.num_heads}')
         if not 0 <= self.i2t_weight <= 1: raise ValueError(f'parameter i2t_weight={self.i2t_weight}: expected a value in [0, 1]')
-
-    @classmethod
-    def make(cls, cfg=None, **kw):
-        "Build from a config or dict plus keyword overrides; unknown names fail with the list of valid ones."
-        base = asdict(cfg) if isinstance(cfg, AdaptorConfig) else dict(cfg or {})
-        valid = [f.name for f in fields(cls)]
-        bad = [k for k in {**base, **kw} if k not in valid]
-        if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
-        return cls(**{**base, **kw})
 
 # %% ../nbs/06_adaptor.ipynb 9
 def _dual_encoder_folder(p) -> bool:
@@ -98,10 +83,6 @@ def _seeded(seed, fn):
         torch.manual_seed(seed)
         return fn()
 
-def _trained_size(model_dir) -> int:
-    "The image size a DualEncoder folder was trained at (its run's params.yaml), or 0 when unknown."
-    p = Path(model_dir)/'..'/'params.yaml'
-    return int((yaml.safe_load(p.read_text()) or {}).get('image_size', 0)) if p.exists() else 0
 
 def build_tower(kind: str, spec: dict, tokenizer=None, texts=None):
     "Rebuild the frozen image or text tower a spec describes (the specs `load_towers` returns)."
@@ -148,7 +129,7 @@ def load_towers(cfg=None, texts=None, **overrides):
         else:
             specs[kind] = dict(source='transformers', name=name, pool=cfg.text_pool, seed=cfg.seed)
     image, text = _build_pair(specs, texts=texts)
-    size = cfg.image_size or (_trained_size(specs['image']['path']) if specs['image']['source'] == 'dual_encoder' else 0)
+    size = cfg.image_size or (trained_image_size(specs['image']['path']) if specs['image']['source'] == 'dual_encoder' else 0)
     if not size:
         size = 64 if cfg.image_tower in IMAGE_PRESETS else int(image.trunk.pretrained_cfg.get('input_size', (3, 224, 224))[-1])
     specs['image_size'] = size
@@ -165,14 +146,6 @@ def split_features(image, text, studies, image_size, root=None) -> tuple[np.ndar
     return image_features(image, studies, image_size, root), te.pooled
 
 # %% ../nbs/06_adaptor.ipynb 19
-@contextlib.contextmanager
-def _threads(n):
-    "Run with `n` torch CPU threads (None: leave the setting alone), restored afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def _batch(feats, i, n, device) -> torch.Tensor:
     "Rows `i:i+n` of an array, memmap or tensor as a float32 tensor on `device` (a copy: cached arrays are read-only)."
     f = feats[i:i + n]
@@ -335,7 +308,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total//2), total)
     g, hist = torch.Generator().manual_seed(cfg.seed), []
     model.train()
-    with _threads(num_threads if dev.type == 'cpu' else None):
+    with torch_threads(num_threads if dev.type == 'cpu' else None):
         for epoch in tqdm(range(cfg.epochs), desc='adaptor pretrain', disable=not progress, leave=False):
             perm, losses = torch.randperm(n, generator=g).to(dev), []
             for b in range(per_epoch):
@@ -426,7 +399,7 @@ def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), metho
     if not len(te_rows): raise DataError(f'test_set={test_set!r}: no study with exactly one positive among {classes}')
     ftr, fte = frozen_features(a, train, methods, cache_root), frozen_features(a, test, methods, cache_root)
     sub, recs = [train[i] for i in tr_rows], []
-    with _threads(num_threads):
+    with torch_threads(num_threads):
         for frac in fractions:
             for seed in seeds:
                 keep, info = train_subset(sub, ytr, frac, seed, classes)
@@ -498,7 +471,7 @@ def cost_table(adaptor, batch_size=None, max_steps=0, mem_steps=3, num_workers=0
                cache_build=True, cache_root=None) -> pd.DataFrame:
     "Wall time and peak memory of one epoch: Adaptor on the cache vs end-to-end CLIP of the same towers; the cache's one-off cost."
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    with _threads(num_threads if dev.type == 'cpu' else None):
+    with torch_threads(num_threads if dev.type == 'cpu' else None):
         return _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root)
 
 def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root):
@@ -570,16 +543,6 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
                'peak_mib', 'break_even_epochs']]
 
 # %% ../nbs/06_adaptor.ipynb 45
-def _markdown(df, floatfmt='.3f') -> str:
-    "A DataFrame as a GitHub Markdown table (index as the first column)."
-    d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
-    def cell(v):
-        if not isinstance(v, (float, np.floating)): return str(v)
-        return f'{int(v):,}' if float(v).is_integer() else format(v, floatfmt)
-    lines = ['| ' + ' | '.join(map(str, d.columns)) + ' |', '|' + '---|'*len(d.columns)]
-    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
-    return '\n'.join(lines) + '\n'
-
 def save_figure(summary, history, path):
     "Macro AUROC vs training fraction per method with 95% CI bars, and the adaptor's training / validation loss."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -611,10 +574,10 @@ def run_adaptor(run_name='adaptor', output_dir='', fractions=(0.01, 0.1, 1.0), s
     ct = cost_table(res.adaptor, cache_root=cache_root) if cost else None
     cls.to_csv(out/'classification.csv', index=False)
     summ.to_csv(out/'classification_summary.csv', index=False)
-    (out/'classification_summary.md').write_text(_markdown(_cells(summ)))
+    (out/'classification_summary.md').write_text(markdown_table(_cells(summ)))
     if ct is not None:
         ct.rename_axis('run').to_csv(out/'cost.csv')
-        (out/'cost.md').write_text(_markdown(ct.rename_axis('run')))
+        (out/'cost.md').write_text(markdown_table(ct.rename_axis('run')))
     save_figure(summ, res.history, out/'adaptor.png')
     train = load_dataset(cfg.dataset, cfg.data_root or None, split='train')
     meta = json.loads((res.adaptor_dir/'adaptor.json').read_text())

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from .data import Study, DataError, cache_dir, load_image, image_transform
 
 # %% auto 0
-__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'embed_images', 'embed_texts', 'frozen_model']
+__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'embed_images', 'embed_texts', 'trained_image_size',
+           'frozen_model']
 
 # %% ../nbs/04_embed_cache.ipynb 6
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -235,18 +236,21 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
     finally: tower.train(was)
 
 # %% ../nbs/04_embed_cache.ipynb 34
+def trained_image_size(model_dir) -> int:
+    "The image size DualEncoder folder `model_dir` was trained at (its run's `params.yaml` beside it), or 0 when unknown."
+    import yaml
+    p = Path(model_dir).parent/'params.yaml'
+    return int((yaml.safe_load(p.read_text()) or {}).get('image_size', 0)) if p.exists() else 0
+
 def frozen_model(model_dir='', image_size=None):
     "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir` ('' = default)."
-    import yaml
     from medvlp.models import DualEncoder
     if not model_dir:
         from medvlp.pretrain import default_model
         model_dir = default_model()
     model_dir = Path(model_dir)
-    if image_size is None:
-        p = model_dir.parent/'params.yaml'
-        if not p.exists(): raise FileNotFoundError(f'{p}: not found; pass image_size= (the size {model_dir} was trained at)')
-        image_size = int(yaml.safe_load(p.read_text())['image_size'])
+    image_size = image_size or trained_image_size(model_dir)
+    if not image_size: raise FileNotFoundError(f'{model_dir.parent/"params.yaml"}: not found; pass image_size= (the size {model_dir} was trained at)')
     model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
     model.image_size = image_size  # for callers that build a training transform at the same size
     return model, image_transform(image_size, train=False)

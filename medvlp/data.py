@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb 3
 from __future__ import annotations
-import hashlib, json, math, os
+import contextlib, hashlib, json, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 # %% auto 0
-__all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'Study', 'DataError', 'Studies',
-           'write_skipped', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom', 'TwoViews',
-           'image_transform', 'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
+__all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads', 'Study',
+           'DataError', 'Studies', 'write_skipped', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom',
+           'TwoViews', 'image_transform', 'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -34,6 +34,19 @@ def cache_dir(*parts) -> Path:
     return p
 
 # %% ../nbs/00_data.ipynb 11
+def check_choice(name: str, value, allowed):
+    "Raise a `ValueError` naming parameter `name` and the `allowed` values unless `value` is one of them."
+    if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {tuple(allowed)}')
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    "Run the block with `n` torch CPU threads (None or 0: leave the setting alone), restored afterwards."
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
+
+# %% ../nbs/00_data.ipynb 14
 @dataclass
 class Study:
     "One study: image views, report sections, CheXpert-coded labels, ids and split."
@@ -52,7 +65,7 @@ class Study:
 class DataError(ValueError):
     "Bad input data: the message names the file, row and column and what was expected."
 
-# %% ../nbs/00_data.ipynb 14
+# %% ../nbs/00_data.ipynb 17
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
 class Studies(list):
@@ -113,7 +126,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped)
 
-# %% ../nbs/00_data.ipynb 20
+# %% ../nbs/00_data.ipynb 23
 def read_pairs_folder(root, split='train', on_bad='raise', log=None) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -137,7 +150,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None) -> Studies:
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped)
 
-# %% ../nbs/00_data.ipynb 23
+# %% ../nbs/00_data.ipynb 26
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -176,7 +189,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 27
+# %% ../nbs/00_data.ipynb 30
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -197,7 +210,7 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 32
+# %% ../nbs/00_data.ipynb 35
 PRESETS = ('clip', 'simclr', 'cxr_clip')
 
 class TwoViews:
@@ -226,7 +239,7 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = v2.Compose(aug + norm)
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 35
+# %% ../nbs/00_data.ipynb 38
 def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
@@ -237,7 +250,7 @@ def subsample(studies, frac=1.0, seed=0):
     keep = set(pids[:max(1, round(frac*len(pids)))])
     return [s for s in studies if (s.patient_id or s.study_id) in keep]
 
-# %% ../nbs/00_data.ipynb 38
+# %% ../nbs/00_data.ipynb 41
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None):
@@ -265,7 +278,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 40
+# %% ../nbs/00_data.ipynb 43
 class Collate:
     "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated)."
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length = tokenizer, max_length
@@ -284,7 +297,7 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 42
+# %% ../nbs/00_data.ipynb 45
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128):
     "Train a WordPiece (BERT-style) or byte-level BPE (GPT-style) tokenizer on `texts`; save to `out_dir` if given."
     from collections import Counter

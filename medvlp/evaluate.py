@@ -13,8 +13,8 @@ __all__ = ['TASKS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MU
            'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'EVAL_TASKS', 'TASK_CLASSES', 'bootstrap_ci', 'weighted_auroc',
            'classification_metrics', 'confusion', 'retrieval_ranks', 'retrieval_metrics', 'class_prompts',
            'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
-           'text_classifier', 'zero_shot_scores', 'study_embeddings', 'text_embeddings', 'plot_roc', 'plot_confusion',
-           'plot_retrieval_grid', 'plot_embedding_map', 'evaluate']
+           'text_classifier', 'zero_shot_scores', 'markdown_table', 'study_embeddings', 'text_embeddings', 'plot_roc',
+           'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'evaluate']
 
 # %% ../nbs/05_eval.ipynb 6
 TASKS = ('multiclass', 'binary', 'multilabel')
@@ -309,6 +309,17 @@ def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=N
     return torch.softmax(scale * pair, -1)[..., 1].numpy()
 
 # %% ../nbs/05_eval.ipynb 41
+def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
+    "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
+    d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
+    def cell(v):
+        if not isinstance(v, (float, np.floating)): return str(v)
+        return f'{int(v):,}' if float(v).is_integer() else format(v, floatfmt)
+    lines = ['| ' + ' | '.join(map(str, d.columns)) + ' |', '|' + '---|'*len(d.columns)]
+    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
+    return '\n'.join(lines) + '\n'
+
+# %% ../nbs/05_eval.ipynb 44
 import json, time, hashlib, textwrap
 from pathlib import Path
 import matplotlib
@@ -316,6 +327,7 @@ import matplotlib.pyplot as plt
 from .models import DualEncoder
 from .datasets import load_dataset
 from .pretrain import default_model, repo_root, git_state, data_fingerprint
+from .cache import trained_image_size
 
 EVAL_TASKS = ('5x200', 'rsna', 'retrieval', 'multilabel')
 TASK_CLASSES = {'5x200': CLASSES_5X200, 'rsna': CLASSES_RSNA, 'multilabel': CLASSES_MULTILABEL}
@@ -334,12 +346,8 @@ def _eval_set(task, data_root=None):
     return load_dataset('synthcxr', data_root, split=None, subset='retrieval'), None, None, 'retrieval'
 
 def _image_size(model_dir, image_size):
-    p = Path(model_dir).parent/'params.yaml'
-    if p.exists():
-        import yaml
-        return int(yaml.safe_load(p.read_text())['image_size'])
-    if image_size is None: raise ValueError(f'{p} not found: pass image_size= (the size the model was trained at)')
-    return int(image_size)
+    if size := int(image_size or trained_image_size(model_dir)): return size
+    raise ValueError(f'{Path(model_dir).parent/"params.yaml"} not found: pass image_size= (the size the model was trained at)')
 
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(EVAL_TASKS):
@@ -378,7 +386,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 43
+# %% ../nbs/05_eval.ipynb 46
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -448,7 +456,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 47
+# %% ../nbs/05_eval.ipynb 50
 def evaluate(model_dir='', tasks=('5x200', 'rsna', 'retrieval'), prompts='hand', out_dir=None, run_name='eval',
              compare=PROMPT_KINDS, n_boot=1000, seed=0, ci=0.95, ks=(1, 5, 10), image_size=None, data_root=None,
              batch_size=128, chunk=1024, embedding_map='pca', n_examples=4, cache=True, device='cpu') -> dict:

@@ -23,7 +23,7 @@ from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
 from .datasets import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CHOICES', 'ZS_PROMPTS', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root', 'run_dir',
+__all__ = ['CHOICES', 'ZS_PROMPTS', 'Params', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root', 'run_dir',
            'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
            'save_checkpoint', 'data_fingerprint', 'git_state', 'manifest', 'zero_shot_5x200', 'RunResult', 'sync_grads',
            'pretrain', 'save_figures', 'default_model', 'benchmark']
@@ -41,8 +41,33 @@ CHOICES = dict(
     precision=('fp32', 'bf16', 'fp16'),
 )
 
+class Params:
+    "Base of the kit's parameter dataclasses: typed fields checked on creation, `_choices` and `_positive` enforced, `make`."
+    _choices, _positive = {}, ()
+
+    def __post_init__(self):
+        for f in fields(self):
+            v, t = getattr(self, f.name), f.type
+            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict}[t]
+            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
+                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
+            if t == 'float': setattr(self, f.name, float(v))
+            if f.name in self._choices and v not in self._choices[f.name]:
+                raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
+        for k in self._positive:
+            if getattr(self, k) < 1: raise ValueError(f'parameter {k}={getattr(self, k)}: expected >= 1')
+
+    @classmethod
+    def make(cls, cfg=None, **kw):
+        "Build from a config or dict (or nothing) plus keyword overrides; unknown names fail with the list of valid ones."
+        base = asdict(cfg) if isinstance(cfg, cls) else dict(cfg or {})
+        valid = [f.name for f in fields(cls)]
+        bad = [k for k in {**base, **kw} if k not in valid]
+        if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
+        return cls(**{**base, **kw})
+
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Params):
     "All parameters of a pretraining run; defaults are the tiny offline recipe on SynthCXR."
     method: str = 'clip'               # objective
     image_tower: str = 'tiny-resnet'   # preset or timm name
@@ -98,28 +123,14 @@ class PretrainConfig:
     log_every: int = 5
     zero_shot: bool = True             # evaluate zero-shot 5x200 at the end
 
+    _choices = CHOICES
+    _positive = ('batch_size', 'accum_steps', 'num_processes', 'image_size', 'emb_dim', 'ckpt_every', 'log_every')
+
     def __post_init__(self):
-        for f in fields(self):
-            v, t = getattr(self, f.name), f.type
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict}[t]
-            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
-                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            if t == 'float': setattr(self, f.name, float(v))
-            if f.name in CHOICES and v not in CHOICES[f.name]:
-                raise ValueError(f'parameter {f.name}={v!r}: expected one of {CHOICES[f.name]}')
-        for k in ('batch_size', 'accum_steps', 'num_processes', 'image_size', 'emb_dim', 'ckpt_every', 'log_every'):
-            if getattr(self, k) < 1: raise ValueError(f'parameter {k}={getattr(self, k)}: expected >= 1')
+        super().__post_init__()
         if self.batch_size % (self.num_processes*self.accum_steps):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
                              f'{self.num_processes*self.accum_steps}')
-
-    @classmethod
-    def make(cls, **kw):
-        "Build from keyword arguments; unknown names fail with the list of valid ones."
-        valid = [f.name for f in fields(cls)]
-        bad = [k for k in kw if k not in valid]
-        if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
-        return cls(**kw)
 
 def load_config(path=None, **overrides) -> PretrainConfig:
     "A `PretrainConfig` from a YAML recipe at `path` (if given) with `overrides` applied on top."
@@ -127,7 +138,7 @@ def load_config(path=None, **overrides) -> PretrainConfig:
     if path is not None:
         d = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(d, dict): raise ValueError(f'{path}: expected a mapping of parameter: value')
-    return PretrainConfig.make(**{**d, **overrides})
+    return PretrainConfig.make(d, **overrides)
 
 # %% ../nbs/02_pretrain.ipynb 9
 def config_from_cell(ns: dict, before: set) -> PretrainConfig:
@@ -317,8 +328,7 @@ def sync_grads(model, world):
 def _resolve(cfg, overrides) -> PretrainConfig:
     "`cfg` (None, a YAML path, a dict or a `PretrainConfig`) with `overrides` on top, validated."
     if cfg is None or isinstance(cfg, (str, Path)): return load_config(cfg, **overrides)
-    if isinstance(cfg, dict): return PretrainConfig.make(**{**cfg, **overrides})
-    return PretrainConfig.make(**{**asdict(cfg), **overrides})
+    return PretrainConfig.make(cfg, **overrides)
 
 def _accelerator(cfg, **kw) -> Accelerator:
     "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."

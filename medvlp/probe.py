@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import CHEXPERT5, DataError, subsample, load_image, image_transform
+from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, check_choice, torch_threads
 from .datasets import load_dataset
 from .cache import embed_images, frozen_model, tower_fingerprint
-from .evaluate import classification_metrics
+from .evaluate import classification_metrics, markdown_table
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
@@ -26,12 +26,9 @@ __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fi
 TASKS = ('multiclass', 'multilabel')
 UNCERTAIN = ('zeros', 'ones')
 
-def _check(name, value, allowed):
-    if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {tuple(allowed)}')
-
 def task_targets(studies, task='multiclass', classes=CHEXPERT5, uncertain='zeros') -> tuple[np.ndarray, np.ndarray]:
     "(row indices of `studies` usable for `task`, targets): class indices (multiclass) or a 0/1 matrix (multilabel)."
-    _check('task', task, TASKS); _check('uncertain', uncertain, UNCERTAIN)
+    check_choice('task', task, TASKS); check_choice('uncertain', uncertain, UNCERTAIN)
     classes = list(classes)
     u = 1.0 if uncertain == 'ones' else 0.0
     def pos(s, c):
@@ -81,7 +78,7 @@ def fit_linear(X, y, task='multiclass', C=0.1, seed=0):
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    _check('task', task, TASKS)
+    check_choice('task', task, TASKS)
     lr = LogisticRegression(C=C, max_iter=3000, random_state=seed)
     return make_pipeline(StandardScaler(), lr if task == 'multiclass' else OneVsRestClassifier(lr)).fit(np.asarray(X), y)
 
@@ -100,13 +97,11 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
                      lr=3e-4, batch_size=32, min_steps=30, seed=0, images=None, desc=None, threads=None) -> np.ndarray:
     "Fine-tune a copy of image `tower` + a linear head end to end on (`train_paths`, `y`); test probabilities [N, C]."
     if threads:  # torch's intra-op threads for this call only
-        old = torch.get_num_threads(); torch.set_num_threads(threads)
-        try: return fine_tune_scores(tower, train_paths, y, test_paths, task, n_classes, image_size, epochs, lr,
-                                     batch_size, min_steps, seed, images, desc)
-        finally: torch.set_num_threads(old)
+        with torch_threads(threads): return fine_tune_scores(tower, train_paths, y, test_paths, task, n_classes, image_size,
+                                                             epochs, lr, batch_size, min_steps, seed, images, desc)
     from tqdm.auto import tqdm
     from medvlp.cache import _in_channels
-    _check('task', task, TASKS)
+    check_choice('task', task, TASKS)
     images = {} if images is None else images
     ch = _in_channels(tower)
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
@@ -153,7 +148,7 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
                  batch_size=64, out_dir=None, image_size=None) -> pd.DataFrame:
     "Linear probe (and optionally fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`."
     t0 = time.time()
-    _check('task', task, TASKS); _check('uncertain', uncertain, UNCERTAIN)
+    check_choice('task', task, TASKS); check_choice('uncertain', uncertain, UNCERTAIN)
     fractions, seeds = [float(f) for f in np.atleast_1d(fractions)], [int(s) for s in np.atleast_1d(seeds)]
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad: raise ValueError(f'fractions={bad}: expected fractions in (0, 1], e.g. (0.01, 0.1, 1.0)')
@@ -219,13 +214,6 @@ HEADLINE = ('auroc_macro', 'f1_macro', 'precision_macro', 'recall_macro', 'accur
 
 def _cell(r) -> str: return f'{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]'
 
-def _markdown(df: pd.DataFrame) -> str:
-    "A DataFrame as a GitHub Markdown table (index included)."
-    df = df.reset_index()
-    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|'*len(df.columns)]
-    lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in df.itertuples(index=False)]
-    return '\n'.join(lines)
-
 def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
     "Method x fraction rows, one `value [ci_low, ci_high]` column per metric (as written to results.md)."
     sub = res[res.index.get_level_values('metric').isin(list(metrics))]
@@ -252,7 +240,7 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
     md = [f"# Linear probe: {res.attrs['task']} on {res.attrs['dataset']} (test: {res.attrs['test']}, "
           f"n={res.attrs['n_test']}, uncertain -> {res.attrs['uncertain']})", '',
           'Mean over seeds; [95% bootstrap interval over test images, averaged over seeds].', '',
-          _markdown(results_table(res)), '', '## Per class', '', _markdown(per_class_table(res))]
+          markdown_table(results_table(res), '.4g'), '## Per class', '', markdown_table(per_class_table(res), '.4g')]
     (out/'results.md').write_text('\n'.join(md) + '\n')
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axs, ('auroc_macro', 'f1_macro')):

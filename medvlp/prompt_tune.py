@@ -16,19 +16,19 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import save_file, load_file
 
-from .data import DataError
+from .data import DataError, check_choice, torch_threads
 from .datasets import load_dataset
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens
 from .pretrain import default_model, repo_root, git_state, data_fingerprint
 from .cache import tower_fingerprint, frozen_model
-from .evaluate import (CLASSES_5X200, class_prompts, classification_metrics, bootstrap_ci, study_embeddings,
+from .evaluate import (markdown_table, CLASSES_5X200, class_prompts, classification_metrics, bootstrap_ci, study_embeddings,
                              zero_shot_scores)
 
 # %% auto 0
 __all__ = ['PROMPT_DIR', 'PROMPT_KEYS', 'LOSSES', 'OPTIMIZERS', 'class_words', 'PromptLearner', 'single_label_studies',
            'zero_shot_set', 'text_fingerprint', 'save_prompt', 'load_prompt', 'tuned_class_embeddings',
-           'PromptTuneResult', 'compare_prompts', 'markdown_table', 'prompt_tune', 'class_embeddings_hand',
+           'PromptTuneResult', 'compare_prompts', 'comparison_markdown', 'prompt_tune', 'class_embeddings_hand',
            'save_curves']
 
 # %% ../nbs/03_prompt_tune.ipynb 6
@@ -188,21 +188,8 @@ class PromptTuneResult:
     metrics: dict
     learner: PromptLearner = field(repr=False, default=None)
 
-def _check(name, value, allowed):
-    if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {allowed}')
-
 def _run_dir(run_name, out_dir) -> Path:
     return Path(out_dir) if out_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run_name
-
-import contextlib
-
-@contextlib.contextmanager
-def _threads(n):
-    "Run with `n` torch CPU threads (None: leave the setting alone), restored afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
 
 def _accuracy(x, t, y) -> float: return float(((x @ t.T).argmax(1) == y).double().mean())
 
@@ -260,14 +247,11 @@ def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, s
         rows.append(pd.DataFrame([dict(metric='accuracy', value=d.mean(), ci_low=lo, ci_high=hi, prompts=f'{name} - {first}')]))
     return pd.concat(rows, ignore_index=True).set_index(['prompts', 'metric'])[['value', 'ci_low', 'ci_high']]
 
-def markdown_table(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f1_macro'), digits=3) -> str:
+def comparison_markdown(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f1_macro'), digits=3) -> str:
     "A Markdown table: one row per metric, one column per set of prompts, `value [low, high]` cells."
+    cells = table.apply(lambda r: f'{r.value:.{digits}f} [{r.ci_low:.{digits}f}, {r.ci_high:.{digits}f}]', axis=1).unstack(0)
     names = list(dict.fromkeys(table.index.get_level_values(0)))
-    cell = lambda r: f'{r.value:.{digits}f} [{r.ci_low:.{digits}f}, {r.ci_high:.{digits}f}]'
-    lines = ['| metric | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
-    for m in metrics:
-        lines.append(f'| {m} | ' + ' | '.join(cell(table.loc[(n, m)]) if (n, m) in table.index else '' for n in names) + ' |')
-    return '\n'.join(lines)
+    return markdown_table(cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric'))
 
 # %% ../nbs/03_prompt_tune.ipynb 23
 def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-ray showing', loss='contrastive', epochs=50,
@@ -276,7 +260,7 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
                 evaluate=True, n_boot=1000, device=None, num_threads=1, progress=True) -> PromptTuneResult:
     "Tune a shared context prompt on a frozen model; write a new model folder with `prompt/`, tables, curves and a manifest."
     t0 = time.time()
-    _check('loss', loss, LOSSES); _check('optimizer', optimizer, OPTIMIZERS)
+    check_choice('loss', loss, LOSSES); check_choice('optimizer', optimizer, OPTIMIZERS)
     for k, v in dict(epochs=epochs, batch_size=batch_size).items():
         if not isinstance(v, int) or v < 1: raise ValueError(f'{k}={v!r}: expected an int >= 1')
     if not lr > 0: raise ValueError(f'lr={lr!r}: expected > 0')
@@ -297,7 +281,7 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
     learner = PromptLearner(model, classes, n_ctx, init, words)
     with torch.no_grad(): t_init = learner().clone()
     x, y_t = x.to(device), torch.as_tensor(y, device=device)
-    with _threads(num_threads if device.type == 'cpu' else None):  # a step is a few small matrices: one CPU thread beats several (8x here)
+    with torch_threads(num_threads if device.type == 'cpu' else None):  # a step is a few small matrices: one CPU thread beats several (8x here)
         hist, per_ep = _train(learner, x, y_t, loss, epochs, lr, optimizer, momentum, weight_decay, batch_size,
                               warmup_steps, min_lr, balance, seed, progress)
     # the new model folder: the base folder copied, plus prompt/
@@ -322,7 +306,7 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
         hand, tuned = hand.cpu(), tuned.cpu()
         table = compare_prompts(img, y_test, classes, dict(hand=hand, tuned=tuned), float(model.scale()), n_boot, seed)
         table.to_csv(out/'zero_shot_5x200.csv')
-        (out/'zero_shot_5x200.md').write_text(markdown_table(table, ('accuracy', 'auroc_macro', 'f1_macro',
+        (out/'zero_shot_5x200.md').write_text(comparison_markdown(table, ('accuracy', 'auroc_macro', 'f1_macro',
                                               *[f'recall[{c}]' for c in classes])) + '\n')
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
                        init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)))

@@ -5,7 +5,7 @@
 # %% ../nbs/07_segment.ipynb 3
 from __future__ import annotations
 import hashlib, json, math, time
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 from .data import DataError, load_image, image_transform, cache_dir
 from .datasets import load_dataset, DATASETS
 from .models import AdaptorFusion, DualEncoder, ImageTower
-from .cache import embed_images, tower_fingerprint
+from .cache import embed_images, tower_fingerprint, trained_image_size
 from .evaluate import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
-from .pretrain import default_model, manifest, repo_root
+from .pretrain import Params, default_model, manifest, repo_root
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
@@ -322,9 +322,6 @@ def default_adaptor(model_dir='', **overrides) -> Path:
         if not (out/'adaptor.json').exists(): adaptor_pretrain(cfg, out_dir=out, progress=False)
     return out
 
-def _trained_size(model_dir) -> int:
-    p = Path(model_dir).parent/'params.yaml'
-    return int(yaml.safe_load(p.read_text()).get('image_size', 0)) if p.exists() else 0
 
 def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
     "(frozen image tower, AdaptorFusion or None, its image size, tower source) for the `model_dir` / `adaptor_dir` pair."
@@ -334,7 +331,7 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
         c = AdaptorConfig()
         fusion = AdaptorFusion(tower.token_dim, tower.token_dim, c.dim, c.num_layers, c.num_heads, dropout=c.dropout) \
             if adaptor_dir == 'fresh' else None
-        return tower, fusion, _trained_size(md), dict(model_dir=str(md))
+        return tower, fusion, trained_image_size(md), dict(model_dir=str(md))
     ad = Path(adaptor_dir).expanduser() if adaptor_dir else default_adaptor(model_dir)
     a = load_adaptor(ad)
     spec = a.specs.get('image', {})
@@ -345,7 +342,7 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
 
 # %% ../nbs/07_segment.ipynb 33
 @dataclass
-class SegmentConfig:
+class SegmentConfig(Params):
     "All parameters of a segmentation run; defaults are the tiny offline recipe on SynthCXR."
     model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
     adaptor_dir: str = ''          # an adaptor folder; '' = default_adaptor(model_dir); 'fresh' untrained; 'none' no adaptor
@@ -365,26 +362,8 @@ class SegmentConfig:
     run_name: str = 'segment'
     output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
-    def __post_init__(self):
-        for f in fields(self):
-            v, t = getattr(self, f.name), f.type
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str}[t]
-            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
-                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            if t == 'float': setattr(self, f.name, float(v))
-        if self.kind not in KINDS: raise ValueError(f'parameter kind={self.kind!r}: expected one of {KINDS}')
-        if self.dataset not in DATASETS: raise ValueError(f'parameter dataset={self.dataset!r}: expected one of {sorted(DATASETS)}')
-        for k in ('epochs', 'batch_size', 'n_boot'):
-            if getattr(self, k) < 1: raise ValueError(f'parameter {k}={getattr(self, k)}: expected >= 1')
-
-    @classmethod
-    def make(cls, cfg=None, **kw):
-        "Build from a config or dict plus overrides; unknown names fail with the list of valid ones."
-        base = asdict(cfg) if isinstance(cfg, SegmentConfig) else dict(cfg or {})
-        valid = [f.name for f in fields(cls)]
-        bad = [k for k in {**base, **kw} if k not in valid]
-        if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
-        return cls(**{**base, **kw})
+    _choices = dict(kind=KINDS, dataset=tuple(sorted(DATASETS)))
+    _positive = ('epochs', 'batch_size', 'n_boot')
 
 @dataclass
 class SegmentResult:
