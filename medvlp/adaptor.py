@@ -24,7 +24,7 @@ from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
 from .evaluate import classification_metrics, markdown_table
 from .probe import task_targets, train_subset
-from .pretrain import Params, default_model, manifest, repo_root, _memory_mib
+from .pretrain import Params, default_model, manifest, run_dir, _memory_mib
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
@@ -291,7 +291,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     from tqdm.auto import tqdm
     cfg = AdaptorConfig.make(cfg, **overrides)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    out = Path(out_dir) if out_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/'adaptor'/'adaptor'
+    out = run_dir('adaptor/adaptor', out_dir)
     load = lambda split: load_dataset(cfg.dataset, cfg.data_root or None, split=split)
     train, valid = load('train'), load('valid')
     t0 = time.time()
@@ -566,7 +566,7 @@ def run_adaptor(run_name='adaptor', output_dir='', fractions=(0.01, 0.1, 1.0), s
     "Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to the run folder."
     t0 = time.time()
     cfg = AdaptorConfig.make(cfg, **overrides)
-    out = Path(output_dir) if output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run_name
+    out = run_dir(run_name, output_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
     cls = adaptor_classify(res.adaptor, fractions, seeds, test_set=test_set, n_boot=n_boot, steps=head_steps, cache_root=cache_root)

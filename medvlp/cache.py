@@ -15,10 +15,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import Study, DataError, cache_dir, load_image, image_transform
+from .losses import dist_info
 
 # %% auto 0
-__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'embed_images', 'embed_texts', 'trained_image_size',
-           'frozen_model']
+__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'in_channels', 'embed_images', 'embed_texts',
+           'trained_image_size', 'frozen_model']
 
 # %% ../nbs/04_embed_cache.ipynb 6
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -85,14 +86,8 @@ class Embeddings:
         return f'Embeddings(n={len(self)}, pooled={tuple(self.pooled.shape)}{t}, path={str(self.path)!r})'
 
 # %% ../nbs/04_embed_cache.ipynb 15
-def _dist():
-    "(rank, world size) of the initialised process group, or (0, 1)."
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
 def _barrier():
-    if _dist()[1] > 1: torch.distributed.barrier()
+    if dist_info()[1] > 1: torch.distributed.barrier()
 
 def _shard(n, rank, world) -> range:
     "The contiguous rows of process `rank` out of `n`."
@@ -136,7 +131,7 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
     "The cache folder for key `parts`: read it if complete, else compute it (sharded under torch.distributed)."
     base = Path(root) if root is not None else cache_dir('embeddings')
     key = _key(parts); final = base/key
-    rank, world = _dist()
+    rank, world = dist_info()
     state = [(final/'meta.json').exists(), f'.tmp-{key}-{uuid.uuid4().hex[:8]}']
     if world > 1: torch.distributed.broadcast_object_list(state, src=0)  # rank 0 decides for all: reuse, or one temp folder
     if state[0]: return Embeddings.load(final)
@@ -152,6 +147,9 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
         if world == 1: shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
         raise
     _barrier()
+    if world > 1:  # what `fn` noted (e.g. the token grid) on any rank: rank 0 may have had no rows
+        got = [None]*world; torch.distributed.all_gather_object(got, extra)
+        extra = {k: v for e in got for k, v in e.items()}
     if rank == 0:
         if world > 1: shapes = _assemble(tmp, world, [k for k in ('pooled', 'tokens') if any(tmp.glob(f'part*_{k}.npy'))])
         (tmp/'ids.json').write_text(json.dumps(list(ids)))
@@ -173,7 +171,8 @@ class _ImageFiles(Dataset):
         x = load_image(self.paths[i], self.channels)
         return self.transform(x) if self.transform is not None else x
 
-def _in_channels(tower: nn.Module) -> int:
+def in_channels(tower: nn.Module) -> int:
+    "The image channels `tower` takes: its first convolution's input channels (1 when it has none)."
     conv = next((m for m in tower.modules() if isinstance(m, nn.Conv2d)), None)
     return conv.in_channels if conv is not None else 1
 
@@ -184,7 +183,7 @@ def embed_images(tower, studies, transform, tokens=False, batch_size=64, num_wor
         raise TypeError(f'tokens=True needs an ImageTower (with forward_tokens); got {type(tower).__name__}')
     paths, ids = _paths(studies, view)
     if not paths: raise DataError('studies: empty; nothing to embed')
-    channels = channels or _in_channels(tower)
+    channels = channels or in_channels(tower)
     parts = dict(kind='image', tower=tower_fingerprint(tower), data=files_fingerprint(paths), transform=repr(transform),
                  tokens=bool(tokens), view=view, channels=channels)
     dev = _device(tower)
@@ -211,11 +210,6 @@ def _tokenizer_fingerprint(tok) -> str:
     else: s = json.dumps(sorted(tok.get_vocab().items()))
     return hashlib.sha256(f'{type(tok).__name__}:{tok.padding_side}:{s}'.encode()).hexdigest()
 
-class _Texts(Dataset):
-    def __init__(self, texts): self.texts = texts
-    def __len__(self): return len(self.texts)
-    def __getitem__(self, i): return self.texts[i]
-
 def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=None) -> Embeddings:
     "Pooled features of text `tower` over `texts` (a list of strings), computed once and cached on disk."
     texts = list(texts)
@@ -227,7 +221,7 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
     parts = dict(kind='text', tower=tower_fingerprint(tower), tokenizer=_tokenizer_fingerprint(tower.tokenizer),
                  data=h.hexdigest(), max_length=max_length)
     dev = _device(tower)
-    def loader(rows): return DataLoader(_Texts([texts[i] for i in rows]), batch_size=batch_size, shuffle=False, collate_fn=list)
+    def loader(rows): return DataLoader([texts[i] for i in rows], batch_size=batch_size, shuffle=False, collate_fn=list)
     def fn(b, extra):
         enc = {k: v.to(dev) for k, v in tower.tokenize(b, max_length).items()}
         return dict(pooled=tower(**enc))
@@ -237,10 +231,9 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
 
 # %% ../nbs/04_embed_cache.ipynb 34
 def trained_image_size(model_dir) -> int:
-    "The image size DualEncoder folder `model_dir` was trained at (its run's `params.yaml` beside it), or 0 when unknown."
-    import yaml
-    p = Path(model_dir).parent/'params.yaml'
-    return int((yaml.safe_load(p.read_text()) or {}).get('image_size', 0)) if p.exists() else 0
+    "The image size DualEncoder folder `model_dir` was built for (`img_size` in its config.json), or 0 when it does not say."
+    p = Path(model_dir)/'config.json'
+    return int(json.loads(p.read_text()).get('image', {}).get('img_size') or 0) if p.exists() else 0
 
 def frozen_model(model_dir='', image_size=None):
     "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir` ('' = default)."
@@ -250,7 +243,7 @@ def frozen_model(model_dir='', image_size=None):
         model_dir = default_model()
     model_dir = Path(model_dir)
     image_size = image_size or trained_image_size(model_dir)
-    if not image_size: raise FileNotFoundError(f'{model_dir.parent/"params.yaml"}: not found; pass image_size= (the size {model_dir} was trained at)')
+    if not image_size: raise ValueError(f'{model_dir}/config.json gives no image size; pass image_size= (the size the model was trained at)')
     model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
     model.image_size = image_size  # for callers that build a training transform at the same size
     return model, image_transform(image_size, train=False)

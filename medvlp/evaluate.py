@@ -326,8 +326,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 from .models import DualEncoder
 from .datasets import load_dataset
-from .pretrain import default_model, repo_root, git_state, data_fingerprint
-from .cache import trained_image_size
+from .pretrain import default_model, run_dir, git_state, data_fingerprint
+from .cache import frozen_model
 
 EVAL_TASKS = ('5x200', 'rsna', 'retrieval', 'multilabel')
 TASK_CLASSES = {'5x200': CLASSES_5X200, 'rsna': CLASSES_RSNA, 'multilabel': CLASSES_MULTILABEL}
@@ -344,10 +344,6 @@ def _eval_set(task, data_root=None):
         st = load_dataset('synthcxr', data_root, split='test')
         return st, CLASSES_MULTILABEL, np.array([[int(s.labels.get(c) == 1) for c in CLASSES_MULTILABEL] for s in st]), 'multilabel'
     return load_dataset('synthcxr', data_root, split=None, subset='retrieval'), None, None, 'retrieval'
-
-def _image_size(model_dir, image_size):
-    if size := int(image_size or trained_image_size(model_dir)): return size
-    raise ValueError(f'{Path(model_dir).parent/"params.yaml"} not found: pass image_size= (the size the model was trained at)')
 
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(EVAL_TASKS):
@@ -471,9 +467,9 @@ def evaluate(model_dir='', tasks=('5x200', 'rsna', 'retrieval'), prompts='hand',
         if t not in TASK_CLASSES: continue
         if not (isinstance(p := _task_prompts(prompts, t), str) and p == 'tuned'): resolve_prompts(TASK_CLASSES[t], p)
     mdir = Path(model_dir) if model_dir else default_model()
-    model = DualEncoder.from_pretrained(mdir, device=device)
-    size = _image_size(mdir, image_size)
-    out = Path(out_dir) if out_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run_name
+    model, _ = frozen_model(mdir, image_size)
+    model.to(device); size = model.image_size
+    out = run_dir(run_name, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res, long, comp, curves, cms, data, fig_files = {}, [], [], {}, {}, {}, []
     for task in tasks:

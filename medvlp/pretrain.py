@@ -152,10 +152,10 @@ def repo_root(start=None):
     p = Path(start or Path.cwd()).resolve()
     return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
 
-def run_dir(cfg: PretrainConfig) -> Path:
-    "The output folder of the run described by `cfg`."
-    if cfg.output_dir: return Path(cfg.output_dir)
-    return (repo_root() or Path.cwd())/'outputs'/'runs'/cfg.run_name
+def run_dir(run, output_dir='') -> Path:
+    "A run's output folder: `output_dir` if set, else `outputs/runs/<name>` in the checkout; `run` is a name or a config with both."
+    if not isinstance(run, str): run, output_dir = run.run_name, run.output_dir
+    return Path(output_dir) if output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run
 
 # %% ../nbs/02_pretrain.ipynb 15
 class GlobalBatchSampler(Sampler):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, check_choice, torch_threads
 from .datasets import load_dataset
-from .cache import embed_images, frozen_model, tower_fingerprint
+from .cache import embed_images, frozen_model, tower_fingerprint, in_channels
 from .evaluate import classification_metrics, markdown_table
 
 # %% auto 0
@@ -96,14 +96,10 @@ def _load_all(paths, channels, images: dict) -> list:
 def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_classes=5, image_size=64, epochs=3,
                      lr=3e-4, batch_size=32, min_steps=30, seed=0, images=None, desc=None, threads=None) -> np.ndarray:
     "Fine-tune a copy of image `tower` + a linear head end to end on (`train_paths`, `y`); test probabilities [N, C]."
-    if threads:  # torch's intra-op threads for this call only
-        with torch_threads(threads): return fine_tune_scores(tower, train_paths, y, test_paths, task, n_classes, image_size,
-                                                             epochs, lr, batch_size, min_steps, seed, images, desc)
     from tqdm.auto import tqdm
-    from medvlp.cache import _in_channels
     check_choice('task', task, TASKS)
     images = {} if images is None else images
-    ch = _in_channels(tower)
+    ch = in_channels(tower)
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
     net = copy.deepcopy(tower).requires_grad_(True).train()
     head = nn.Linear(net.out_dim, n_classes)
@@ -112,19 +108,19 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
     aug, tfm = image_transform(image_size, train=True, channels=ch), image_transform(image_size, train=False, channels=ch)
     xs, yt = _load_all(list(train_paths), ch, images), torch.as_tensor(np.asarray(y))
     per = math.ceil(len(xs)/batch_size); steps = max(epochs*per, min_steps)
-    order = torch.cat([torch.randperm(len(xs), generator=g) for _ in range(math.ceil(steps/per))])
-    for step in tqdm(range(steps), desc=desc or 'fine-tune', leave=False):
-        j = step % per; idx = order[(step//per)*len(xs):][j*batch_size:(j + 1)*batch_size]
-        x = torch.stack([aug(xs[i]) for i in idx]).to(dev); t = yt[idx].to(dev)
-        out = head(net(x))
-        loss = F.cross_entropy(out, t) if task == 'multiclass' else F.binary_cross_entropy_with_logits(out, t.float())
-        opt.zero_grad(); loss.backward(); opt.step()
-    net.eval(); scores = []
-    with torch.no_grad():
-        xt = _load_all(list(test_paths), ch, images)
-        for i in range(0, len(xt), 128):
-            o = head(net(torch.stack([tfm(x) for x in xt[i:i + 128]]).to(dev)))
-            scores.append((o.softmax(1) if task == 'multiclass' else o.sigmoid()).cpu())
+    batches = [b for _ in range(math.ceil(steps/per)) for b in torch.randperm(len(xs), generator=g).split(batch_size)][:steps]
+    with torch_threads(threads):  # torch's intra-op threads for this call only (None: leave them)
+        for idx in tqdm(batches, desc=desc or 'fine-tune', leave=False):
+            x = torch.stack([aug(xs[i]) for i in idx]).to(dev); t = yt[idx].to(dev)
+            out = head(net(x))
+            loss = F.cross_entropy(out, t) if task == 'multiclass' else F.binary_cross_entropy_with_logits(out, t.float())
+            opt.zero_grad(); loss.backward(); opt.step()
+        net.eval(); scores = []
+        with torch.no_grad():
+            xt = _load_all(list(test_paths), ch, images)
+            for i in range(0, len(xt), 128):
+                o = head(net(torch.stack([tfm(x) for x in xt[i:i + 128]]).to(dev)))
+                scores.append((o.softmax(1) if task == 'multiclass' else o.sigmoid()).cpu())
     return torch.cat(scores).numpy()
 
 # %% ../nbs/04_linear_probe.ipynb 20

@@ -20,7 +20,7 @@ from .data import DataError, check_choice, torch_threads
 from .datasets import load_dataset
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens
-from .pretrain import default_model, repo_root, git_state, data_fingerprint
+from .pretrain import default_model, run_dir, git_state, data_fingerprint
 from .cache import tower_fingerprint, frozen_model
 from .evaluate import (markdown_table, CLASSES_5X200, class_prompts, classification_metrics, bootstrap_ci, study_embeddings,
                              zero_shot_scores)
@@ -188,9 +188,6 @@ class PromptTuneResult:
     metrics: dict
     learner: PromptLearner = field(repr=False, default=None)
 
-def _run_dir(run_name, out_dir) -> Path:
-    return Path(out_dir) if out_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run_name
-
 def _accuracy(x, t, y) -> float: return float(((x @ t.T).argmax(1) == y).double().mean())
 
 def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, batch_size, warmup_steps, min_lr, balance, seed,
@@ -265,7 +262,7 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
         if not isinstance(v, int) or v < 1: raise ValueError(f'{k}={v!r}: expected an int >= 1')
     if not lr > 0: raise ValueError(f'lr={lr!r}: expected > 0')
     base = Path(model_dir) if model_dir else default_model()
-    out = _run_dir(run_name, out_dir)
+    out = run_dir(run_name, out_dir)
     if (out/'model').resolve() == base.resolve(): raise ValueError(f'out_dir={str(out)!r} holds the base model {base}; choose another')
     params = dict(model_dir=str(base), classes=list(classes), n_ctx=n_ctx, init=init, loss=loss, epochs=epochs, lr=lr,
                   optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
@@ -289,8 +286,7 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
     shutil.rmtree(out/'model', ignore_errors=True)
     shutil.copytree(base, out/'model')
     save_prompt(learner, out/'model', base_model=str(base), train=dict(params, n_images=len(studies)))
-    if (base.parent/'params.yaml').exists(): shutil.copy(base.parent/'params.yaml', out/'params.yaml')  # image size etc. for readers of the run folder
-    else: (out/'params.yaml').write_text(yaml.safe_dump(dict(image_size=size)))
+    if (base.parent/'params.yaml').exists(): shutil.copy(base.parent/'params.yaml', out/'params.yaml')  # the base run's recipe, for readers
     (out/'prompt_tune.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
     hist.to_csv(out/'history.csv', index=False); per_ep.to_csv(out/'epochs.csv', index=False)
     metrics = dict(n_train=len(studies), steps=len(hist), final_loss=float(hist.loss.iloc[-5:].mean()),

@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 from .data import DataError, load_image, image_transform, cache_dir
 from .datasets import load_dataset, DATASETS
 from .models import AdaptorFusion, DualEncoder, ImageTower
-from .cache import embed_images, tower_fingerprint, trained_image_size
+from .cache import embed_images, tower_fingerprint, trained_image_size, in_channels
 from .evaluate import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
-from .pretrain import Params, default_model, manifest, repo_root
+from .pretrain import Params, default_model, manifest, run_dir
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
@@ -182,9 +182,6 @@ class TokenHead(nn.Module):
 # %% ../nbs/07_segment.ipynb 18
 KINDS = ('auto', 'unet', 'tokens')
 
-def _in_chans(tower) -> int:
-    return next(m for m in tower.trunk.modules() if isinstance(m, nn.Conv2d)).in_channels
-
 class Segmenter(nn.Module):
     "A frozen image tower and a trainable head: 'unet' over the CNN stages or 'tokens' over ViT patch tokens."
     def __init__(self, tower: ImageTower, adaptor: AdaptorFusion | None = None, kind='auto', image_size=64, **head_kw):
@@ -195,7 +192,7 @@ class Segmenter(nn.Module):
             raise ValueError(f'adaptor: takes {adaptor.image_proj.in_features}-dim image features; tower {tower.name!r} '
                              f'gives {tower.token_dim}-dim tokens (train the adaptor on this tower)')
         self.tower, self.kind, self.image_size = tower.requires_grad_(False).eval(), kind, image_size
-        x = torch.zeros(1, _in_chans(tower), image_size, image_size)
+        x = torch.zeros(1, in_channels(tower), image_size, image_size)
         with torch.no_grad():
             if kind == 'unet': self.head = UNetHead([f.shape[1] for f in pyramid(tower, x)], adaptor, image_size=image_size, **head_kw)
             else: self.head = TokenHead(tower.token_dim, tower.forward_tokens(x, return_grid=True)[1], adaptor,
@@ -402,7 +399,7 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
     import matplotlib.pyplot as plt
     cfg = SegmentConfig.make(cfg, **overrides)
     t0 = time.time()
-    out = Path(cfg.output_dir) if cfg.output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/cfg.run_name
+    out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     studies = load_dataset(cfg.dataset, cfg.data_root or None, split=None)
@@ -411,7 +408,7 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
     size = cfg.image_size or size or 64
     torch.manual_seed(cfg.seed)
     seg = Segmenter(tower, fusion, cfg.kind, image_size=size)
-    tfm, ch = image_transform(size, train=False), _in_chans(tower)
+    tfm, ch = image_transform(size, train=False), in_channels(tower)
     split = {sp: [s for s in studies if s.split == sp] for sp in ('train', 'valid', 'test')}
     for sp in ('train', 'test'):
         if not split[sp]: raise DataError(f'{cfg.dataset}: no studies in split {sp!r}; segmentation needs train and test studies')

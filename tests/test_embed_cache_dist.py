@@ -29,9 +29,9 @@ def worker(img_dir, cache_root, out):
     if dist: torch.distributed.destroy_process_group()
 
 
-def run(n, img_dir, cache_root, out, port=29541):
+def run(n, img_dir, cache_root, out):
     cmd = [sys.executable, __file__, str(img_dir), str(cache_root), str(out)]
-    if n > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(n), '--master_port', str(port)] + cmd[1:]
+    if n > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n)] + cmd[1:]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600, cwd=Path(__file__).parent)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return json.loads((Path(out)/'meta.json').read_text())
@@ -59,6 +59,15 @@ def test_two_processes_match_one(tmp_path):
     assert not list((tmp_path/'cache2').glob('.tmp-*'))
     again = run(2, img_dir, tmp_path/'cache2', tmp_path/'out3')  # reused, not recomputed
     assert again['created'] == two['created'] and again['wall_s'] == two['wall_s']
+
+
+def test_more_processes_than_images(tmp_path):
+    "One image, two processes: rank 0 embeds nothing, yet the folder records the token grid rank 1 saw."
+    from PIL import Image
+    img_dir = tmp_path/'imgs'; img_dir.mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(img_dir/'00.png')
+    meta = run(2, img_dir, tmp_path/'cache', tmp_path/'out')
+    assert meta['grid'] == [4, 4] and meta['shapes']['tokens'] == [1, 16, 64] and len(meta['ids']) == 1
 
 
 if __name__ == '__main__': worker(*sys.argv[1:4])

@@ -9,12 +9,12 @@ from conftest import tiny_params, cli_args, env
 NO_BATCH_STATS = dict(image_tower='tiny-vit', text_config=dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
 
 
-def run(n, out, synth_root, port=29533):
+def run(n, out, synth_root):
     out.mkdir(parents=True)
     (out / 'recipe.yaml').write_text(yaml.safe_dump(NO_BATCH_STATS))
     p = tiny_params(synth_root, out, num_processes=n, max_steps=6)
     if n == 1: cmd = [sys.executable, '-m', 'medvlp.cli', 'pretrain']
-    else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(n), '--master_port', str(port),
+    else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n),
                  '-m', 'medvlp.cli', 'pretrain']
     r = subprocess.run(cmd + ['-f', str(out / 'recipe.yaml')] + cli_args(p), capture_output=True, text=True, env=env(), timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
