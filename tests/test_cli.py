@@ -1,20 +1,78 @@
-"The installed console script and the module entry point."
-import shutil, subprocess, sys
-from conftest import ROOT
+"The installed console script and the module entry point: exit status 0 on success, one line on stderr on failure."
+import os, shutil, subprocess, sys
+import pytest
+from conftest import ROOT, cli_args, env, tiny_params
+
+
+def medvlp():
+    exe = shutil.which('medvlp')
+    assert exe, 'the medvlp console script is not on PATH: was the package installed with pip install -e .?'
+    return [exe]
+
+
+# The console script (`sys.exit(main())` in pip's wrapper) and `python -m medvlp.cli` (what torchrun -m starts).
+ENTRIES = {'script': medvlp, 'module': lambda: [sys.executable, '-m', 'medvlp.cli']}
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, env=kw.pop('env', env()), **kw)
+
+
+def assert_one_line_error(r, start):
+    "A non-zero exit whose stderr is exactly one line `medvlp: error: ...` starting with `start` (no traceback)."
+    assert r.returncode != 0, (r.returncode, r.stdout[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-3000:]
+    assert lines[0].startswith(start), lines[0]
 
 
 def test_console_script_installed():
-    exe = shutil.which('medvlp')
-    assert exe, 'the medvlp console script is not on PATH: was the package installed with pip install -e .?'
-    r = subprocess.run([exe, '--help'], capture_output=True, text=True)
+    r = run(medvlp() + ['--help'])
     assert r.returncode == 0 and 'pretrain' in r.stdout and 'synthcxr' in r.stdout
+    r = run(medvlp() + ['synthcxr', '--help'])
+    assert r.returncode == 0 and '--n-studies' in r.stdout, r.stderr
 
 
-def test_print_config_and_bad_parameter():
-    r = subprocess.run([sys.executable, '-m', 'medvlp.cli', 'pretrain', '-f', str(ROOT / 'params' / 'tiny' / 'cleft.yaml'),
-                        '-p', 'lr', '3e-4', '--print-config'], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_print_config_exits_0(entry):
+    r = run(ENTRIES[entry]() + ['pretrain', '-f', str(ROOT / 'params' / 'tiny' / 'cleft.yaml'), '-p', 'lr', '3e-4',
+                                '--print-config'])
+    assert r.returncode == 0, r.stderr[-3000:]
     assert 'text_tower: tiny-gpt2' in r.stdout and 'lr: 0.0003' in r.stdout
-    r = subprocess.run([sys.executable, '-m', 'medvlp.cli', 'pretrain', '-p', 'lrate', '1', '--print-config'],
-                       capture_output=True, text=True)
-    assert r.returncode != 0 and "unknown parameter(s) ['lrate']" in r.stderr
+    assert 'PretrainConfig(' not in r.stderr, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_bad_parameter_one_line(entry):
+    r = run(ENTRIES[entry]() + ['pretrain', '-p', 'lrate', '1', '--print-config'])
+    assert_one_line_error(r, "medvlp: error: TypeError: unknown parameter(s) ['lrate']")
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_missing_recipe_one_line(entry, tmp_path):
+    missing = tmp_path / 'no_such_recipe.yaml'
+    r = run(ENTRIES[entry]() + ['pretrain', '-f', str(missing)])
+    assert_one_line_error(r, 'medvlp: error: FileNotFoundError:')
+    assert str(missing) in r.stderr
+
+
+def test_bad_recipe_and_missing_data_one_line(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('lr: [1\n')
+    assert_one_line_error(run(medvlp() + ['pretrain', '-f', str(bad)]), f'medvlp: error: ValueError: {bad}: not a YAML recipe')
+    p = tiny_params(tmp_path / 'no_data', tmp_path / 'out', max_steps=1)
+    assert_one_line_error(run(medvlp() + ['pretrain'] + cli_args(p)), f'medvlp: error: DataError: {tmp_path / "no_data"}')
+
+
+def test_debug_shows_traceback():
+    r = run(medvlp() + ['pretrain', '-p', 'lrate', '1'], env=dict(env(), MEDVLP_DEBUG='1'))
+    assert r.returncode != 0 and 'Traceback (most recent call last)' in r.stderr and "['lrate']" in r.stderr
+
+
+def test_successful_run_exits_0(synth_root, tmp_path):
+    "A real (tiny) pretraining run through the installed script: exit 0, not the returned `RunResult` as a status."
+    out = tmp_path / 'run'
+    r = run(medvlp() + ['pretrain'] + cli_args(tiny_params(synth_root, out, max_steps=2, ckpt_every=2)), timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert 'medvlp: error' not in r.stderr and 'RunResult(' not in r.stderr
+    assert (out / 'metrics.json').exists() and (out / 'metrics.csv').exists()
