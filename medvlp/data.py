@@ -5,6 +5,7 @@
 # %% ../nbs/00_data.ipynb 3
 from __future__ import annotations
 import contextlib, hashlib, json, math, os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 # %% auto 0
-__all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads', 'Study',
-           'DataError', 'Studies', 'write_skipped', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom',
-           'TwoViews', 'image_transform', 'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
+__all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'MAX_PIXELS', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads',
+           'Study', 'DataError', 'check_image', 'Studies', 'write_skipped', 'read_table', 'read_pairs_folder',
+           'load_image', 'write_test_dicom', 'TwoViews', 'image_transform', 'subsample', 'StudyDataset', 'Collate',
+           'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -63,23 +65,67 @@ class Study:
     def text(self) -> str: return ' '.join(t for t in self.texts if t)
 
 class DataError(ValueError):
-    "Bad input data: the message names the file, row and column and what was expected."
+    "Bad input data: the message names the file, row and column and what was expected; `path`, the file at fault."
+    def __init__(self, msg, path=None): super().__init__(msg); self.path = path
 
 # %% ../nbs/00_data.ipynb 17
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+def _bomb(path, n, max_pixels):
+    if n > max_pixels: raise DataError(f'{path}: {n} pixels, over max_pixels={max_pixels} (a decompression bomb?)', str(path))
+
+def check_image(path, decode=False, max_pixels=None):
+    "Raise a `DataError` naming `path` unless its header reads (format, size, DICOM pixel data); `decode`: every pixel too."
+    path, max_pixels = Path(path), max_pixels or MAX_PIXELS
+    if not path.exists(): raise DataError(f'{path}: image file not found', str(path))
+    try:
+        if path.suffix.lower() in ('.dcm', '.dicom'):
+            import pydicom
+            ds = pydicom.dcmread(path, defer_size='64 KB')
+            if 'PixelData' not in ds: raise DataError(f'{path}: DICOM without pixel data (no PixelData element)', str(path))
+            _bomb(path, int(ds.Rows)*int(ds.Columns)*int(ds.get('NumberOfFrames') or 1), max_pixels)
+            if decode: ds.pixel_array
+        else:
+            with Image.open(path) as im:
+                _bomb(path, im.width*im.height, max_pixels)
+                if decode: im.load()
+    except DataError: raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f'{path}: over max_pixels={max_pixels} (a decompression bomb?): {e}', str(path)) from None
+    except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})', str(path)) from e
+
+# %% ../nbs/00_data.ipynb 21
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
 class Studies(list):
-    "A list of `Study` that also carries the rows a reader skipped, as (row, reason) pairs."
-    def __init__(self, items=(), skipped=()): super().__init__(items); self.skipped = list(skipped)
+    "A list of `Study` that also carries the (row, path, reason) of each row skipped and the counts of rows read and held out."
+    def __init__(self, items=(), skipped=(), rows_in=None, held_out=0):
+        super().__init__(items); self.skipped, self.held_out = list(skipped), int(held_out)
+        self.rows_in = len(self) + len(self.skipped) + self.held_out if rows_in is None else int(rows_in)
+    def counts(self) -> dict:
+        "Rows read from the source, used, skipped and held out (another split): rows_in = used + skipped + held_out."
+        return dict(rows_in=self.rows_in, used=len(self), skipped=len(self.skipped), held_out=self.held_out)
 
 def _cols(x): return [] if x is None else [x] if isinstance(x, str) else list(x)
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    if not path.exists(): raise DataError(f'{path}: file not found')
+def _read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
+    if not path.exists(): raise DataError(f'{path}: file not found', str(path))
     suf = path.suffix.lower()
-    if suf == '.csv': return pd.read_csv(path, dtype=str, keep_default_na=False)
-    if suf in ('.jsonl', '.json'): return pd.read_json(path, lines=suf == '.jsonl', dtype=False).astype(object)
-    raise DataError(f'{path}: unsupported table type {suf!r}; expected .csv, .jsonl or .json')
+    if suf not in ('.csv', '.jsonl', '.json'):
+        raise DataError(f'{path}: unsupported table type {suf!r}; expected .csv, .jsonl or .json', str(path))
+    try:
+        if suf == '.csv': return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep)
+        return pd.read_json(path, lines=suf == '.jsonl', dtype=False, encoding=encoding).astype(object)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not {encoding} text ({e}); pass the file's encoding, e.g. encoding='latin-1'", str(path)) from None
+    except pd.errors.EmptyDataError: raise DataError(f'{path}: empty file', str(path)) from None
+    except ValueError as e: raise DataError(f'{path}: cannot parse the table ({type(e).__name__}: {e})', str(path)) from None
+
+def _sep_hint(cols, sep=',') -> str:
+    "When the header read as one column holding another separator, a hint naming it."
+    if len(cols) != 1: return ''
+    c = next((c for c in (';', '\t', '|', ',') if c != sep and c in str(cols[0])), None)
+    return f'; the header is one column: is the separator {c!r}? (sep={c!r})' if c else ''
 
 def _label(v, path, row, col):
     if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == '': return float('nan')
@@ -90,20 +136,26 @@ def _label(v, path, row, col):
     return f
 
 def write_skipped(skipped, log):
-    "Write the (row, reason) pairs a reader skipped to the CSV `log`."
+    "Write the (row, path, reason) of each skipped row to the CSV `log`."
     Path(log).parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(skipped, columns=['row', 'reason']).to_csv(log, index=False)
+    pd.DataFrame(skipped, columns=['row', 'path', 'reason']).to_csv(log, index=False)
+
+def _checked(p, where, on_bad):
+    "`check_image(p)` (a full decode when `on_bad='skip'`) with `where` (file and row) in front of the reason."
+    try: check_image(p, decode=on_bad == 'skip')
+    except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
-               root=None, check_files=True, on_bad='raise', log=None) -> Studies:
+               root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',') -> Studies:
     "Read a CSV/JSONL table of studies through a column mapping into a list of `Study`."
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
-    path = Path(path).expanduser(); df = _read_frame(path)
+    path = Path(path).expanduser(); df = _read_frame(path, encoding, sep)
     root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
     wanted = imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
     missing = [c for c in wanted if c not in df.columns]
-    if missing: raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}')
+    if missing:
+        raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}{_sep_hint(df.columns, sep)}', str(path))
     out, skipped = [], []
     for i, r in enumerate(df.to_dict('records')):
         row = i + 2 if path.suffix.lower() == '.csv' else i + 1  # as a person counts lines in the file
@@ -111,8 +163,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             ims = [str(root/r[c]) for c in imgs if str(r[c]).strip()]
             if not ims: raise DataError(f'{path}: row {row}, column {imgs[0]!r}: no image path')
             if check_files:
-                for p in ims:
-                    if not Path(p).exists(): raise DataError(f'{path}: row {row}: image file not found: {p}')
+                for p in ims: _checked(p, f'{path}: row {row}', on_bad)
             tx = [str(r[c]).strip() for c in txts]
             if txts and not any(tx): raise DataError(f'{path}: row {row}, column(s) {txts}: empty report')
             out.append(Study(
@@ -122,35 +173,37 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
                 masks={k: str(root/r[c]) for k, c in masks.items() if str(r[c]).strip()}))
         except DataError as e:
             if on_bad == 'raise': raise
-            skipped.append((row, str(e)))
+            skipped.append((row, e.path or str(path), str(e)))
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped)
+    return Studies(out, skipped, rows_in=len(df))
 
-# %% ../nbs/00_data.ipynb 23
-def read_pairs_folder(root, split='train', on_bad='raise', log=None) -> Studies:
+# %% ../nbs/00_data.ipynb 29
+def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
     if not js.exists():
         have = sorted(p.name for p in root.iterdir()) if root.is_dir() else 'nothing (no such folder)'
         raise DataError(f'{js}: not found; expected <root>/<split>/img_text_pair.json and <root>/<split>/imgs/, '
                         f'{root} has {have}')
-    recs = json.loads(js.read_text())
+    try: recs = json.loads(js.read_text(encoding='utf-8'))
+    except ValueError as e: raise DataError(f'{js}: not a JSON file ({type(e).__name__}: {e})', str(js)) from None
     if not isinstance(recs, list) or not all(isinstance(r, dict) and {'img', 'caption'} <= r.keys() for r in recs):
         raise DataError(f'{js}: expected a list of {{"img": ..., "caption": ...}} objects')
     out, skipped = [], []
     for i, r in enumerate(recs):
         p = next((q for q in (d/'imgs'/r['img'], d/r['img']) if q.exists()), None)
         try:
-            if p is None: raise DataError(f'{js}: item {i}: image {r["img"]!r} not found under {d/"imgs"}')
-            if not str(r['caption']).strip(): raise DataError(f'{js}: item {i}: empty caption')
+            if p is None: raise DataError(f'{js}: item {i}: image {r["img"]!r} not found under {d/"imgs"}', str(d/'imgs'/r['img']))
+            if not str(r['caption']).strip(): raise DataError(f'{js}: item {i}: empty caption', str(p))
+            if check_files: _checked(p, f'{js}: item {i}', on_bad)
             out.append(Study([str(p)], [str(r['caption']).strip()], study_id=Path(r['img']).stem, split=split))
         except DataError as e:
             if on_bad == 'raise': raise
-            skipped.append((i, str(e)))
+            skipped.append((i, e.path or str(js), str(e)))
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped)
+    return Studies(out, skipped, rows_in=len(recs))
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 32
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -177,6 +230,7 @@ def load_image(path, channels=1) -> torch.Tensor:
         if path.suffix.lower() in ('.dcm', '.dicom'): a = _dicom_array(path)
         else:
             with Image.open(path) as im:
+                _bomb(path, im.width*im.height, MAX_PIXELS)
                 im.load()
                 if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'): a = np.asarray(im, dtype=np.float64)/65535.0
                 elif im.mode in ('L', 'RGB'): a = np.asarray(im, dtype=np.float64)/255.0
@@ -189,7 +243,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 30
+# %% ../nbs/00_data.ipynb 36
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -210,7 +264,7 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 35
+# %% ../nbs/00_data.ipynb 41
 PRESETS = ('clip', 'simclr', 'cxr_clip')
 
 class TwoViews:
@@ -239,18 +293,21 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = v2.Compose(aug + norm)
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 38
+# %% ../nbs/00_data.ipynb 44
 def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
     "Keep the studies of a deterministic `frac` (0,1] of the patients (patient-level, nested across fractions)."
     if not 0 < frac <= 1: raise ValueError(f'frac={frac!r}: expected a fraction in (0, 1], e.g. 0.01, 0.1 or 1.0')
-    if frac == 1: return list(studies)
-    pids = sorted({s.patient_id or s.study_id for s in studies}, key=lambda p: _score(seed, p))
-    keep = set(pids[:max(1, round(frac*len(pids)))])
-    return [s for s in studies if (s.patient_id or s.study_id) in keep]
+    if frac == 1: kept = list(studies)
+    else:
+        pids = sorted({s.patient_id or s.study_id for s in studies}, key=lambda p: _score(seed, p))
+        keep = set(pids[:max(1, round(frac*len(pids)))])
+        kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
+    if not isinstance(studies, Studies): return kept
+    return Studies(kept, studies.skipped, studies.rows_in, studies.held_out + len(studies) - len(kept))
 
-# %% ../nbs/00_data.ipynb 41
+# %% ../nbs/00_data.ipynb 47
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None):
@@ -278,7 +335,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 43
+# %% ../nbs/00_data.ipynb 49
 class Collate:
     "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated)."
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length = tokenizer, max_length
@@ -297,19 +354,27 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 45
-def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128):
-    "Train a WordPiece (BERT-style) or byte-level BPE (GPT-style) tokenizer on `texts`; save to `out_dir` if given."
-    from collections import Counter
+# %% ../nbs/00_data.ipynb 51
+def _drop_rare(texts, pre, min_frequency, key=str.strip) -> list:
+    "`texts` without the words (pieces of `pre`, compared by `key`) that fewer than `min_frequency` of them hold."
+    spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]
+    df = Counter(k for sp in spans for k in {k for k, _, _ in sp if k})
+    rare = {k for k, n in df.items() if n < min_frequency}
+    return [t if not any(k in rare for k, _, _ in sp) else ''.join(t[a:b] for k, a, b in sp if k not in rare)
+            for t, sp in zip(texts, spans)]
+
+def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1):
+    "Train a WordPiece or byte-level BPE tokenizer on `texts`, from words in at least `min_frequency` texts; save to `out_dir`."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
     from transformers import PreTrainedTokenizerFast
     texts = list(texts)
     if kind == 'wordpiece':
         norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-        counts = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+        docs = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
+        counts, df = Counter(w for d in docs for w in d), Counter(w for d in docs for w in set(d))
         chars = sorted({c for w in counts for c in w})
         base = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + chars + ['##' + c for c in chars]
-        words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+        words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1 and df[w] >= min_frequency]
         vocab = {t: i for i, t in enumerate((base + words)[:max(vocab_size, len(base))])}
         tok = Tokenizer(models.WordPiece(vocab, unk_token='[UNK]'))
         tok.normalizer, tok.pre_tokenizer = norm, pre
@@ -322,6 +387,7 @@ def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, mode
         eos = '<|endoftext|>'
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if min_frequency > 1: texts = _drop_rare(texts, tok.pre_tokenizer, min_frequency)
         tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos],
                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
         tok.post_processor = processors.TemplateProcessing(single=f'$A {eos}', special_tokens=[(eos, tok.token_to_id(eos))])

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
                          write_skipped, cache_dir, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
-                         _read_frame, _score)
+                         _read_frame, _score, _checked)
 
 # %% auto 0
 __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'PLANTED_PHI', 'VINDR_LABELS', 'CBIS_CLASSES', 'NIH14',
@@ -44,6 +44,12 @@ def register(name, layout, source):
         return f
     return deco
 
+def _in_split(st, split) -> Studies:
+    "The studies of `split` (all for None); those of other splits are counted in `held_out`."
+    if split is None: return st
+    keep = [s for s in st if s.split == split]
+    return Studies(keep, st.skipped, st.rows_in, st.held_out + len(st) - len(keep))
+
 def canonical_split(v, where='split') -> str:
     "Map a split name as datasets write it ('val', 'validate', 'validation', ...) to one of `SPLITS`."
     s = _SPLIT_NAMES.get(str(v).strip().lower())
@@ -63,7 +69,7 @@ def load_dataset(name, root=None, split='train', **options) -> Studies:
         if bad: raise ValueError(f'{name}: unknown option(s) {bad}; its options are {[k for k in ps if k not in ("root", "split")]}')
     st = ad(root, split=split, **options)
     if split is None: return st
-    keep = Studies([s for s in st if s.split == split], st.skipped)
+    keep = _in_split(st, split)
     if st and not keep: raise DataError(f'{name}: no studies in split {split!r}; it has {sorted({s.split for s in st})}')
     return keep
 
@@ -95,21 +101,26 @@ def _require(root, name, files) -> list:
                         f'Expected layout ({DATASETS[name].source}):\n{DATASETS[name].layout}')
     return found
 
-def _build(items, make, on_bad='raise', log=None) -> Studies:
-    "Call `make(item)` for each (key, item); a DataError raises, or with on_bad='skip' is recorded as (key, reason)."
+def _build(items, make, on_bad='raise', log=None, check_files=True) -> Studies:
+    "`make(item)` for each (key, item), its images checked; a DataError raises or is skipped as (key, path, reason); None is held out."
     _choice('on_bad', on_bad, ('raise', 'skip'))
-    out, skipped = [], []
+    out, skipped, n, held = [], [], 0, 0
     for key, item in items:
-        try: s = make(item)
+        n += 1
+        try:
+            s = make(item)
+            if s is not None and check_files:
+                for p in s.images: _checked(p, key, on_bad)
         except DataError as e:
             if on_bad == 'raise': raise
-            skipped.append((key, str(e))); continue
-        if s is not None: out.append(s)
+            skipped.append((key, e.path or '', str(e))); continue
+        if s is None: held += 1
+        else: out.append(s)
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped)
+    return Studies(out, skipped, rows_in=n, held_out=held)
 
 def _file(p, where, check=True) -> str:
-    if check and not Path(p).exists(): raise DataError(f'{where}: image file not found: {p}')
+    if check and not Path(p).exists(): raise DataError(f'{where}: image file not found: {p}', str(p))
     return str(p)
 
 def _need(df, cols, path) -> pd.DataFrame:
@@ -603,7 +614,7 @@ def mimic_cxr(root, split=None, reports=None, text='report', views='all', uncert
             if not texts: raise DataError(f'{rp}: empty report')
         return Study(imgs, texts, apply_uncertainty(lab, uncertain), patient_id=sub, study_id=sid, split=sp,
                      meta={'views': list(r['ViewPosition'])})
-    return _build(((f's{r["study_id"]}', r) for r in recs), make, on_bad, log)
+    return _build(((f's{r["study_id"]}', r) for r in recs), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 36
 _CHEXPERT_LAYOUT = """
@@ -662,7 +673,7 @@ def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True
         imgs = [_file(root/x, f'chexpert study {r["study"]}', check_files) for x in r['rel']]
         return Study(imgs, [labels_to_text(r['labels'], seed=r['study'])], apply_uncertainty(r['labels'], uncertain),
                      patient_id=r['patient'], study_id=r['study'], split=r['split'], meta={'views': r['Frontal/Lateral']})
-    return _build(((r['study'], r) for r in recs), make, on_bad, log)
+    return _build(((r['study'], r) for r in recs), make, on_bad, log, check_files)
 
 @register('chexpert5x200', source='CheXpert 5x200 as defined by GLoRIA (Huang et al. 2021), built from CheXpert-v1.0 train.csv',
           layout=_CHEXPERT_LAYOUT)
@@ -676,7 +687,7 @@ def chexpert5x200(root, split=None, n_per_class=200, seed=0, check_files=True, o
         lab = {k: float(k == c) for k in CHEXPERT5}
         return Study([_file(root/df.rel[i], f'{train_p}: row {i + 2}', check_files)], [labels_to_text({c: 1.0}, seed=df.rel[i])],
                      lab, patient_id=df.patient[i], study_id=df.study[i], split='test', meta={'class': c})
-    return _build(((df.rel[i], (i, c)) for i, c in _chexpert5x200_rows(df, L, n_per_class, seed)), make, on_bad, log)
+    return _build(((df.rel[i], (i, c)) for i, c in _chexpert5x200_rows(df, L, n_per_class, seed)), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 39
 @register('rsna_pneumonia', source='Kaggle RSNA Pneumonia Detection Challenge, stage 2 files', layout="""
@@ -706,7 +717,7 @@ def rsna_pneumonia(root, split=None, fracs=(0.7, 0.15, 0.15), balanced=True, mas
         return Study([_file(img_d/f'{d["pid"]}.dcm', f'{lab_p}: patientId {d["pid"]}', check_files)],
                      [labels_to_text({'Pneumonia': t}, seed=d['pid'])], {'Pneumonia': t}, patient_id=d['pid'],
                      study_id=d['pid'], split=d['split'], meta={'boxes': d['boxes']})
-    st = _build(((k, d) for k, d in recs.items()), make, on_bad, log)
+    st = _build(((k, d) for k, d in recs.items()), make, on_bad, log, check_files)
     return annotation_masks(st, 'Pneumonia') if masks else st
 
 # %% ../nbs/00_datasets.ipynb 42
@@ -729,12 +740,12 @@ def siim_pneumothorax(root, split=None, fracs=(0.7, 0.15, 0.15), masks=True, see
         if split is not None and sp != split: return None
         p = files.get(iid)
         if p is None:
-            if check_files: raise DataError(f'{rle_p}: ImageId {iid}: no {iid}.dcm under {img_d}')
+            if check_files: raise DataError(f'{rle_p}: ImageId {iid}: no {iid}.dcm under {img_d}', str(img_d/f'{iid}.dcm'))
             p = img_d/f'{iid}.dcm'
         y = float(bool(rles))
         return Study([str(p)], [labels_to_text({'Pneumothorax': y}, seed=iid)], {'Pneumothorax': y}, patient_id=iid,
                      study_id=iid, split=sp, meta={'rle': rles})
-    st = _build(((k, (k, v)) for k, v in recs.items()), make, on_bad, log)
+    st = _build(((k, (k, v)) for k, v in recs.items()), make, on_bad, log, check_files)
     if masks:
         annotation_masks(st, 'Pneumothorax')
         for s in st: s.meta.pop('rle')
@@ -761,7 +772,7 @@ def vindr_cxr(root, split=None, agg='any', valid_frac=0.2, seed=0, check_files=T
     def make(r):
         return Study([_file(r['path'], f'{r["src"]}: image_id {r["iid"]}', check_files)], [labels_to_text(r['lab'], seed=r['iid'])],
                      r['lab'], patient_id=r['iid'], study_id=r['iid'], split=r['split'])
-    return _build(((r['iid'], r) for r in recs), make, on_bad, log)
+    return _build(((r['iid'], r) for r in recs), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 48
 _COVIDX = {'positive': {'COVID-19': 1.0}, 'negative': {'COVID-19': 0.0},
@@ -792,7 +803,7 @@ def covidx(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_bad='r
         lab = _COVIDX[r['cls'].lower()]
         return Study([_file(r['path'], r['where'], check_files)], [labels_to_text(lab, seed=r['path'].name)], dict(lab),
                      patient_id=r['pid'], study_id=r['path'].stem, split=r['split'], meta={'class': r['cls'], 'source': r['src']})
-    return _build(((r['where'], r) for r in recs), make, on_bad, log)
+    return _build(((r['where'], r) for r in recs), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 51
 @register('roco', source='ROCO (Pelka et al. 2018) with per-split CSVs', layout="""
@@ -816,7 +827,7 @@ def roco(root, split=None, check_files=True, on_bad='raise', log=None) -> Studie
     def make(r):
         if not r['caption']: raise DataError(f'{r["where"]}: empty caption')
         return Study([_file(r['path'], r['where'], check_files)], [r['caption']], study_id=r['id'], split=r['split'])
-    return _build(((r['where'], r) for r in recs), make, on_bad, log)
+    return _build(((r['where'], r) for r in recs), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 54
 def _cbis_image(root, rel, where, check) -> str:
@@ -829,7 +840,7 @@ def _cbis_image(root, rel, where, check) -> str:
             dcms = sorted((base/subj).rglob('*.dcm'))
             if len(dcms) == 1: return str(dcms[0])
             if dcms: raise DataError(f'{where}: {len(dcms)} DICOMs under {base/subj}; expected the one full mammogram')
-    if check: raise DataError(f'{where}: image file not found: {root/rel} (nor a folder {subj}/ holding it)')
+    if check: raise DataError(f'{where}: image file not found: {root/rel} (nor a folder {subj}/ holding it)', str(root/rel))
     return str(root/rel)
 
 def _words(v): return ' '.join(str(v).replace('_', ' ').replace('-', ' ').lower().split())
@@ -878,7 +889,7 @@ def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, chec
         return Study([_cbis_image(root, r['image file path'], g['where'], check_files)], [_cbis_text(g['rows'], cls)],
                      {c: float(c == cls) for c in CBIS_CLASSES}, patient_id=r['patient_id'], study_id=subj, split=sp,
                      meta={'class': cls, 'abnormality': sorted({a['abnormality type'] for a in g['rows']})})
-    return _build(((k, g) for k, g in groups.items()), make, on_bad, log)
+    return _build(((k, g) for k, g in groups.items()), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 57
 BIRADS = {'A': 0, 'N': 1, 'B': 2, 'P': 3, 'S': 4, 'M': 5, 'K': 6}
@@ -928,7 +939,7 @@ def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_pre
         return Study([_file(img, f'{meta_p}: row {i + 2}', check_files)], [embed_text(r['ViewPosition'], side, b, d)], lab,
                      patient_id=r['empi_anon'], study_id=f'{r["acc_anon"]}/{img.stem}', split=sp,
                      meta={'view': r['ViewPosition'], 'side': side, 'birads': b, 'density': d})
-    return _build(((f'row {i + 2}', (i, r)) for i, r in zip(meta.index, meta.to_dict('records'))), make, on_bad, log)
+    return _build(((f'row {i + 2}', (i, r)) for i, r in zip(meta.index, meta.to_dict('records'))), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 60
 @register('chestxray14', source='NIH ChestX-ray14 (Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt)', layout="""
@@ -955,20 +966,21 @@ def chestxray14(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_b
         p = files.get(name, root/'images'/name)
         return Study([_file(p, f'{entry}: row {i + 2}', check_files)], [labels_to_text(lab, seed=name)], lab,
                      patient_id=pid, study_id=Path(name).stem, split=sp)
-    return _build(((r['Image Index'], (i, r)) for i, r in enumerate(df.to_dict('records'))), make, on_bad, log)
+    return _build(((r['Image Index'], (i, r)) for i, r in enumerate(df.to_dict('records'))), make, on_bad, log, check_files)
 
 # %% ../nbs/00_datasets.ipynb 63
 @register('csv', source="the kit's generic table (medvlp.data.read_table)", layout="""
 <root> = a .csv / .jsonl / .json table (or a folder with studies.csv) with an image-path column, text column(s),
 label columns (1 / 0 / -1 / blank), optional patient, study and split columns; image paths relative to the table""")
 def csv_table(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
-              split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
+              split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
+              encoding='utf-8', sep=',') -> Studies:
     "Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`."
     root = _root(root, 'csv')
     if root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
-    if split_column is None and 'split' in _read_frame(root).columns: split_column = 'split'
+    if split_column is None and 'split' in _read_frame(root, encoding, sep).columns: split_column = 'split'
     st = read_table(root, image=image, text=text, labels=labels, patient=patient, study=study, split=split_column,
-                    masks=masks, check_files=check_files, on_bad=on_bad, log=log)
+                    masks=masks, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding, sep=sep)
     for s in st:
         s.split = (canonical_split(s.split, f'{root}: study {s.study_id}, column {split_column!r}') if split_column
                    else hash_split(s.patient_id or s.study_id, fracs, seed))
@@ -978,20 +990,20 @@ def csv_table(root, split=None, image='image', text='text', labels=None, patient
 <root>/train/img_text_pair.json   [{"img": "a.jpg", "caption": "..."}, ...]
 <root>/train/imgs/a.jpg
 <root>/valid/ (or val/) and <root>/test/ the same""")
-def pairs_folder(root, split=None, on_bad='raise', log=None) -> Studies:
+def pairs_folder(root, split=None, on_bad='raise', log=None, check_files=True) -> Studies:
     "The `img_text_pair.json` + `imgs/` folders of each split."
     root = _root(root, 'pairs_folder')
     folders = {'train': ['train'], 'valid': ['valid', 'val'], 'test': ['test']}
-    out = Studies()
+    out, skipped, n = [], [], 0
     for sp in [split] if split is not None else SPLITS:
         d = next((f for f in folders[sp] if (root/f/'img_text_pair.json').exists()), None)
         if d is None and split is None: continue
-        st = read_pairs_folder(root, d or sp, on_bad=on_bad)
+        st = read_pairs_folder(root, d or sp, on_bad=on_bad, check_files=check_files)
         for s in st: s.split = sp
-        out += st; out.skipped += st.skipped
-    if not out and not out.skipped: read_pairs_folder(root, 'train')  # raises the layout error
-    if log is not None and out.skipped: write_skipped(out.skipped, log)
-    return out
+        out += st; skipped += st.skipped; n += st.rows_in
+    if not out and not skipped: read_pairs_folder(root, 'train')  # raises the layout error
+    if log is not None and skipped: write_skipped(skipped, log)
+    return Studies(out, skipped, rows_in=n)
 
 # %% ../nbs/00_datasets.ipynb 66
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', layout="""
@@ -999,7 +1011,7 @@ def pairs_folder(root, split=None, on_bad='raise', log=None) -> Studies:
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     "The embedded SynthCXR benchmark through `medvlp.synthcxr.load_synthcxr` (imported on first use)."
     from medvlp.synthcxr import load_synthcxr
-    return load_synthcxr(root=root, subset=subset, split=split, **options)
+    return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
 # %% ../nbs/00_datasets.ipynb 72
 PREP_VERSION = 1
@@ -1048,16 +1060,16 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     errors.update({t[0]: e for t, e in zip(todo, res) if e})
     out, bad = [], []
     for s in studies:
-        e = next((errors[p] for p in [*s.images, *s.masks.values()] if p in errors), None)
-        if e: bad.append((s.study_id, e)); continue
+        e = next(((p, errors[p]) for p in [*s.images, *s.masks.values()] if p in errors), None)
+        if e: bad.append((s.study_id, *e)); continue
         out.append(replace(s, images=[str(dst[p]) for p in s.images], masks={k: str(dst[p]) for k, p in s.masks.items()},
                            meta=dict(s.meta)))
     if bad and on_bad == 'raise':
         raise DataError(f'{len(bad)} stud{"y" if len(bad) == 1 else "ies"} with an unreadable image (on_bad="skip" skips '
-                        f'and counts them): ' + '; '.join(e for _, e in bad[:5]))
+                        f'and counts them): ' + '; '.join(e for *_, e in bad[:5]))
     skipped = list(getattr(studies, 'skipped', [])) + bad
     if log is not None and bad: write_skipped(skipped, log)
-    return Studies(out, skipped)
+    return Studies(out, skipped, getattr(studies, 'rows_in', None), getattr(studies, 'held_out', 0))
 
 # %% ../nbs/00_datasets.ipynb 82
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
