@@ -275,7 +275,7 @@ class TextTower(nn.Module):
     def __repr__(self): return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
-                     config=None, causal=None, grad_checkpointing=False, device=None, **config_overrides) -> TextTower:
+                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, **config_overrides) -> TextTower:
     "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
     if config is not None:
         if isinstance(config, dict): config = AutoConfig.for_model(**config)
@@ -284,7 +284,7 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
     elif name in TEXT_PRESETS:
         if tokenizer is None:
             tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe', vocab_size,
-                                        model_max_length=max_length)
+                                        model_max_length=max_length, min_frequency=min_frequency if texts else 1)
         with _on(device): model = AutoModel.from_config(_preset_config(name, tokenizer, max_length, **config_overrides))
     elif str(name).startswith('tiny-'):
         raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, a hub id or a local folder')
