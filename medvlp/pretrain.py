@@ -4,7 +4,8 @@
 
 # %% ../nbs/02_pretrain.ipynb 3
 from __future__ import annotations
-import dataclasses, json, os, platform, shutil, subprocess, time
+import contextlib, dataclasses, json, os, platform, shutil, subprocess, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -17,16 +18,16 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .data import StudyDataset, Collate, image_transform, subsample, cache_dir, CHEXPERT_LABELS
+from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
 from .datasets import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CHOICES', 'ZS_PROMPTS', 'Params', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root', 'run_dir',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
-           'save_checkpoint', 'data_fingerprint', 'git_state', 'manifest', 'zero_shot_5x200', 'RunResult', 'sync_grads',
-           'pretrain', 'save_figures', 'default_model', 'benchmark']
+__all__ = ['CHOICES', 'CKPT_FILES', 'ZS_PROMPTS', 'Params', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root',
+           'run_dir', 'run_lock', 'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss',
+           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'data_fingerprint', 'git_state', 'manifest',
+           'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain', 'save_figures', 'default_model', 'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
 CHOICES = dict(
@@ -42,20 +43,25 @@ CHOICES = dict(
 )
 
 class Params:
-    "Base of the kit's parameter dataclasses: typed fields checked on creation, `_choices` and `_positive` enforced, `make`."
-    _choices, _positive = {}, ()
+    "Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`."
+    _choices, _positive, _nonneg, _gt0, _fraction = {}, (), (), (), ()  # allowed values; >= 1; >= 0; > 0; in (0, 1]
 
     def __post_init__(self):
         for f in fields(self):
             v, t = getattr(self, f.name), f.type
+            if t == 'float' and isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
+                try: v = float(v)
+                except ValueError: pass
             want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict}[t]
             if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
                 raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
             if t == 'float': setattr(self, f.name, float(v))
             if f.name in self._choices and v not in self._choices[f.name]:
                 raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
-        for k in self._positive:
-            if getattr(self, k) < 1: raise ValueError(f'parameter {k}={getattr(self, k)}: expected >= 1')
+        for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
+                             (self._gt0, lambda v: v > 0, '> 0'), (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
+            for k in ks:
+                if not ok(getattr(self, k)): raise ValueError(f'parameter {k}={getattr(self, k)!r}: expected {want}')
 
     @classmethod
     def make(cls, cfg=None, **kw):
@@ -97,6 +103,7 @@ class PretrainConfig(Params):
     batch_size: int = 64               # global batch, over all processes
     epochs: int = 8
     max_steps: int = 0                 # > 0 overrides epochs
+    max_grad_norm: float = 0.0         # > 0: clip the gradient norm to it (it is always checked to be finite)
     optimizer: str = 'adamw'
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -124,10 +131,16 @@ class PretrainConfig(Params):
     zero_shot: bool = True             # evaluate zero-shot 5x200 at the end
 
     _choices = CHOICES
-    _positive = ('batch_size', 'accum_steps', 'num_processes', 'image_size', 'emb_dim', 'ckpt_every', 'log_every')
+    _positive = ('batch_size', 'accum_steps', 'num_processes', 'image_size', 'emb_dim', 'ckpt_every', 'log_every',
+                 'keep_ckpts', 'max_length', 'lora_r')
+    _nonneg = ('epochs', 'max_steps', 'warmup_steps', 'weight_decay', 'min_lr', 'num_workers', 'max_grad_norm',
+               'lora_dropout', 'ssl_scale', 'icl_weight', 'tcl_weight', 'logit_scale_max', 'seed')
+    _gt0 = ('lr', 'ssl_temp')
+    _fraction = ('data_pct',)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.max_steps == 0 and self.epochs == 0: raise ValueError('parameters epochs=0 and max_steps=0: the run would do no step')
         if self.batch_size % (self.num_processes*self.accum_steps):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
                              f'{self.num_processes*self.accum_steps}')
@@ -158,6 +171,27 @@ def run_dir(run, output_dir='') -> Path:
     return Path(output_dir) if output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run
 
 # %% ../nbs/02_pretrain.ipynb 15
+@contextmanager
+def run_lock(out: Path):
+    "Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder and the holder."
+    import socket, sys
+    from filelock import FileLock, Timeout
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    lock, owner = FileLock(str(out/'.run.lock'), timeout=0), out/'.run.owner.json'
+    try: lock.acquire()
+    except Timeout:
+        who = json.loads(owner.read_text()) if owner.exists() else {}
+        raise RuntimeError(f'{out} is in use by another run (pid {who.get("pid")} on {who.get("host")}, started '
+                           f'{who.get("started")}: {who.get("command")}); wait for it to finish, or choose another run_name '
+                           'or output_dir') from None
+    try:
+        owner.write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), command=' '.join(sys.argv)[:300],
+                                         started=time.strftime('%Y-%m-%d %H:%M:%S'))))
+        yield out
+    finally: owner.unlink(missing_ok=True); lock.release()
+
+
+# %% ../nbs/02_pretrain.ipynb 18
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -173,7 +207,7 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 18
+# %% ../nbs/02_pretrain.ipynb 21
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
@@ -215,7 +249,7 @@ def build_model(cfg, texts=None, tokenizer=None):
                         logit_bias_init=-10.0 if cfg.method == 'siglip' else None,
                         ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')] if cfg.method == 'slip' else None)
 
-# %% ../nbs/02_pretrain.ipynb 20
+# %% ../nbs/02_pretrain.ipynb 23
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
@@ -231,28 +265,94 @@ def compute_loss(model, b, cfg) -> dict:
     else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 22
+# %% ../nbs/02_pretrain.ipynb 25
+CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
+
 def latest_checkpoint(out: Path):
     "The newest complete checkpoint folder under `out/checkpoints`, or None."
     ck = sorted((out/'checkpoints').glob('step_*[0-9]')) if (out/'checkpoints').exists() else []
     return ck[-1] if ck else None
 
-def save_checkpoint(acc, model, out: Path, step: int, state: dict, keep: int = 2):
-    "Write a checkpoint atomically (temp folder + rename) and prune old ones."
+def _tensors_json(d: dict, prefix=''):
+    "Split a nested state dict into flat {key: tensor} and the JSON-able rest (tensors replaced by their key)."
+    ts = {}
+    def walk(v, k):
+        if torch.is_tensor(v): ts[k] = v.detach().cpu().contiguous(); return {'__tensor__': k}
+        if isinstance(v, dict): return {str(a): walk(b, f'{k}.{a}') for a, b in v.items()}
+        if isinstance(v, (list, tuple)): return [walk(b, f'{k}.{i}') for i, b in enumerate(v)]
+        return v
+    return ts, walk(d, prefix)
+
+def _from_tensors_json(ts: dict, j):
+    "Inverse of `_tensors_json`."
+    if isinstance(j, dict): return ts[j['__tensor__']] if set(j) == {'__tensor__'} else {a: _from_tensors_json(ts, b) for a, b in j.items()}
+    if isinstance(j, list): return [_from_tensors_json(ts, b) for b in j]
+    return j
+
+
+# %% ../nbs/02_pretrain.ipynb 28
+def _rng_state() -> tuple:
+    "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
+    import random
+    ts = {'torch': torch.get_rng_state()}
+    if torch.cuda.is_available(): ts.update({f'cuda{i}': s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    _, key, pos, gauss, cached = np.random.get_state()
+    ts['numpy'] = torch.from_numpy(key.astype(np.int64))
+    v, st, g = random.getstate()
+    return ts, dict(numpy=[int(pos), int(gauss), float(cached)], python=[v, list(st), g])
+
+def _set_rng_state(ts, j):
+    import random
+    torch.set_rng_state(ts['torch'])
+    if torch.cuda.is_available(): torch.cuda.set_rng_state_all([ts[f'cuda{i}'] for i in range(torch.cuda.device_count())])
+    pos, gauss, cached = j['numpy']
+    np.random.set_state(('MT19937', ts['numpy'].numpy().astype(np.uint32), pos, gauss, cached))
+    v, st, g = j['python']; random.setstate((v, tuple(st), g))
+
+def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
+    "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
+    from safetensors.torch import save_file, save_model
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad: raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): not checkpointed')
     ckdir = out/'checkpoints'; final = ckdir/f'step_{step:06d}'; tmp = ckdir/f'.tmp_step_{step:06d}'
-    if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True)
+    if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp), safe_serialization=True)
+    ts, j = _rng_state()
+    save_file(ts, str(tmp/f'rng_{acc.process_index}.safetensors')); (tmp/f'rng_{acc.process_index}.json').write_text(json.dumps(j))
     if acc.is_main_process:
-        from safetensors.torch import save_model
         save_model(model, str(tmp/'model.safetensors'))
-        (tmp/'trainer_state.json').write_text(json.dumps({**state, 'step': step}))
+        ts, j = _tensors_json(opt.state_dict(), 'optimizer')
+        save_file(ts, str(tmp/'optimizer.safetensors'))
+        extra = dict(scaler=acc.scaler.state_dict()) if acc.scaler is not None else {}
+        (tmp/'trainer_state.json').write_text(json.dumps({**state, 'step': step, 'optimizer': j,
+                                                          'scheduler': sched.state_dict(), **extra}))
         shutil.rmtree(final, ignore_errors=True); os.replace(tmp, final)
         for old in sorted(ckdir.glob('step_*[0-9]'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
     return final
 
-# %% ../nbs/02_pretrain.ipynb 24
+def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
+    "Restore what `save_checkpoint` wrote (nothing is unpickled; a file a checkpoint never holds is refused); the trainer state."
+    import re
+    from safetensors.torch import load_file, load_model
+    odd = sorted(p.name for p in ckpt.iterdir() if not re.fullmatch(CKPT_FILES, p.name))
+    if odd: raise ValueError(f'{ckpt}: unexpected file(s) {odd}; a checkpoint holds only safetensors and JSON '
+                             f'({CKPT_FILES}); refusing to resume from it')
+    def read(f, fn):
+        try: return fn(str(ckpt/f))
+        except Exception as e: raise ValueError(f'{ckpt/f}: cannot read ({type(e).__name__}: {e}); refusing to resume') from e
+    st = json.loads(read('trainer_state.json', lambda p: Path(p).read_text()))
+    read('model.safetensors', lambda p: load_model(model, p))
+    o = _from_tensors_json(read('optimizer.safetensors', load_file), st['optimizer'])
+    o['state'] = {int(k): v for k, v in o['state'].items()}
+    opt.load_state_dict(o); sched.load_state_dict(st['scheduler'])
+    if acc.scaler is not None and 'scaler' in st: acc.scaler.load_state_dict(st['scaler'])
+    r = acc.process_index
+    _set_rng_state(read(f'rng_{r}.safetensors', load_file), json.loads(read(f'rng_{r}.json', lambda p: Path(p).read_text())))
+    return st
+
+
+# %% ../nbs/02_pretrain.ipynb 30
 def data_fingerprint(studies) -> str:
     "sha256 over the ordered (study id, image paths, texts) of `studies`."
     import hashlib
@@ -261,8 +361,10 @@ def data_fingerprint(studies) -> str:
     return h.hexdigest()
 
 def git_state(root=None) -> dict:
-    "The commit and dirty flag of the checkout at `root`, when there is one."
-    root = root or repo_root()
+    "The commit and dirty flag of the checkout at `root` (default: the one holding the medvlp code), when there is one."
+    import medvlp
+    root = root or repo_root(Path(medvlp.__file__).parent)
+    if root is None: return dict(commit=None, dirty=None)
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
@@ -271,13 +373,14 @@ def git_state(root=None) -> dict:
 def manifest(cfg, studies, **extra) -> dict:
     "The manifest of a run: git state, versions, seed, data fingerprint, device and `extra`."
     import transformers, timm, peft, accelerate, medvlp
-    return dict(git=git_state(), seed=cfg.seed, data=dict(dataset=cfg.dataset, n_studies=len(studies),
+    rows = studies.counts() if isinstance(studies, Studies) else None  # rows_in = used + skipped + held_out
+    return dict(git=git_state(), seed=cfg.seed, data=dict(dataset=cfg.dataset, n_studies=len(studies), rows=rows,
                 fingerprint=data_fingerprint(studies)), params=asdict(cfg),
                 versions={m.__name__: m.__version__ for m in (medvlp, torch, transformers, timm, peft, accelerate)},
                 python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/02_pretrain.ipynb 27
+# %% ../nbs/02_pretrain.ipynb 33
 ZS_PROMPTS = {'Atelectasis': 'atelectasis.', 'Cardiomegaly': 'cardiomegaly.', 'Consolidation': 'consolidation.',
               'Edema': 'pulmonary edema.', 'Pleural Effusion': 'pleural effusion.'}
 
@@ -296,7 +399,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = torch.cat([(model.encode_image(b['image']) @ t.T).argmax(1) for b in dl]).numpy()
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 29
+# %% ../nbs/02_pretrain.ipynb 35
 @dataclass
 class RunResult:
     "What a pretraining run left behind."
@@ -335,6 +438,8 @@ def _accelerator(cfg, **kw) -> Accelerator:
     return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
                        cpu=not torch.cuda.is_available(), **kw)
 
+
+# %% ../nbs/02_pretrain.ipynb 36
 def pretrain(cfg=None, **overrides) -> RunResult:
     "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns the `RunResult`."
     cfg = _resolve(cfg, overrides)
@@ -366,23 +471,35 @@ def _check_resume(out, cfg):
     if diff: raise ValueError(f'{out}: its checkpoints were made with other parameters, (saved, now): {diff}; '
                               'pass resume=False to start over, or use another run_name')
 
+
+# %% ../nbs/02_pretrain.ipynb 38
 def _train(cfg):
+    "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
     t_start = time.time()
     acc = _accelerator(cfg, gradient_accumulation_steps=cfg.accum_steps)
     if _launched() and acc.num_processes == 1:
         raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but Accelerate set up a single process; check the launcher")
     if acc.num_processes != cfg.num_processes:
         cfg = dataclasses.replace(cfg, num_processes=acc.num_processes)
-    out = run_dir(cfg)
+    studies = load_studies(cfg)  # bad data fails here, before anything is written
+    GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps)  # so does a dataset smaller than a batch
+    with run_lock(run_dir(cfg)) if acc.is_main_process else contextlib.nullcontext():
+        acc.wait_for_everyone()
+        return _fit(acc, cfg, run_dir(cfg), studies, t_start)
+
+def _stop(what, step, last_good):
+    return FloatingPointError(f'{what} at step {step}: run stopped; the last good checkpoint is '
+                              f'{last_good or "none (no checkpoint written yet)"}')
+
+def _fit(acc, cfg, out, studies, t_start):
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if resume_from: _check_resume(out, cfg)
     if acc.is_main_process:
         if not resume_from and (out/'checkpoints').exists(): shutil.rmtree(out/'checkpoints')
-        out.mkdir(parents=True, exist_ok=True)
         (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+        write_skipped(getattr(studies, 'skipped', []), out/'skipped.csv')
     acc.wait_for_everyone()
     set_seed(cfg.seed)
-    studies = load_studies(cfg)
     texts = [s.text for s in studies]
     with acc.main_process_first():  # one tokenizer, trained once, shared by every process
         tok_dir = out/'tokenizer'
@@ -407,12 +524,9 @@ def _train(cfg):
     if acc.num_processes > 1:  # every process starts from rank 0's weights, as DDP would broadcast them
         for t in model.state_dict().values(): torch.distributed.broadcast(t, 0)
     opt = acc.prepare(opt)
-    acc.register_for_checkpointing(sched)  # saved and restored with the checkpoint
     step = 0
     if resume_from:
-        from safetensors.torch import load_model
-        acc.load_state(str(resume_from)); load_model(model, str(resume_from/'model.safetensors'))
-        step = json.loads((resume_from/'trainer_state.json').read_text())['step']
+        step = load_checkpoint(acc, model, opt, sched, resume_from)['step']
         acc.print(f'resumed from {resume_from} at step {step}')
     hist = pd.read_csv(out/'metrics.csv').query('step <= @step').to_dict('records') \
         if resume_from and (out/'metrics.csv').exists() else []
@@ -422,6 +536,7 @@ def _train(cfg):
         writer = SummaryWriter(str(out/'tb'))
     bar = tqdm(total=total, initial=step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
     t_log, n_log, last_good = time.time(), 0, resume_from
+    params = [p for p in model.parameters() if p.requires_grad]
     while step < total:
         epoch, done = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch, start=done*cfg.accum_steps); ds.set_epoch(epoch)
@@ -430,11 +545,13 @@ def _train(cfg):
             with acc.accumulate(model), acc.autocast():
                 terms = compute_loss(model, b, cfg)
                 loss = terms['loss']
-                if not torch.isfinite(loss.detach()).all():
-                    raise FloatingPointError(f'loss is {loss.item()} at step {step + 1}: run stopped; the last good '
-                                             f'checkpoint is {last_good or "none (no checkpoint written yet)"}')
+                if not torch.isfinite(loss.detach()).all(): raise _stop(f'loss is {loss.item()}', step + 1, last_good)
                 acc.backward(loss)
-                if acc.sync_gradients: sync_grads(model, acc.num_processes)
+                if acc.sync_gradients:
+                    sync_grads(model, acc.num_processes)
+                    gnorm = acc.clip_grad_norm_(params, cfg.max_grad_norm or float('inf'))  # clips only when max_grad_norm > 0
+                    if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
+                        raise _stop(f'gradient norm is {gnorm.item()}', step + 1, last_good)
                 opt.step(); opt.zero_grad()
                 if acc.sync_gradients: sched.step()
             n_log += len(b['idx'])*acc.num_processes
@@ -445,7 +562,7 @@ def _train(cfg):
                 dt = time.time() - t_log
                 vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
                 rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=model.logit_scale.exp().item(),
-                           pairs_per_s=n_log/max(dt, 1e-9), **vals)
+                           grad_norm=gnorm.item(), pairs_per_s=n_log/max(dt, 1e-9), **vals)
                 hist.append(rec); t_log, n_log = time.time(), 0
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
                 if writer:
@@ -453,7 +570,7 @@ def _train(cfg):
                         if k not in ('step', 'epoch'): writer.add_scalar(f'train/{k}', v, step)
                 if acc.is_main_process: pd.DataFrame(hist).to_csv(out/'metrics.csv', index=False)
             if step % cfg.ckpt_every == 0 and step < total:
-                last_good = save_checkpoint(acc, model, out, step, dict(epoch=epoch), cfg.keep_ckpts)
+                last_good = save_checkpoint(acc, model, opt, sched, out, step, dict(epoch=epoch), cfg.keep_ckpts)
             if step >= total: break
     bar.close()
     acc.wait_for_everyone()
@@ -473,7 +590,8 @@ def _train(cfg):
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 31
+
+# %% ../nbs/02_pretrain.ipynb 40
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -492,7 +610,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 33
+# %% ../nbs/02_pretrain.ipynb 42
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -504,7 +622,7 @@ def default_model(**overrides) -> Path:
         if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 37
+# %% ../nbs/02_pretrain.ipynb 46
 def _memory_mib(fn, device) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages), in MiB."
     if device.type == 'cuda':

@@ -28,4 +28,4 @@ def test_two_processes_match_one(tmp_path, synth_root):
     np.testing.assert_allclose(two.loss.values, one.loss.values, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(two.lr.values, one.lr.values, rtol=1e-6)
     assert one.loss.iloc[0] != one.loss.iloc[-1]
-    assert (tmp_path / 'two' / 'checkpoints' / 'step_000004' / 'random_states_1.pkl').exists()  # every rank's RNG saved
+    assert (tmp_path / 'two' / 'checkpoints' / 'step_000004' / 'rng_1.safetensors').exists()  # every rank's RNG saved

@@ -35,7 +35,6 @@ def test_resume_after_kill(tmp_path, synth_root):
 
 
 def test_nan_loss_stops_and_keeps_checkpoint(tmp_path, synth_root, monkeypatch):
-    import torch
     import medvlp.pretrain as P
     real = P.compute_loss
     calls = {'n': 0}
@@ -45,6 +44,65 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path, synth_root, monkeypatch):
         if calls['n'] >= 6: out['loss'] = out['loss'] * float('nan')
         return out
     monkeypatch.setattr(P, 'compute_loss', poisoned)
-    with pytest.raises(FloatingPointError, match='at step 6.*last good checkpoint.*step_000004'):
+    with pytest.raises(FloatingPointError, match='loss is nan at step 6.*last good checkpoint.*step_000004'):
         P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'nan')))
     assert (tmp_path / 'nan' / 'checkpoints' / 'step_000004' / 'model.safetensors').exists()
+
+
+def _all_finite(ckpt):
+    import torch
+    from safetensors.torch import load_file
+    ts = {**load_file(str(ckpt / 'model.safetensors')), **load_file(str(ckpt / 'optimizer.safetensors'))}
+    return len(ts) > 10 and all(torch.isfinite(t).all() for t in ts.values() if t.is_floating_point())
+
+
+def test_nan_gradient_with_finite_loss_never_reaches_a_checkpoint(tmp_path, synth_root, monkeypatch):
+    "A finite loss whose gradient is NaN at a checkpoint step: the run stops there, and the named checkpoint is finite."
+    import torch
+    import medvlp.pretrain as P
+    class NanGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x): return x.clone()
+        @staticmethod
+        def backward(ctx, g): return g * float('nan')
+    real, calls = P.compute_loss, {'n': 0}
+    def poisoned(model, b, cfg):
+        calls['n'] += 1
+        out = real(model, b, cfg)
+        if calls['n'] == 8: out['loss'] = NanGrad.apply(out['loss'])  # step 8, when a checkpoint is due
+        return out
+    monkeypatch.setattr(P, 'compute_loss', poisoned)
+    with pytest.raises(FloatingPointError, match=r'gradient norm is nan at step 8.*last good checkpoint is \S*step_000004$'):
+        P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'g', max_steps=12)))
+    cks = sorted(p.name for p in (tmp_path / 'g' / 'checkpoints').iterdir())
+    assert cks == ['step_000004'], cks
+    assert _all_finite(tmp_path / 'g' / 'checkpoints' / 'step_000004')
+
+
+def test_max_grad_norm_clips(tmp_path, synth_root):
+    import medvlp.pretrain as P
+    free = P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'free', max_steps=4)))
+    clip = P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'clip', max_steps=4, max_grad_norm=0.01)))
+    assert free.history.grad_norm.min() > 0.01  # the norm recorded is the one before clipping
+    assert free.history.grad_norm.iloc[0] == clip.history.grad_norm.iloc[0]  # same first step
+    assert (free.history.loss.iloc[2:] != clip.history.loss.iloc[2:]).all()  # clipped updates differ (step 1 has lr 0)
+
+
+PAYLOAD = "import os, pickle\nclass P:\n    def __reduce__(self): return (os.system, ('touch {marker}',))\n"
+
+
+@pytest.mark.parametrize('where', ['custom_checkpoint_0.pkl', 'optimizer.safetensors'])
+def test_resume_never_unpickles(tmp_path, synth_root, where):
+    "A pickle planted in a checkpoint (a new file, or in place of a real one) is refused by name and never run."
+    import pickle, types
+    p = tiny_params(synth_root, tmp_path / 'run', max_steps=4, ckpt_every=2)
+    r = subprocess.run(cmd(p), capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck, marker = tmp_path / 'run' / 'checkpoints' / 'step_000002', tmp_path / 'pwned'
+    assert sorted(f.name for f in ck.iterdir()) == ['model.safetensors', 'optimizer.safetensors', 'rng_0.json',
+                                                     'rng_0.safetensors', 'trainer_state.json']
+    mod = types.ModuleType('payload'); exec(PAYLOAD.format(marker=marker), mod.__dict__)
+    (ck / where).write_bytes(pickle.dumps(mod.P()))
+    r = subprocess.run(cmd(p), capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode != 0 and where in r.stderr and 'refusing to resume' in r.stderr, r.stderr[-2000:]
+    assert not marker.exists(), 'the planted pickle was executed'

@@ -72,7 +72,7 @@ def test_pretrain_outputs_hold_no_image_paths(tmp_path, monkeypatch):
     for i, n in enumerate(names):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3) if i % 2 else (40, 40), dtype=np.uint8)).save(data / 'train' / 'imgs' / n)
     (data / 'train' / 'img_text_pair.json').write_text(json.dumps(
-        [{'img': n, 'caption': f'Finding number {i}.'} for i, n in enumerate(names)]))
+        [{'img': n, 'caption': f'Finding number {i}.' + (' Seen by Dr Vantrebel.' if i == 3 else '')} for i, n in enumerate(names)]))
     pretrain(dataset='pairs_folder', data_root=str(data), max_steps=2, batch_size=4, image_size=32, zero_shot=False,
              output_dir=str(out))
     files = [p for p in out.rglob('*') if p.is_file() and 'checkpoints' not in p.parts and 'skipped' not in p.name]
@@ -80,3 +80,5 @@ def test_pretrain_outputs_hold_no_image_paths(tmp_path, monkeypatch):
     stems = [n[:-4] for n in names]
     leaks = {str(p.relative_to(out)): [s for s in stems if s in p.read_bytes().decode('latin-1')] for p in files}
     assert {k: v for k, v in leaks.items() if v} == {}
+    saved = [d for d in out.rglob('tokenizer.json')]
+    assert saved and all('vantrebel' not in vocab_text(d.parent) and 'finding' in vocab_text(d.parent) for d in saved)
