@@ -24,9 +24,11 @@ from .data import train_tokenizer
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS', 'LORA_TARGETS',
-           'IA3_TARGETS', 'PROJECTIONS', 'ImageTower', 'build_image_tower', 'eos_index', 'pool_tokens', 'TextTower',
-           'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig', 'DualEncoder',
-           'create_model', 'parameter_report', 'AdaptorFusion']
+           'IA3_TARGETS', 'PROJECTIONS', 'OPEN_CLIP_WEIGHTS', 'HF_DUAL_ENCODERS', 'ImageTower', 'build_image_tower',
+           'eos_index', 'pool_tokens', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
+           'DualEncoderConfig', 'source_kind', 'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower',
+           'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip',
+           'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -144,8 +146,10 @@ def _timm_source(pretrained) -> dict:
     return dict(pretrained=True, pretrained_cfg_overlay=dict(source='hf-hub', hf_hub_id=str(pretrained)))
 
 def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_size=None, grad_checkpointing=False,
-                      device=None, **timm_overrides) -> ImageTower:
+                      device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None, **timm_overrides) -> ImageTower:
     "An `ImageTower` from a preset or a timm model name; weights from `pretrained` (False, True, a file, a folder or a hub id)."
+    if config is not None or open_clip_cfg is not None:  # a published dual encoder's tower (see "Real starting points")
+        return build_source_image_tower(name, config, open_clip_cfg, image_size, in_chans, mean, std, device)
     if pool not in IMAGE_POOLS: raise _bad('pool', pool, IMAGE_POOLS)
     arch, kw = IMAGE_PRESETS.get(name, (name, {}))
     if (name.startswith('tiny-') and name not in IMAGE_PRESETS) or not timm.is_model(arch):
@@ -229,13 +233,14 @@ def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
 
 class TextTower(nn.Module):
     "A transformers encoder or causal LM with pooling: `forward(input_ids, attention_mask)` gives [B, out_dim]."
-    def __init__(self, model: nn.Module, tokenizer=None, pool=None, causal=None, name='', max_length=128):
+    def __init__(self, model: nn.Module, tokenizer=None, pool=None, causal=None, name='', max_length=128, padding=True):
         super().__init__()
         cfg = _base(model).config
         self.causal = _is_causal(cfg) if causal is None else causal
         pool = pool or ('eos' if self.causal else 'cls')
-        if pool not in TEXT_POOLS: raise _bad('pool', pool, TEXT_POOLS)
+        if pool not in TEXT_POOLS + ('model',): raise _bad('pool', pool, TEXT_POOLS)  # 'model': the model's own pooler_output
         self.model, self.pool, self.name, self.max_length, self.peft_method = model, pool, name, max_length, 'none'
+        self.padding = padding  # True pads to the longest text; 'max_length' to max_length (SigLIP, open_clip)
         self.tokenizer = None if tokenizer is None else _prepare_tokenizer(tokenizer, self.causal)
         self.out_dim = self.token_dim = cfg.hidden_size
         ids = [getattr(tokenizer, 'eos_token_id' if self.causal else 'sep_token_id', None), getattr(tokenizer, 'eos_token_id', None),
@@ -253,12 +258,13 @@ class TextTower(nn.Module):
         return h[:, h.shape[1] - input_ids.shape[1]:]
 
     def forward(self, input_ids, attention_mask=None):
+        if self.pool == 'model': return self.model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         return pool_tokens(self.forward_tokens(input_ids, attention_mask), input_ids, attention_mask, self.pool, self.eos_id)
 
     def tokenize(self, texts, max_length=None) -> dict:
         "Padded, truncated `input_ids` / `attention_mask` tensors for a list of strings."
         if self.tokenizer is None: raise ValueError(f'text tower {self.name!r} has no tokenizer; pass tokenizer= when building it')
-        return dict(self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length or self.max_length,
+        return dict(self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=max_length or self.max_length,
                                    return_tensors='pt'))
 
     def lock(self, unlocked_layers=0):
@@ -274,13 +280,25 @@ class TextTower(nn.Module):
 
     def __repr__(self): return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
+def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
+    "A transformers model with random weights from `config`, also for towers `AutoModel` does not map (SigLIP's text model)."
+    import transformers
+    with _on(device):
+        try: return AutoModel.from_config(config)
+        except ValueError:
+            cls = getattr(transformers, type(config).__name__.removesuffix('Config') + 'Model', None)
+            if cls is None: raise
+            return cls(config)
+
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
-                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, **config_overrides) -> TextTower:
+                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, padding=True,
+                     open_clip_cfg=None, **config_overrides) -> TextTower:
     "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
+    if open_clip_cfg is not None: return _open_clip_text_tower(name, open_clip_cfg, tokenizer, max_length, device)
     if config is not None:
         if isinstance(config, dict): config = AutoConfig.for_model(**config)
         for k, v in config_overrides.items(): setattr(config, k, v)
-        with _on(device): model = AutoModel.from_config(config)
+        model = _hf_model(config, device)
     elif name in TEXT_PRESETS:
         if tokenizer is None:
             tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe', vocab_size,
@@ -296,12 +314,12 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         except OSError as e:
             raise ValueError(f'text tower {str(name)!r}: not one of the presets {list(TEXT_PRESETS)} and not loadable as a '
                              f'hub id or local folder ({e})') from e
-    if getattr(model, 'pooler', None) is not None: model.pooler = None  # BERT's pooler: no pooling here uses it (and DDP would find it unused)
+    if pool != 'model' and getattr(model, 'pooler', None) is not None: model.pooler = None  # BERT's pooler: no pooling here uses it (and DDP would find it unused)
     if grad_checkpointing:
         if hasattr(model, 'activation_checkpointing_enable'):  # transformers 5 name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=dict(use_reentrant=False))
         else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
-    return TextTower(model, tokenizer, pool, causal, str(name), max_length)
+    return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
 # %% ../nbs/01_models.ipynb 44
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
@@ -357,7 +375,8 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
             if tower.peft_method in ('prefix', 'prompt'):
                 raise ValueError(f'method={method!r}: {tower.name!r} already has {tower.peft_method} tuning; build a new tower')
             tower.model = tower.model.merge_and_unload()
-        task = dict(task_type='FEATURE_EXTRACTION') if is_text else {}
+        # a plain PeftModel for CLIP/SigLIP text models (pool='model'): they take no inputs_embeds, which the task wrapper passes
+        task = dict(task_type='FEATURE_EXTRACTION') if is_text and tower.pool != 'model' else {}
         if method in ('lora', 'adalora', 'ia3'):
             targets, ff = (target_modules, feedforward_modules) if target_modules else _default_targets(tower, method)
             conv1d = _targets(tower, targets, method)
@@ -391,7 +410,7 @@ def peft_update(model: nn.Module, step: int):
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel': m.base_model.update_and_allocate(step)
 
 # %% ../nbs/01_models.ipynb 54
-PROJECTIONS = ('linear', 'mlp')
+PROJECTIONS = ('linear', 'mlp', 'none')
 
 @dataclass
 class DualEncoderConfig:
@@ -407,6 +426,7 @@ class DualEncoderConfig:
     learn_logit_scale: bool = True
     logit_bias_init: float | None = None
     ssl_mlp: list | None = None
+    init_from: str | None = None
 
     def to_dict(self) -> dict: return json.loads(json.dumps(asdict(self)))
     @classmethod
@@ -426,6 +446,7 @@ def _steps(p) -> list:
     return [dict(p)] if isinstance(p, dict) else [dict(s) for s in p]
 
 def _projection(d_in, cfg: DualEncoderConfig) -> nn.Module:
+    if cfg.proj == 'none': return nn.Identity()
     if cfg.proj == 'linear': return nn.Linear(d_in, cfg.emb_dim, bias=cfg.proj_bias)
     h = cfg.proj_hidden or d_in
     return nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, cfg.emb_dim, bias=cfg.proj_bias))
@@ -434,6 +455,20 @@ def _ssl_head(d_in, sizes) -> nn.Module:
     layers, d = [], d_in
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
+
+def source_kind(source) -> str:
+    "Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) or 'open_clip'."
+    s = str(source)
+    if s.startswith('hf-hub:'): return 'open_clip'
+    d = Path(s).expanduser()
+    if d.is_dir():
+        if (d/'config.json').exists(): return 'hf' if 'model_type' in json.loads((d/'config.json').read_text()) else 'medvlp'
+        if (d/'open_clip_config.json').exists(): return 'open_clip'
+        raise FileNotFoundError(f'{d}: no config.json or open_clip_config.json; expected a folder written by save_pretrained, '
+                                f'a Hugging Face CLIP/SigLIP folder or an open_clip folder')
+    if d.exists() or s.startswith(('/', '.', '~')) or s.count('/') > 1:
+        raise FileNotFoundError(f'{s!r}: no such model folder (expected a folder or a hub id such as openai/clip-vit-base-patch16)')
+    return 'hf'
 
 # %% ../nbs/01_models.ipynb 56
 class DualEncoder(nn.Module):
@@ -514,7 +549,7 @@ class DualEncoder(nn.Module):
         d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
         self.config.save(d/'config.json')
         save_model(self, str(d/'model.safetensors'))
-        self.text.trunk.config.save_pretrained(d/'text_config')
+        if isinstance(getattr(self.text.trunk, 'config', None), PretrainedConfig): self.text.trunk.config.save_pretrained(d/'text_config')
         if self.tokenizer is not None: self.tokenizer.save_pretrained(d/'tokenizer')
         for part in ('image', 'text'):
             m = getattr(self, part).model
@@ -522,14 +557,17 @@ class DualEncoder(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, save_dir, device='cpu'):
-        "Rebuild a saved `DualEncoder` from its folder: no hub, no original weights needed."
-        d = Path(save_dir)
-        if not (d/'config.json').exists(): raise FileNotFoundError(f'{d}: no config.json; expected a folder written by save_pretrained')
+    def from_pretrained(cls, source, device='cpu'):
+        "A folder written by `save_pretrained` (no hub, no original weights needed), or a published model (`source_kind`)."
+        kind = source_kind(source)
+        if kind == 'hf': return from_hf(source, device)
+        if kind == 'open_clip': return from_open_clip(source, device)
+        d = Path(source).expanduser()
         cfg = DualEncoderConfig.load(d/'config.json')
         build = replace(cfg, image=dict(cfg.image, pretrained=False))  # the weights come from the folder
         tok = AutoTokenizer.from_pretrained(d/'tokenizer') if (d/'tokenizer').exists() else None
-        model = cls(build, tokenizer=tok, _text_config=AutoConfig.from_pretrained(d/'text_config'))
+        tc = AutoConfig.from_pretrained(d/'text_config') if (d/'text_config').exists() else None
+        model = cls(build, tokenizer=tok, _text_config=tc)
         model.config = cfg
         load_model(model, str(d/'model.safetensors'), strict=True, device=str(device))
         return model.to(device).eval()
@@ -555,7 +593,175 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
+# %% ../nbs/01_models.ipynb 64
+class SourceImageTower(nn.Module):
+    "A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), pooled as its source pools it."
+    def __init__(self, model: nn.Module, kind='hf', name='', out_dim=None, image_size=224, in_chans=3, mean=None, std=None):
+        super().__init__()
+        if kind not in ('hf', 'open_clip'): raise _bad('kind', kind, ('hf', 'open_clip'))
+        self.model, self.kind, self.name, self.peft_method = model, kind, name, 'none'
+        self.out_dim = self.token_dim = out_dim or self.trunk.config.hidden_size
+        self.image_size, self.in_chans, self.mean, self.std = image_size, in_chans, mean, std
+
+    @property
+    def trunk(self) -> nn.Module: return _base(self.model)
+
+    def forward(self, x):
+        return self.model(pixel_values=x).pooler_output if self.kind == 'hf' else self.model(x)
+
+    def forward_tokens(self, x, return_grid=False):
+        raise NotImplementedError(f'forward_tokens: not available for the {self.kind} image tower {self.name!r} yet')
+
+    def lock(self, unlocked_layers=0):
+        "Freeze the tower except its last `unlocked_layers` blocks and the norms after them."
+        return TextTower.lock(self, unlocked_layers)
+
+    def __repr__(self): return f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
+
+def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
+                             device=None) -> SourceImageTower:
+    "An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` (embed_dim, vision_cfg, quick_gelu)."
+    if config is not None:
+        if isinstance(config, dict): config = AutoConfig.for_model(**config)
+        if config.num_channels != in_chans: raise ValueError(f'in_chans={in_chans}: the {config.model_type} tower takes {config.num_channels} channels')
+        return SourceImageTower(_hf_model(config, device), 'hf', str(name), None, image_size, in_chans, mean, std)
+    from open_clip.model import _build_vision_tower
+    c = dict(open_clip_cfg)
+    vision = dict(c['vision_cfg'], timm_model_pretrained=False)  # the weights come from the checkpoint
+    with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
+    return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
+
+# %% ../nbs/01_models.ipynb 65
+class OpenClipTextTower(TextTower):
+    "open_clip's text tower (its transformer or HF encoder, pooling and projection): `forward(input_ids)` gives [B, out_dim]."
+    def __init__(self, model: nn.Module, tokenizer=None, name='', max_length=77, out_dim=None):
+        nn.Module.__init__(self)
+        self.model, self.tokenizer, self.name, self.max_length, self.peft_method = model, tokenizer, name, max_length, 'none'
+        self.pool, self.causal, self.padding, self.eos_id = 'model', False, 'max_length', None  # open_clip pads to its context length
+        self.out_dim = self.token_dim = out_dim
+
+    def forward_tokens(self, input_ids, attention_mask=None):
+        raise NotImplementedError(f'forward_tokens: not available for the open_clip text tower {self.name!r} yet')
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
+
+def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
+    from open_clip.model import _build_text_tower
+    c = dict(open_clip_cfg)
+    text = dict(c['text_cfg'], hf_model_pretrained=False) if 'hf_model_name' in c['text_cfg'] else c['text_cfg']
+    with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
+    return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
+
+def clip_tokenizer(context_length=77):
+    "open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, padded with 0 as open_clip pads."
+    from open_clip.tokenizer import SimpleTokenizer
+    from transformers import CLIPTokenizer
+    st = SimpleTokenizer()
+    names = {'<start_of_text>': '<|startoftext|>', '<end_of_text>': '<|endoftext|>'}
+    vocab = {names.get(t, t): i for t, i in st.encoder.items()}
+    merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
+    return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
+
 # %% ../nbs/01_models.ipynb 66
+OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
+HF_DUAL_ENCODERS = ('clip', 'siglip')
+
+def _scale_cfg(scale, bias=None) -> dict:
+    "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
+    s = float(scale.detach())
+    return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s), logit_bias_init=None if bias is None else float(bias.detach()))
+
+def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
+    "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
+    model = DualEncoder(DualEncoderConfig.from_dict(cfg.to_dict()), tokenizer=tokenizer)  # as JSON has it (lists, not tuples)
+    state_dict = {k: v.reshape(()) if k in ('logit_scale', 'logit_bias') else v for k, v in state_dict.items()}
+    model.load_state_dict(state_dict, strict=True)
+    return model.to(device).eval()
+
+# %% ../nbs/01_models.ipynb 67
+def _hf_preprocess(source, vision_config) -> dict:
+    "Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, else CLIP's defaults."
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    from transformers.utils import cached_file
+    try: f = cached_file(str(source), 'preprocessor_config.json', _raise_exceptions_for_missing_entries=False)
+    except OSError: f = None
+    p = json.loads(Path(f).read_text()) if f else {}
+    return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
+                mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
+
+def from_hf(source, device='cpu') -> DualEncoder:
+    "A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP or SigLIP model."
+    try: hf = AutoModel.from_pretrained(str(source))
+    except OSError as e:
+        raise ValueError(f'{str(source)!r}: not loadable as a Hugging Face model folder or hub id ({e})') from e
+    c = hf.config
+    if c.model_type not in HF_DUAL_ENCODERS:
+        raise ValueError(f'{str(source)!r}: model_type={c.model_type!r}; expected one of {list(HF_DUAL_ENCODERS)} '
+                         f'(or an open_clip folder, or a folder written by save_pretrained)')
+    siglip, tc = c.model_type == 'siglip', c.text_config
+    cfg = DualEncoderConfig(
+        image=dict(name=str(source), config=c.vision_config.to_dict(), **_hf_preprocess(source, c.vision_config)),
+        text=dict(name=str(source), config=tc.to_dict(), pool='model', causal=False, max_length=tc.max_position_embeddings,
+                  padding='max_length' if siglip else True),  # SigLIP was trained on texts padded to 64 tokens
+        emb_dim=c.vision_config.hidden_size if siglip else c.projection_dim, proj='none' if siglip else 'linear',
+        init_from=str(source), **_scale_cfg(hf.logit_scale, hf.logit_bias if siglip else None))
+    ours = {'vision_model.': 'image.model.', 'text_model.': 'text.model.',  # CLIPVisionModel / CLIPTextModel keys
+            'visual_projection.': 'image_proj.', 'text_projection.': 'text_proj.'}
+    rename = lambda k: next((new + k[len(old):] for old, new in ours.items() if k.startswith(old)), k)
+    sd = {rename(k): v for k, v in hf.state_dict().items()}
+    return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
+
+# %% ../nbs/01_models.ipynb 68
+def _open_clip_folder(source) -> Path:
+    "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
+    s = str(source)
+    if not s.startswith('hf-hub:'): return Path(s).expanduser()
+    from open_clip.pretrained import download_pretrained_from_hf
+    repo = s[len('hf-hub:'):]
+    try: folder = Path(download_pretrained_from_hf(repo, filename='open_clip_config.json')).parent
+    except Exception as e:
+        raise ConnectionError(f'{s}: could not fetch open_clip_config.json from the Hugging Face hub ({type(e).__name__}); '
+                              f'offline, download the repository and pass its local folder') from e
+    for w in OPEN_CLIP_WEIGHTS:
+        with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
+    return folder
+
+def _open_clip_tokenizer(folder, text_cfg):
+    "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
+    import open_clip
+    ot = open_clip.get_tokenizer(f'local-dir:{folder}')
+    if hasattr(ot, 'tokenizer'): return ot.tokenizer  # an HF tokenizer (BiomedCLIP's PubMedBERT, SigLIP's)
+    if type(ot).__name__ != 'SimpleTokenizer' or text_cfg.get('tokenizer_kwargs'):
+        raise ValueError(f'{folder}: open_clip tokenizer {type(ot).__name__} {text_cfg.get("tokenizer_kwargs", "")} is not supported yet; '
+                         f'expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
+    return clip_tokenizer(text_cfg.get('context_length', 77))
+
+def from_open_clip(source, device='cpu') -> DualEncoder:
+    "A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder or `hf-hub:org/name` model."
+    from open_clip.model import convert_to_custom_text_state_dict
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+    from safetensors.torch import load_file
+    d = _open_clip_folder(source)
+    j = json.loads((d/'open_clip_config.json').read_text())
+    if 'model_cfg' not in j: raise ValueError(f"{d/'open_clip_config.json'}: no 'model_cfg'")
+    mc, pc = j['model_cfg'], merge_preprocess_dict(PreprocessCfg(), j.get('preprocess_cfg', {}))
+    w = next((d/f for f in OPEN_CLIP_WEIGHTS if (d/f).exists()), None)
+    if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} beside open_clip_config.json')
+    sd = load_file(str(w)) if w.suffix == '.safetensors' else torch.load(w, map_location='cpu', weights_only=True)
+    if 'positional_embedding' in sd: sd = convert_to_custom_text_state_dict(sd)  # CLIP's built-in text -> a text tower
+    common = dict(embed_dim=mc['embed_dim'], quick_gelu=mc.get('quick_gelu', False))
+    vision, text = mc['vision_cfg'], mc['text_cfg']
+    size = pc['size'] if isinstance(pc['size'], int) else list(pc['size'])
+    cfg = DualEncoderConfig(
+        image=dict(name=str(source), open_clip_cfg=dict(common, vision_cfg=vision), image_size=size,
+                   in_chans=3, mean=list(pc['mean']), std=list(pc['std'])),
+        text=dict(name=str(source), open_clip_cfg=dict(common, text_cfg=text), max_length=text.get('context_length', 77)),
+        emb_dim=mc['embed_dim'], proj='none', init_from=str(source), **_scale_cfg(sd['logit_scale'], sd.get('logit_bias')))
+    rename = lambda k: 'image.model.' + k[7:] if k.startswith('visual.') else 'text.model.' + k[5:] if k.startswith('text.') else k
+    return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
+
+# %% ../nbs/01_models.ipynb 74
 class AdaptorFusion(nn.Module):
     "Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, return normalised embeddings."
     def __init__(self, image_dim: int, text_dim: int, dim=768, num_layers=2, num_heads=12, mlp_ratio=4, dropout=0.1):

@@ -1,0 +1,183 @@
+"DualEncoder.from_pretrained from published dual encoders (HF CLIP, HF SigLIP, open_clip), saved to local folders: same embeddings and logits as the source."
+import json, math
+import pytest, torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from medvlp.models import DualEncoder, clip_tokenizer, count_parameters, source_kind, DEFAULT_CORPUS
+from medvlp.data import train_tokenizer
+from medvlp.losses import clip_loss
+
+torch.set_num_threads(1)
+TEXTS = ['No acute cardiopulmonary process.', 'Small left pleural effusion with adjacent atelectasis.', 'Mild cardiomegaly.',
+         'Right lower lobe consolidation concerning for pneumonia, cannot exclude aspiration.']
+TOL = 1e-5
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+MAX_DIFF = {}
+
+def _pooled(o): return o.pooler_output if hasattr(o, 'pooler_output') else o
+
+def _ours(m, x, enc):
+    "Our embeddings and logits through the training path (`model(batch)`)."
+    with torch.no_grad(): out = m(dict(image=x, **enc))
+    logits = out['logit_scale'] * out['image_emb'] @ out['text_emb'].T + out.get('logit_bias', 0)
+    return out['image_emb'], out['text_emb'], logits
+
+def _check(name, ours, ref):
+    d = max((a - b).abs().max().item() for a, b in zip(ours, ref))
+    MAX_DIFF[name] = d
+    assert d < TOL, f'{name}: max abs difference {d}'
+
+def _roundtrip(m, x, enc, tmp_path):
+    "save_pretrained then from_pretrained gives identical embeddings."
+    m.save_pretrained(tmp_path/'rt')
+    m2 = DualEncoder.from_pretrained(tmp_path/'rt')
+    assert source_kind(tmp_path/'rt') == 'medvlp' and m2.config == m.config
+    a, b = _ours(m, x, enc), _ours(m2, x, enc)
+    for u, v in zip(a, b): assert torch.equal(u, v)
+    assert torch.equal(m.encode_texts(TEXTS), m2.encode_texts(TEXTS))
+    return m2
+
+def make_hf_clip(d):
+    "A tiny random CLIPModel in folder `d`, with OpenAI CLIP's tokenizer and a preprocessor_config.json."
+    from transformers import CLIPConfig, CLIPModel
+    torch.manual_seed(0)
+    tok = clip_tokenizer(); tok.pad_token = '<|endoftext|>'  # as openai/clip-* pads
+    cfg = CLIPConfig(text_config=dict(TINY, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                                      pad_token_id=49407),
+                     vision_config=dict(TINY, image_size=32, patch_size=8), projection_dim=24)
+    hf = CLIPModel(cfg).eval()
+    with torch.no_grad(): hf.logit_scale.fill_(3.2)
+    hf.save_pretrained(d); tok.save_pretrained(d)
+    (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])))
+    return d, hf
+
+@pytest.fixture(scope='module')
+def hf_clip(tmp_path_factory): return make_hf_clip(tmp_path_factory.mktemp('hf_clip'))
+
+def test_hf_clip(hf_clip, tmp_path):
+    d, hf = hf_clip
+    assert source_kind(d) == 'hf'
+    m = DualEncoder.from_pretrained(d)
+    x = torch.randn(3, 3, 32, 32)
+    enc = m.text.tokenize(TEXTS)
+    assert enc['input_ids'].shape[1] < 77 and (enc['input_ids'][:, 0] == 49406).all()  # padded to the longest, BOS first
+    with torch.no_grad():
+        ref = (F.normalize(_pooled(hf.get_image_features(pixel_values=x)), dim=-1),
+               F.normalize(_pooled(hf.get_text_features(**enc)), dim=-1),
+               hf(pixel_values=x, **enc).logits_per_image)
+    _check('hf_clip', _ours(m, x, enc), ref)
+    assert (m.image.image_size, m.image.in_chans, m.image.mean, m.image.std) == (32, 3, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    assert m.config.init_from == str(d) and m.config.image['image_size'] == 32 and m.logit_bias is None
+    assert m.image_proj.bias is None and torch.equal(m.image_proj.weight, hf.visual_projection.weight)
+    m2 = _roundtrip(m, x, enc, tmp_path)
+    assert m2.image.mean == [0.5, 0.4, 0.3]
+
+def test_hf_clip_defaults_and_legacy_eos(tmp_path):
+    "No preprocessor_config.json: CLIP's mean/std; an old config (eos_token_id=2) pools at the argmax id, as HF does."
+    from transformers import CLIPConfig, CLIPModel
+    torch.manual_seed(1)
+    tok = clip_tokenizer()
+    cfg = CLIPConfig(text_config=dict(TINY, vocab_size=len(tok), max_position_embeddings=77, eos_token_id=2),
+                     vision_config=dict(TINY, image_size=32, patch_size=8), projection_dim=16)
+    hf = CLIPModel(cfg).eval(); hf.save_pretrained(tmp_path/'c'); tok.save_pretrained(tmp_path/'c')
+    m = DualEncoder.from_pretrained(tmp_path/'c')
+    x, enc = torch.randn(2, 3, 32, 32), m.text.tokenize(TEXTS)
+    with torch.no_grad():
+        ref = (F.normalize(_pooled(hf.get_image_features(pixel_values=x)), dim=-1),
+               F.normalize(_pooled(hf.get_text_features(**enc)), dim=-1), hf(pixel_values=x, **enc).logits_per_image)
+    _check('hf_clip_legacy', _ours(m, x, enc), ref)
+    assert m.image.mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+
+def test_hf_siglip(tmp_path):
+    from transformers import SiglipConfig, SiglipModel
+    torch.manual_seed(0)
+    tok = train_tokenizer(DEFAULT_CORPUS + TEXTS, 'bpe', 300, model_max_length=16)
+    cfg = SiglipConfig(text_config=dict(TINY, vocab_size=len(tok), max_position_embeddings=16),
+                       vision_config=dict(TINY, image_size=32, patch_size=8))
+    hf = SiglipModel(cfg).eval()
+    with torch.no_grad(): hf.logit_scale.fill_(math.log(120.0)); hf.logit_bias.fill_(-3.5)  # above ln 100: must not be clamped
+    hf.save_pretrained(tmp_path/'s'); tok.save_pretrained(tmp_path/'s')
+    m = DualEncoder.from_pretrained(tmp_path/'s')
+    x = torch.randn(3, 3, 32, 32)
+    enc = m.text.tokenize(TEXTS)
+    assert enc['input_ids'].shape == (4, 16)  # SigLIP pads to max_length
+    with torch.no_grad():
+        ref = (F.normalize(_pooled(hf.get_image_features(pixel_values=x)), dim=-1),
+               F.normalize(_pooled(hf.get_text_features(input_ids=enc['input_ids'])), dim=-1),
+               hf(pixel_values=x, input_ids=enc['input_ids']).logits_per_image)
+    enc = dict(input_ids=enc['input_ids'])  # SiglipModel is called without a mask
+    _check('hf_siglip', _ours(m, x, enc), ref)
+    assert m.config.proj == 'none' and m.logit_bias is not None and m.logit_bias.item() == -3.5
+    _roundtrip(m, x, enc, tmp_path)
+
+def _open_clip_folder(d, weights):
+    import open_clip
+    torch.manual_seed(0)
+    mc = dict(embed_dim=24, vision_cfg=dict(image_size=32, layers=2, width=32, head_width=16, patch_size=8, mlp_ratio=2.0),
+              text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2, mlp_ratio=2.0))
+    oc = open_clip.CLIP(**mc).eval()
+    with torch.no_grad():
+        oc.logit_scale.fill_(2.9)
+        for p in oc.parameters(): p.add_(torch.randn_like(p) * 0.02)  # off the zero/identity inits
+    d.mkdir()
+    pre = dict(size=32, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    (d/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=mc, preprocess_cfg=pre)))
+    sd = {k: v.contiguous() for k, v in oc.state_dict().items()}
+    if weights.endswith('.safetensors'): save_file(sd, str(d/weights))
+    else: torch.save(sd, d/weights)
+    return oc
+
+@pytest.mark.parametrize('weights', ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin'])
+def test_open_clip(tmp_path, weights):
+    import open_clip
+    d = tmp_path/'oc'
+    oc = _open_clip_folder(d, weights)
+    assert source_kind(d) == 'open_clip'
+    m = DualEncoder.from_pretrained(d)
+    x = torch.randn(3, 3, 32, 32)
+    enc = m.text.tokenize(TEXTS)
+    ids = open_clip.get_tokenizer(f'local-dir:{d}')(TEXTS)
+    assert torch.equal(enc['input_ids'], ids)  # our tokenizer gives open_clip's ids
+    with torch.no_grad():
+        i, t = oc.encode_image(x, normalize=True), oc.encode_text(ids, normalize=True)
+    _check('open_clip', _ours(m, x, enc), (i, t, oc.logit_scale.exp() * i @ t.T))
+    assert (m.image.image_size, m.image.mean, m.image.std) == (32, [0.5] * 3, [0.5] * 3)
+    _roundtrip(m, x, enc, tmp_path)
+
+def test_bad_sources(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1'); monkeypatch.setattr(hc, 'HF_HUB_OFFLINE', True)  # fail at once, no retries
+    (tmp_path/'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='no config.json or open_clip_config.json'): DualEncoder.from_pretrained(tmp_path/'empty')
+    with pytest.raises(FileNotFoundError, match='no such model folder'): DualEncoder.from_pretrained(tmp_path/'missing')
+    with pytest.raises(ConnectionError, match='download the repository'): DualEncoder.from_pretrained('hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224')
+    with pytest.raises(ValueError, match='not loadable as a Hugging Face'): DualEncoder.from_pretrained('openai/clip-vit-base-patch16')
+    (tmp_path/'w').mkdir(); (tmp_path/'w'/'open_clip_config.json').write_text(json.dumps(dict(model_cfg={})))
+    with pytest.raises(FileNotFoundError, match='open_clip_model.safetensors'): DualEncoder.from_pretrained(tmp_path/'w')
+
+def test_lora_on_hf_clip(hf_clip):
+    "LoRA r=8 on q,k,v of both towers: only the adapters train (peft's own count) and a few steps lower the CLIP loss."
+    d, _ = hf_clip
+    m = DualEncoder.from_pretrained(d).train()
+    for tower in ('image', 'text'): m.apply_peft(tower, 'lora', r=8, target_modules=['q_proj', 'k_proj', 'v_proj'])
+    for p in (*m.image_proj.parameters(), *m.text_proj.parameters(), m.logit_scale): p.requires_grad_(False)
+    peft_count = sum(getattr(m, t).model.get_nb_trainable_parameters()[0] for t in ('image', 'text'))
+    assert count_parameters(m)['trainable'] == peft_count > 0
+    assert all('lora_' in n for n, p in m.named_parameters() if p.requires_grad)
+    # 2 towers x 2 layers x 3 matrices x r=8 x (32 + 32)
+    assert peft_count == 2 * 2 * 3 * 8 * 64
+    torch.manual_seed(0)
+    batch = dict(image=torch.randn(4, 3, 32, 32), **m.text.tokenize(TEXTS))
+    def loss():
+        out = m(batch); return clip_loss(out['image_emb'], out['text_emb'], out['logit_scale'])
+    m.eval()
+    with torch.no_grad(): before = loss().item()
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    m.train()
+    for _ in range(5): opt.zero_grad(); loss().backward(); opt.step()
+    m.eval()
+    with torch.no_grad(): after = loss().item()
+    assert after < before - 0.05, (before, after)
+
+def test_report_max_diff():
+    print({k: f'{v:.2e}' for k, v in MAX_DIFF.items()})
