@@ -226,23 +226,24 @@ def make_dataset(cfg, studies, train=True):
     return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=2 if two else 1, sections=2 if two else 1,
                         seed=cfg.seed if train else None)
 
-def _peft_spec(cfg, method):
+def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
     spec = dict(method=method)
+    if method == 'adalora' and total_steps: spec.update(total_step=total_steps)  # its rank schedule runs over the whole run
     if method in ('lora', 'adalora', 'ia3'):
         targets = [t for t in cfg.lora_targets.split(',') if t] or None
         spec.update(target_modules=targets)
         if method != 'ia3': spec.update(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     return spec
 
-def build_model(cfg, texts=None, tokenizer=None):
-    "The `DualEncoder` that `cfg` describes; tiny text presets get a tokenizer trained on `texts`."
+def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
+    "The `DualEncoder` that `cfg` describes; tiny text presets get a tokenizer trained on `texts`; AdaLoRA plans over `total_steps`."
     from medvlp.models import create_model
     ip = {'': False, 'timm': True}.get(cfg.image_pretrained, cfg.image_pretrained)
     image = dict(name=cfg.image_tower, pretrained=ip, pool=cfg.image_pool, img_size=cfg.image_size,
-                 grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft), **cfg.image_config)
+                 grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft, total_steps), **cfg.image_config)
     text = dict(name=cfg.text_pretrained or cfg.text_tower, pretrained=bool(cfg.text_pretrained), pool=cfg.text_pool or None,
-                max_length=cfg.max_length, grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.peft),
+                max_length=cfg.max_length, grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.peft, total_steps),
                 **cfg.text_config)
     return create_model(image, text, texts=texts, tokenizer=tokenizer, emb_dim=cfg.emb_dim, proj=cfg.proj,
                         logit_scale_init=cfg.logit_scale_init, logit_scale_max=cfg.logit_scale_max or None,
@@ -501,19 +502,19 @@ def _fit(acc, cfg, out, studies, t_start):
     acc.wait_for_everyone()
     set_seed(cfg.seed)
     texts = [s.text for s in studies]
+    ds = make_dataset(cfg, studies)
+    sampler = GlobalBatchSampler(len(ds), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
+    steps_per_epoch = (len(ds)//sampler.bs)//cfg.accum_steps
+    total = cfg.max_steps or cfg.epochs*steps_per_epoch
     with acc.main_process_first():  # one tokenizer, trained once, shared by every process
         tok_dir = out/'tokenizer'
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
-        model = build_model(cfg, texts=texts, tokenizer=tok)
+        model = build_model(cfg, texts=texts, tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
-    ds = make_dataset(cfg, studies)
-    sampler = GlobalBatchSampler(len(ds), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
     dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
                     num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
                     generator=torch.Generator().manual_seed(cfg.seed))  # its own RNG: a new iterator after resume leaves dropout's alone
-    steps_per_epoch = (len(ds)//sampler.bs)//cfg.accum_steps
-    total = cfg.max_steps or cfg.epochs*steps_per_epoch
     if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     else: opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
@@ -552,11 +553,11 @@ def _fit(acc, cfg, out, studies, t_start):
                     gnorm = acc.clip_grad_norm_(params, cfg.max_grad_norm or float('inf'))  # clips only when max_grad_norm > 0
                     if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
                         raise _stop(f'gradient norm is {gnorm.item()}', step + 1, last_good)
-                opt.step(); opt.zero_grad()
-                if acc.sync_gradients: sched.step()
+                opt.step()
+                if acc.sync_gradients: peft_update(model, step); sched.step()  # AdaLoRA reads the gradients: before zero_grad
+                opt.zero_grad()
             n_log += len(b['idx'])*acc.num_processes
             if not acc.sync_gradients: continue
-            peft_update(model, step)
             step += 1; bar.update(1)
             if step % cfg.log_every == 0 or step == total:
                 dt = time.time() - t_log
