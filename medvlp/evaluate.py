@@ -10,11 +10,12 @@ from sklearn import metrics as skm
 
 # %% auto 0
 __all__ = ['TASKS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL', 'NORMAL_CLASSES',
-           'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'EVAL_TASKS', 'TASK_CLASSES', 'bootstrap_ci', 'weighted_auroc',
+           'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'KINDS', 'PRESETS', 'bootstrap_ci', 'weighted_auroc',
            'classification_metrics', 'confusion', 'retrieval_ranks', 'retrieval_metrics', 'class_prompts',
            'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
-           'text_classifier', 'zero_shot_scores', 'markdown_table', 'study_embeddings', 'text_embeddings', 'plot_roc',
-           'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'evaluate']
+           'text_classifier', 'zero_shot_scores', 'markdown_table', 'EvalTask', 'eval_task', 'task_data',
+           'study_embeddings', 'text_embeddings', 'plot_roc', 'plot_confusion', 'plot_retrieval_grid',
+           'plot_embedding_map', 'EvalConfig', 'evaluate']
 
 # %% ../nbs/05_eval.ipynb 6
 TASKS = ('multiclass', 'binary', 'multilabel')
@@ -321,36 +322,76 @@ def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
 
 # %% ../nbs/05_eval.ipynb 44
 import json, time, hashlib, textwrap
+from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 from .models import DualEncoder
-from .datasets import load_dataset
-from .pretrain import default_model, run_dir, git_state, data_fingerprint
+from .datasets import DATASETS, SPLITS, load_dataset
+from .pretrain import Params, default_model, run_dir, git_state, data_fingerprint
 from .cache import frozen_model
 
-EVAL_TASKS = ('5x200', 'rsna', 'retrieval', 'multilabel')
-TASK_CLASSES = {'5x200': CLASSES_5X200, 'rsna': CLASSES_RSNA, 'multilabel': CLASSES_MULTILABEL}
 
-def _eval_set(task, data_root=None):
-    "Studies, classes, truth and the metrics task of an evaluation set."
-    if task == '5x200':
-        st = load_dataset('synthcxr', data_root, split=None, subset='5x200')
-        return st, CLASSES_5X200, np.array([[s.labels.get(c) == 1 for c in CLASSES_5X200].index(True) for s in st]), 'multiclass'
-    if task == 'rsna':
-        st = load_dataset('synthcxr', data_root, split=None, subset='rsna')
-        return st, CLASSES_RSNA, np.array([int(s.labels.get('Pneumonia') == 1) for s in st]), 'binary'
-    if task == 'multilabel':
-        st = load_dataset('synthcxr', data_root, split='test')
-        return st, CLASSES_MULTILABEL, np.array([[int(s.labels.get(c) == 1) for c in CLASSES_MULTILABEL] for s in st]), 'multilabel'
-    return load_dataset('synthcxr', data_root, split=None, subset='retrieval'), None, None, 'retrieval'
+# %% ../nbs/05_eval.ipynb 46
+KINDS = ('multiclass', 'binary', 'multilabel', 'retrieval')
 
-def _task_prompts(prompts, task):
-    if isinstance(prompts, dict) and prompts and set(prompts) <= set(EVAL_TASKS):
-        if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
-        return prompts[task]
-    return prompts
+@dataclass
+class EvalTask:
+    "An evaluation task as data: its studies (dataset, root, options, split), its classes and its kind (one of `KINDS`)."
+    name: str
+    kind: str
+    dataset: str = 'synthcxr'
+    data_root: str = ''
+    data_options: dict = field(default_factory=dict)
+    split: str = 'test'            # a split of the dataset, or 'all'
+    classes: list = field(default_factory=list)   # [] = every label that is positive somewhere (multiclass, multilabel)
 
+PRESETS = {t.name: t for t in [
+    EvalTask('5x200', 'multiclass', data_options=dict(subset='5x200'), split='all', classes=CLASSES_5X200),
+    EvalTask('rsna', 'binary', data_options=dict(subset='rsna'), split='all', classes=CLASSES_RSNA),
+    EvalTask('multilabel', 'multilabel', classes=CLASSES_MULTILABEL),
+    EvalTask('retrieval', 'retrieval', data_options=dict(subset='retrieval'), split='all'),
+    EvalTask('chexpert_5x200', 'multiclass', 'chexpert5x200', split='all', classes=CLASSES_5X200),
+    EvalTask('rsna_pneumonia', 'binary', 'rsna_pneumonia', classes=CLASSES_RSNA),
+    EvalTask('mimic_retrieval', 'retrieval', 'mimic_cxr')]}
+
+def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='test', classes=()) -> EvalTask:
+    "Task `name`: a preset (read from `data_root` with `data_options` when it is on `dataset`), or a kind on `dataset`."
+    p = PRESETS.get(name)
+    if p is not None and (p.dataset == dataset or name not in KINDS):
+        if p.dataset != dataset: return p
+        return replace(p, data_root=str(data_root or ''), data_options={**p.data_options, **(data_options or {})})
+    if name not in KINDS: raise ValueError(f'task {name!r}: expected a preset {list(PRESETS)} or a kind {KINDS} on the dataset')
+    if name == 'binary' and len(classes) != 2:
+        raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), got {list(classes)}')
+    return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
+
+# %% ../nbs/05_eval.ipynb 49
+def _one_positive(studies, classes):
+    pos = np.array([[s.labels.get(c) == 1 for c in classes] for s in studies], bool).reshape(len(studies), len(classes))
+    return pos.sum(1) == 1, pos.argmax(1)
+
+def task_data(task: EvalTask) -> tuple:
+    "(studies, classes, y, info) of `task`; for retrieval `classes` is the de-duplicated texts and `y` each image's text index."
+    st = load_dataset(task.dataset, task.data_root or None, split=task.split, **task.data_options)
+    info = dict(dataset=task.dataset, split=task.split, read=len(st))
+    if task.kind == 'retrieval':
+        texts = [s.text for s in st]
+        uniq = list(dict.fromkeys(texts)); idx = {t: i for i, t in enumerate(uniq)}
+        return st, uniq, np.array([idx[t] for t in texts]), {**info, 'used': len(st), 'texts': len(uniq)}
+    classes = list(task.classes) or sorted({k for s in st for k, v in s.labels.items() if v == 1})
+    if len(classes) < 2 and task.kind != 'multilabel':
+        raise ValueError(f'task {task.name!r} on {task.dataset} ({task.split}): classes {classes}; a {task.kind} task needs two '
+                         f'or more (pass classes; the studies carry labels {sorted({k for s in st for k in s.labels})})')
+    if task.kind == 'binary': y = np.array([int(s.labels.get(classes[1]) == 1) for s in st])
+    elif task.kind == 'multilabel': y = np.array([[int(s.labels.get(c) == 1) for c in classes] for s in st]).reshape(len(st), -1)
+    else:
+        keep, y = _one_positive(st, classes)
+        st, y = [s for s, k in zip(st, keep) if k], y[keep]
+        if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
+    return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
+
+# %% ../nbs/05_eval.ipynb 51
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
@@ -382,7 +423,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 46
+# %% ../nbs/05_eval.ipynb 53
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -409,22 +450,24 @@ def plot_confusion(matrices: dict):
     fig.tight_layout()
     return fig
 
-def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0):
-    "Query images and their top-`k` reports; the right report in green with a check mark, its rank when missed."
+def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, gt=None):
+    "Query images and their top-`k` texts (`gt`: each image's text index, default its own); the right one in green, its rank when missed."
     from medvlp.data import load_image
     q = np.sort(np.random.default_rng(seed).choice(len(studies), min(n, len(studies)), replace=False))
-    ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, q, None, topk=k)
+    g = np.arange(len(studies)) if gt is None else np.asarray(gt)
+    ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, g[q], None, topk=k)
     fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]), squeeze=False)
     for (ax_i, ax_t), i, r, tk in zip(axes, q, ranks, top):
-        ax_i.imshow(load_image(studies[i].images[0])[0], cmap='gray'); ax_i.axis('off')
+        im = load_image(studies[i].images[0], 3).permute(1, 2, 0)
+        ax_i.imshow(im if (im[..., :1] != im).any() else im[..., 0], cmap='gray'); ax_i.axis('off')
         ax_i.set_title(f'query {studies[i].study_id}', fontsize=8)
         ax_t.axis('off')
         for j, t in enumerate(tk):
-            ok = t == i
+            ok = t == g[i]
             line = textwrap.shorten(texts[t], 150, placeholder=' ...')
             ax_t.text(0, 1 - (j + 0.5) / (k + 1), f"{'✓' if ok else ' '} {j + 1}. {line}", fontsize=7.5,
                       color='green' if ok else 'black', weight='bold' if ok else 'normal', va='center', family='DejaVu Sans')
-        if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + textwrap.shorten(texts[i], 120, placeholder=' ...'),
+        if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + textwrap.shorten(texts[g[i]], 120, placeholder=' ...'),
                             fontsize=7.5, color='firebrick', va='center')
     fig.suptitle(f'image-to-text retrieval: top {k} reports', fontsize=10)
     fig.tight_layout()
@@ -452,76 +495,119 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 50
-def evaluate(model_dir='', tasks=('5x200', 'rsna', 'retrieval'), prompts='hand', out_dir=None, run_name='eval',
-             compare=PROMPT_KINDS, n_boot=1000, seed=0, ci=0.95, ks=(1, 5, 10), image_size=None, data_root=None,
-             batch_size=128, chunk=1024, embedding_map='pca', n_examples=4, cache=True, device='cpu') -> dict:
-    "Zero-shot and retrieval metrics with bootstrap CIs of a model folder, written as tables, figures and a manifest."
+# %% ../nbs/05_eval.ipynb 57
+@dataclass
+class EvalConfig(Params):
+    "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
+    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    tasks: list = field(default_factory=lambda: ['5x200', 'rsna', 'retrieval'])  # presets (PRESETS) or kinds (KINDS)
+    dataset: str = 'synthcxr'      # the dataset the kinds read (a name from medvlp.datasets.DATASETS)
+    data_root: str = ''            # its root ('' = the default SynthCXR)
+    data_options: dict = field(default_factory=dict)  # its adapter's options (columns, label mapping, filters)
+    split: str = 'test'            # the split the kinds read, or 'all'
+    classes: list = field(default_factory=list)       # the kinds' classes; [] = the labels positive somewhere
+    prompts: str | dict = 'hand'   # hand | ensemble | medclip | tuned | {class: prompt(s)} | {task: any of those}
+    compare: list = field(default_factory=lambda: list(PROMPT_KINDS))  # prompt kinds scored side by side
+    ks: list = field(default_factory=lambda: [1, 5, 10])  # retrieval R@k (a pairs folder's hit@k: [1, 10, 50])
+    n_boot: int = 1000
+    seed: int = 0
+    ci: float = 0.95
+    image_size: int = 0            # 0 = the size the model folder records
+    batch_size: int = 128
+    embedding_map: str = 'pca'     # pca | tsne | none
+    n_examples: int = 4            # query images in the retrieval figure
+    cache: bool = True             # image features through medvlp.cache
+    device: str = 'cpu'
+    run_name: str = 'eval'
+    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
+
+    _choices = dict(dataset=tuple(sorted(DATASETS)), split=(*SPLITS, 'all'), embedding_map=('pca', 'tsne', 'none'))
+    _positive = ('batch_size', 'n_examples')
+    _nonneg = ('n_boot', 'seed', 'image_size')
+    _fraction = ('ci',)
+
+    def task_list(self) -> list:
+        "The `EvalTask`s of `tasks`."
+        return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
+
+# %% ../nbs/05_eval.ipynb 59
+def _task_prompts(prompts, task):
+    if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
+        if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
+        return prompts[task]
+    return prompts
+
+def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
+    "Metrics of zero-shot `kind` with prompts `p`, and the `compare` prompt kinds' headline rows appended to `comp`."
+    s = zero_shot_scores(model, img, classes, p, mdir, kind)
+    m = classification_metrics(y, s, classes, kind, cfg.n_boot, cfg.seed, cfg.ci)
+    for c in dict.fromkeys([_label(p)] + cfg.compare):
+        mc = m if c == _label(p) else classification_metrics(y, zero_shot_scores(model, img, classes, c, mdir, kind),
+                                                              classes, kind, cfg.n_boot, cfg.seed, cfg.ci)
+        comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
+    return s, m
+
+# %% ../nbs/05_eval.ipynb 60
+def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
+    "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
     t0 = time.time()
-    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    if bad := [t for t in tasks if t not in EVAL_TASKS]: raise ValueError(f'tasks: {bad} not in {EVAL_TASKS}')
-    if bad := [c for c in compare if c not in PROMPT_KINDS + ('tuned',)]:
+    if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
+    cfg = EvalConfig.make(cfg, **overrides)
+    tasks = cfg.task_list()
+    if bad := [c for c in cfg.compare if c not in PROMPT_KINDS + ('tuned',)]:
         raise ValueError(f'compare: {bad} not in {PROMPT_KINDS + ("tuned",)}')
-    if embedding_map not in ('pca', 'tsne', None): raise ValueError(f'embedding_map={embedding_map!r} is not one of (pca, tsne, None)')
     for t in tasks:   # prompt kinds and class coverage, before any image is read
-        if t not in TASK_CLASSES: continue
-        if not (isinstance(p := _task_prompts(prompts, t), str) and p == 'tuned'): resolve_prompts(TASK_CLASSES[t], p)
-    mdir = Path(model_dir) if model_dir else default_model()
-    model, _ = frozen_model(mdir, image_size)
-    model.to(device); size = model.image_size
-    out = run_dir(run_name, out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    res, long, comp, curves, cms, data, fig_files = {}, [], [], {}, {}, {}, []
+        if t.kind != 'retrieval' and t.classes and not (isinstance(p := _task_prompts(cfg.prompts, t.name), str) and p == 'tuned'):
+            resolve_prompts(t.classes, p)
+    mdir = Path(cfg.model_dir) if cfg.model_dir else default_model()
+    model, _ = frozen_model(mdir, cfg.image_size or None)
+    model.to(cfg.device); size = model.image_size
+    out = run_dir(cfg); out.mkdir(parents=True, exist_ok=True)
+    res, long, comp, curves, cms, data, figs = {}, [], [], {}, {}, {}, {}
     for task in tasks:
-        studies, classes, y, kind = _eval_set(task, data_root)
-        data[task] = dict(n=len(studies), fingerprint=data_fingerprint(studies))
-        img = study_embeddings(model, studies, size, batch_size, cache)
+        name, kind = task.name, task.kind
+        studies, classes, y, info = task_data(task)
+        data[name] = dict(info, fingerprint=data_fingerprint(studies))
+        img = study_embeddings(model, studies, size, cfg.batch_size, cfg.cache)
         if kind == 'retrieval':
-            texts = [' '.join(t for t in s.texts if t) for s in studies]
-            txt = text_embeddings(model, texts)
-            m = retrieval_metrics(img, txt, ks, chunk, n_boot, seed, ci)
+            txt = text_embeddings(model, classes)
+            m = retrieval_metrics(img, txt, cfg.ks, n_boot=cfg.n_boot, seed=cfg.seed, ci=cfg.ci,
+                                  gt=None if len(classes) == len(studies) else y)
             label = 'retrieval'
-            fig = plot_retrieval_grid(studies, texts, img, txt, n_examples, max(ks), seed)
-            fig.savefig(out/'retrieval_grid.png', dpi=110); plt.close(fig); fig_files.append('retrieval_grid.png')
+            if 'retrieval_grid.png' not in figs: figs['retrieval_grid.png'] = plot_retrieval_grid(
+                studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y)
         else:
-            p = _task_prompts(prompts, task)
-            label = _label(p)
-            s = zero_shot_scores(model, img, classes, p, mdir, kind)
-            m = classification_metrics(y, s, classes, kind, n_boot, seed, ci)
-            curves[task] = (y, s, classes, kind)
-            if kind != 'multilabel': res[f'confusion_{task}'] = cms[task] = confusion(y, s, classes, kind)
-            for c in dict.fromkeys([label] + list(compare)):
-                mc = m if c == label else classification_metrics(y, zero_shot_scores(model, img, classes, c, mdir, kind),
-                                                                 classes, kind, n_boot, seed, ci)
-                comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
-            if task == '5x200' and embedding_map:
-                cemb = text_classifier(model, classes, p, mdir) if embedding_map == 'pca' else None
-                fig = plot_embedding_map(img, y, classes, embedding_map, cemb, seed)
-                fig.savefig(out/'embedding_map.png', dpi=110); plt.close(fig); fig_files.append('embedding_map.png')
-        res[task] = m
-        long.append(m.reset_index().assign(task=task, prompts=label))
-    metrics = pd.concat(long)[['task', 'prompts', 'metric', 'value', 'ci_low', 'ci_high']]
-    metrics.to_csv(out/'metrics.csv', index=False)
+            p = _task_prompts(cfg.prompts, name); label = _label(p)
+            s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name)
+            curves[name] = (y, s, classes, kind)
+            if kind != 'multilabel': res[f'confusion_{name}'] = cms[name] = confusion(y, s, classes, kind)
+            if kind == 'multiclass' and cfg.embedding_map != 'none' and 'embedding_map.png' not in figs:
+                cemb = text_classifier(model, classes, p, mdir) if cfg.embedding_map == 'pca' else None
+                figs['embedding_map.png'] = plot_embedding_map(img, y, classes, cfg.embedding_map, cemb, cfg.seed)
+        res[name] = m
+        long.append(m.reset_index().assign(task=name, prompts=label))
+    pd.concat(long)[['task', 'prompts', 'metric', 'value', 'ci_low', 'ci_high']].to_csv(out/'metrics.csv', index=False)
     md = [f'# Evaluation of `{mdir}`', '']
     for task, m in zip(tasks, long):
-        md += [f'## {task}' + ('' if task == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '', _md_table(res[task], ci), '']
+        d = data[task.name]
+        md += [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '',
+               f"{task.kind} on {d['dataset']} ({d['split']}): {d['used']} of {d['read']} studies" +
+               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else ''), '', _md_table(res[task.name], cfg.ci), '']
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
         res['prompts'].to_csv(out/'prompts.csv')
         cell = res['prompts'].apply(lambda r: f'{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]', axis=1).unstack('metric')
-        cell = cell.reindex(res['prompts'].index.droplevel('metric').unique())
-        (out/'prompts.md').write_text('| task | prompts | ' + ' | '.join(cell.columns) + ' |\n|' + '---|' * (2 + len(cell.columns)) + '\n' +
-                                     '\n'.join(f'| {t} | {p} | ' + ' | '.join(r) + ' |' for (t, p), r in cell.iterrows()) + '\n')
+        (out/'prompts.md').write_text(markdown_table(cell.reindex(res['prompts'].index.droplevel('metric').unique())))
         md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
     (out/'metrics.md').write_text('\n'.join(md))
-    for name, fn, arg in (('roc.png', plot_roc, curves), ('confusion.png', plot_confusion, cms)):
-        if arg: fig = fn(arg); fig.savefig(out/name, dpi=110); plt.close(fig); fig_files.append(name)
+    if curves: figs['roc.png'] = plot_roc(curves)
+    if cms: figs['confusion.png'] = plot_confusion(cms)
+    for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
     import sklearn, medvlp
-    man = dict(git=git_state(), model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'),
-               prompts=prompts if isinstance(prompts, (str, dict)) else repr(prompts), compare=list(compare), tasks=tasks,
-               image_size=size, n_boot=n_boot, seed=seed, ci=ci, ks=list(ks), data=data,
+    man = dict(git=git_state(), model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'), params=asdict(cfg),
+               tasks=[asdict(t) for t in tasks], image_size=size, data=data,
                versions={m.__name__: m.__version__ for m in (medvlp, torch, np, pd, sklearn)},
-               files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + fig_files),
+               files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)),
                wall_s=round(time.time() - t0, 2))
     (out/'manifest.json').write_text(json.dumps(man, indent=2, default=str))
     return res

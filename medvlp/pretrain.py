@@ -52,10 +52,13 @@ class Params:
             if t == 'float' and isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
                 try: v = float(v)
                 except ValueError: pass
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict}[t]
+            if t == 'str' and isinstance(v, os.PathLike): v = str(v)
+            if t == 'list' and isinstance(v, str): v = [v]           # `-p tasks rsna`: a list of one
+            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict, 'list': (list, tuple),
+                    'str | dict': (str, dict)}[t]
             if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
                 raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            if t == 'float': setattr(self, f.name, float(v))
+            setattr(self, f.name, float(v) if t == 'float' else list(v) if t == 'list' else v)
             if f.name in self._choices and v not in self._choices[f.name]:
                 raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
         for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
@@ -71,6 +74,21 @@ class Params:
         bad = [k for k in {**base, **kw} if k not in valid]
         if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
         return cls(**{**base, **kw})
+
+    @classmethod
+    def load(cls, path=None, **overrides):
+        "From a YAML recipe at `path` (if given) with `overrides` applied on top."
+        d = {}
+        if path is not None:
+            try: d = yaml.safe_load(Path(path).read_text()) or {}
+            except yaml.YAMLError as e: raise ValueError(f'{path}: not a YAML recipe: {e}') from None
+            if not isinstance(d, dict): raise ValueError(f'{path}: expected a mapping of parameter: value')
+        return cls.make(d, **overrides)
+
+    @classmethod
+    def from_cell(cls, ns: dict, before: set):
+        "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since the snapshot `before`."
+        return cls.make(**{k: v for k, v in ns.items() if k not in before and not k.startswith('_')})
 
 @dataclass
 class PretrainConfig(Params):
@@ -147,17 +165,12 @@ class PretrainConfig(Params):
 
 def load_config(path=None, **overrides) -> PretrainConfig:
     "A `PretrainConfig` from a YAML recipe at `path` (if given) with `overrides` applied on top."
-    d = {}
-    if path is not None:
-        d = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(d, dict): raise ValueError(f'{path}: expected a mapping of parameter: value')
-    return PretrainConfig.make(d, **overrides)
+    return PretrainConfig.load(path, **overrides)
 
 # %% ../nbs/02_pretrain.ipynb 9
 def config_from_cell(ns: dict, before: set) -> PretrainConfig:
     "The `PretrainConfig` from the names defined in namespace `ns` since the snapshot `before`."
-    new = {k: v for k, v in ns.items() if k not in before and not k.startswith('_')}
-    return PretrainConfig.make(**new)
+    return PretrainConfig.from_cell(ns, before)
 
 # %% ../nbs/02_pretrain.ipynb 12
 def repo_root(start=None):
