@@ -98,13 +98,21 @@ def check_image(path, decode=False, max_pixels=None):
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
 class Studies(list):
-    "A list of `Study` that also carries the (row, path, reason) of each row skipped and the counts of rows read and held out."
-    def __init__(self, items=(), skipped=(), rows_in=None, held_out=0):
+    "A list of `Study` carrying the rows skipped (row, path, reason), the row counts and the tables a run folder writes."
+    def __init__(self, items=(), skipped=(), rows_in=None, held_out=0, filtered=None, label_table=None, split_counts=None):
         super().__init__(items); self.skipped, self.held_out = list(skipped), int(held_out)
-        self.rows_in = len(self) + len(self.skipped) + self.held_out if rows_in is None else int(rows_in)
+        self.filtered = None if filtered is None else int(filtered)
+        self.label_table, self.split_counts = label_table, split_counts
+        n = len(self) + len(self.skipped) + self.held_out + (self.filtered or 0)
+        self.rows_in = n if rows_in is None else int(rows_in)
     def counts(self) -> dict:
-        "Rows read from the source, used, skipped and held out (another split): rows_in = used + skipped + held_out."
-        return dict(rows_in=self.rows_in, used=len(self), skipped=len(self.skipped), held_out=self.held_out)
+        "Rows read, used, skipped, held out (another split) and, if a `where` filter ran, filtered: rows_in = their sum."
+        c = dict(rows_in=self.rows_in, used=len(self), skipped=len(self.skipped), held_out=self.held_out)
+        return c if self.filtered is None else {**c, 'filtered': self.filtered}
+    def narrow(self, items, skipped=(), held_out=0) -> Studies:
+        "`items` (some of these studies) with more rows `skipped` and `held_out`; rows_in, filtered and the tables carried over."
+        return Studies(items, [*self.skipped, *skipped], self.rows_in, self.held_out + held_out, self.filtered,
+                       self.label_table, self.split_counts)
 
 def _cols(x): return [] if x is None else [x] if isinstance(x, str) else list(x)
 
@@ -127,8 +135,10 @@ def _sep_hint(cols, sep=',') -> str:
     c = next((c for c in (';', '\t', '|', ',') if c != sep and c in str(cols[0])), None)
     return f'; the header is one column: is the separator {c!r}? (sep={c!r})' if c else ''
 
+def _str(v) -> str: return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
 def _label(v, path, row, col):
-    if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == '': return float('nan')
+    if _str(v).strip() == '': return float('nan')
     try: f = float(v)
     except ValueError: f = None
     if f not in LABEL_VALUES:
@@ -145,19 +155,47 @@ def _checked(p, where, on_bad):
     try: check_image(p, decode=on_bad == 'skip')
     except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
+# %% ../nbs/00_data.ipynb 23
+def _where(df, where) -> pd.Series:
+    "Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as stripped text."
+    keep = pd.Series(True, index=df.index)
+    for c, ok in (where or {}).items():
+        ok = ok if isinstance(ok, (list, tuple, set)) else [ok]
+        keep &= df[c].map(lambda v: _str(v).strip()).isin({_str(v).strip() for v in ok})
+    return keep
+
+def _classes(values, label_map=None, sep=None):
+    "Each value's stripped parts (split at `sep`; [''] if none), the value -> class map, the sorted classes and the table."
+    parts = [[p.strip() for p in (_str(v).split(sep) if sep else [_str(v)]) if p.strip()] or [''] for v in values]
+    if label_map is None: vmap = {p: p for p in sorted({p for ps in parts for p in ps if p})}
+    else: vmap = {_str(k).strip(): c or None for k, c in label_map.items()}
+    n = Counter(p for ps in parts for p in set(ps))
+    table = pd.DataFrame([(v, vmap.get(v) or '', n[v]) for v in dict.fromkeys([*vmap, *n])], columns=['value', 'class', 'n'])
+    return parts, vmap, sorted({c for c in vmap.values() if c}), table
+
+# %% ../nbs/00_data.ipynb 26
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
-               root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',') -> Studies:
+               root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
+               label_map=None, label_sep=None, where=None) -> Studies:
     "Read a CSV/JSONL table of studies through a column mapping into a list of `Study`."
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
+    if label_column is None and (label_map is not None or label_sep):
+        raise ValueError('label_map and label_sep need a label_column')
     path = Path(path).expanduser(); df = _read_frame(path, encoding, sep)
     root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
-    wanted = imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
+    wanted = (imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
+              + _cols(label_column) + list(where or {}))
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}{_sep_hint(df.columns, sep)}', str(path))
+    rows_in = len(df); df = df[_where(df, where)]
+    if label_column is not None:
+        parts, vmap, classes, table = _classes(df[label_column], label_map, label_sep)
+        both = sorted(set(classes) & set(labs))
+        if both: raise DataError(f'{path}: {label_column!r} has classes {both} that are also label columns', str(path))
     out, skipped = [], []
-    for i, r in enumerate(df.to_dict('records')):
+    for j, (i, r) in enumerate(zip(df.index, df.to_dict('records'))):
         row = i + 2 if path.suffix.lower() == '.csv' else i + 1  # as a person counts lines in the file
         try:
             ims = [str(root/r[c]) for c in imgs if str(r[c]).strip()]
@@ -166,8 +204,15 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
                 for p in ims: _checked(p, f'{path}: row {row}', on_bad)
             tx = [str(r[c]).strip() for c in txts]
             if txts and not any(tx): raise DataError(f'{path}: row {row}, column(s) {txts}: empty report')
+            lab = {c: _label(r[c], path, row, c) for c in labs}
+            if label_column is not None:
+                bad = next((p for p in parts[j] if not vmap.get(p)), None)
+                if bad is not None: raise DataError(f'{path}: row {row}, column {label_column!r}: value {bad!r} maps to no '
+                                                    f'class; allowed values: {[v for v, c in vmap.items() if c]}')
+                got = {vmap[p] for p in parts[j]}
+                lab.update({c: float(c in got) for c in classes})
             out.append(Study(
-                images=ims, texts=tx, labels={c: _label(r[c], path, row, c) for c in labs},
+                images=ims, texts=tx, labels=lab,
                 patient_id=str(r[patient]) if patient else '', study_id=str(r[study]) if study else str(i),
                 split=str(r[split]) if split else 'train',
                 masks={k: str(root/r[c]) for k, c in masks.items() if str(r[c]).strip()}))
@@ -175,9 +220,10 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             if on_bad == 'raise': raise
             skipped.append((row, e.path or str(path), str(e)))
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped, rows_in=len(df))
+    return Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
+                   label_table=table if label_column is not None else None)
 
-# %% ../nbs/00_data.ipynb 29
+# %% ../nbs/00_data.ipynb 38
 def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -203,7 +249,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped, rows_in=len(recs))
 
-# %% ../nbs/00_data.ipynb 32
+# %% ../nbs/00_data.ipynb 41
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -243,7 +289,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 36
+# %% ../nbs/00_data.ipynb 45
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -264,7 +310,7 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 41
+# %% ../nbs/00_data.ipynb 50
 PRESETS = ('clip', 'simclr', 'cxr_clip')
 
 class TwoViews:
@@ -293,7 +339,7 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = v2.Compose(aug + norm)
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 44
+# %% ../nbs/00_data.ipynb 53
 def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
@@ -304,10 +350,9 @@ def subsample(studies, frac=1.0, seed=0):
         pids = sorted({s.patient_id or s.study_id for s in studies}, key=lambda p: _score(seed, p))
         keep = set(pids[:max(1, round(frac*len(pids)))])
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
-    if not isinstance(studies, Studies): return kept
-    return Studies(kept, studies.skipped, studies.rows_in, studies.held_out + len(studies) - len(kept))
+    return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 47
+# %% ../nbs/00_data.ipynb 56
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None):
@@ -335,7 +380,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 49
+# %% ../nbs/00_data.ipynb 58
 class Collate:
     "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated)."
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length = tokenizer, max_length
@@ -354,7 +399,7 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 51
+# %% ../nbs/00_data.ipynb 60
 def _drop_rare(texts, pre, min_frequency, key=str.strip) -> list:
     "`texts` without the words (pieces of `pre`, compared by `key`) that fewer than `min_frequency` of them hold."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]

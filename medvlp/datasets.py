@@ -48,7 +48,7 @@ def _in_split(st, split) -> Studies:
     "The studies of `split` (all for None); those of other splits are counted in `held_out`."
     if split is None: return st
     keep = [s for s in st if s.split == split]
-    return Studies(keep, st.skipped, st.rows_in, st.held_out + len(st) - len(keep))
+    return st.narrow(keep, held_out=len(st) - len(keep))
 
 def canonical_split(v, where='split') -> str:
     "Map a split name as datasets write it ('val', 'validate', 'validation', ...) to one of `SPLITS`."
@@ -971,19 +971,23 @@ def chestxray14(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_b
 # %% ../nbs/00_datasets.ipynb 63
 @register('csv', source="the kit's generic table (medvlp.data.read_table)", layout="""
 <root> = a .csv / .jsonl / .json table (or a folder with studies.csv) with an image-path column, text column(s),
-label columns (1 / 0 / -1 / blank), optional patient, study and split columns; image paths relative to the table""")
+label columns (1 / 0 / -1 / blank) or a categorical label column, optional patient, study and split columns;
+image paths relative to the table's folder or image_root""")
 def csv_table(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
               split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
-              encoding='utf-8', sep=',') -> Studies:
+              encoding='utf-8', sep=',', image_root=None, label_column=None, label_map=None, label_sep=None,
+              where=None) -> Studies:
     "Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`."
     root = _root(root, 'csv')
     if root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
     if split_column is None and 'split' in _read_frame(root, encoding, sep).columns: split_column = 'split'
     st = read_table(root, image=image, text=text, labels=labels, patient=patient, study=study, split=split_column,
-                    masks=masks, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding, sep=sep)
+                    masks=masks, root=image_root, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding,
+                    sep=sep, label_column=label_column, label_map=label_map, label_sep=label_sep, where=where)
     for s in st:
         s.split = (canonical_split(s.split, f'{root}: study {s.study_id}, column {split_column!r}') if split_column
                    else hash_split(s.patient_id or s.study_id, fracs, seed))
+    st.split_counts = {sp: sum(s.split == sp for s in st) for sp in SPLITS}
     return st
 
 @register('pairs_folder', source='the CLIP fine-tuning layout (medvlp.data.read_pairs_folder)', layout="""
@@ -1005,7 +1009,7 @@ def pairs_folder(root, split=None, on_bad='raise', log=None, check_files=True) -
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped, rows_in=n)
 
-# %% ../nbs/00_datasets.ipynb 66
+# %% ../nbs/00_datasets.ipynb 68
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
@@ -1013,7 +1017,7 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     from medvlp.synthcxr import load_synthcxr
     return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
-# %% ../nbs/00_datasets.ipynb 72
+# %% ../nbs/00_datasets.ipynb 74
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
@@ -1067,11 +1071,11 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     if bad and on_bad == 'raise':
         raise DataError(f'{len(bad)} stud{"y" if len(bad) == 1 else "ies"} with an unreadable image (on_bad="skip" skips '
                         f'and counts them): ' + '; '.join(e for *_, e in bad[:5]))
-    skipped = list(getattr(studies, 'skipped', [])) + bad
-    if log is not None and bad: write_skipped(skipped, log)
-    return Studies(out, skipped, getattr(studies, 'rows_in', None), getattr(studies, 'held_out', 0))
+    res = (studies if isinstance(studies, Studies) else Studies(studies)).narrow(out, bad)
+    if log is not None and bad: write_skipped(res.skipped, log)
+    return res
 
-# %% ../nbs/00_datasets.ipynb 82
+# %% ../nbs/00_datasets.ipynb 84
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
