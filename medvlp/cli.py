@@ -13,7 +13,10 @@ import yaml
 # %% ../nbs/09_cli.ipynb 5
 COMMANDS = {  # subcommand: (module, config class, run function, what it does)
     'pretrain': ('medvlp.pretrain', 'PretrainConfig', 'pretrain', 'contrastive pretraining'),
+    'prompt-tune': ('medvlp.prompt_tune', 'PromptTuneConfig', 'prompt_tune', 'context prompt tuning on a frozen model'),
+    'probe': ('medvlp.probe', 'ProbeConfig', 'probe', 'linear probe (and fine-tuning) at data fractions'),
     'eval': ('medvlp.evaluate', 'EvalConfig', 'evaluate', 'zero-shot classification and retrieval with intervals'),
+    'adaptor': ('medvlp.adaptor', 'AdaptorRunConfig', 'run_adaptor', 'Adaptor on frozen towers, classified at data fractions'),
     'segment': ('medvlp.segment', 'SegmentConfig', 'segment', 'a segmentation head over a frozen tower'),
 }
 

@@ -458,7 +458,7 @@ def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, g
     ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, g[q], None, topk=k)
     fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]), squeeze=False)
     for (ax_i, ax_t), i, r, tk in zip(axes, q, ranks, top):
-        im = load_image(studies[i].images[0], 3).permute(1, 2, 0)
+        im = load_image(studies[i].images[0], 3).permute(1, 2, 0).numpy()
         ax_i.imshow(im if (im[..., :1] != im).any() else im[..., 0], cmap='gray'); ax_i.axis('off')
         ax_i.set_title(f'query {studies[i].study_id}', fontsize=8)
         ax_t.axis('off')

@@ -387,9 +387,11 @@ def git_state(root=None) -> dict:
 def manifest(cfg, studies, **extra) -> dict:
     "The manifest of a run: git state, versions, seed, data fingerprint, device and `extra`."
     import transformers, timm, peft, accelerate, medvlp
-    rows = studies.counts() if isinstance(studies, Studies) else None  # rows_in = used + skipped + held_out
+    rows = studies.counts() if isinstance(studies, Studies) else None  # rows_in = used + skipped + held_out (+ filtered)
+    lt = getattr(studies, 'label_table', None)   # a categorical label column's value -> class table
     return dict(git=git_state(), seed=cfg.seed, data=dict(dataset=cfg.dataset, n_studies=len(studies), rows=rows,
-                fingerprint=data_fingerprint(studies)), params=asdict(cfg),
+                fingerprint=data_fingerprint(studies), splits=getattr(studies, 'split_counts', None),
+                label_table=None if lt is None else lt.to_dict('records')), params=asdict(cfg),
                 versions={m.__name__: m.__version__ for m in (medvlp, torch, transformers, timm, peft, accelerate)},
                 python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)

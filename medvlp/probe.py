@@ -20,7 +20,7 @@ from .evaluate import classification_metrics, markdown_table
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
-           'linear_probe', 'results_table', 'per_class_table', 'save_results']
+           'linear_probe', 'results_table', 'per_class_table', 'save_results', 'ProbeConfig', 'probe']
 
 # %% ../nbs/04_linear_probe.ipynb 6
 TASKS = ('multiclass', 'multilabel')
@@ -255,3 +255,47 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
                python=platform.python_version(), device='cuda' if torch.cuda.is_available() else 'cpu')
     (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
     return out
+
+# %% ../nbs/04_linear_probe.ipynb 24
+from dataclasses import dataclass, field, asdict
+from .datasets import DATASETS
+from .pretrain import Params, run_dir
+
+@dataclass
+class ProbeConfig(Params):
+    "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
+    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    dataset: str = 'synthcxr'      # any name in medvlp.datasets.DATASETS
+    data_root: str = ''
+    data_options: dict = field(default_factory=dict)
+    task: str = 'multiclass'       # multiclass | multilabel
+    classes: list = field(default_factory=list)   # [] = the five CheXpert competition classes
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    test: str = '5x200'            # a split (test | valid) or SynthCXR's 5x200 set
+    uncertain: str = 'zeros'       # zeros | ones
+    C: list = field(default_factory=lambda: [0.1])  # several: chosen on the validation split
+    ensure_classes: bool = True
+    fine_tune: bool = True         # add the end-to-end fine-tuning row
+    ft_seeds: list = field(default_factory=lambda: [0])  # [] = every seed
+    ft_epochs: int = 3
+    ft_lr: float = 3e-4
+    ft_min_steps: int = 30
+    ft_threads: int = 1            # torch threads while fine-tuning; 0 = torch's default
+    n_boot: int = 500
+    batch_size: int = 64
+    image_size: int = 0            # 0 = the size the model folder records
+    run_name: str = 'linear_probe'
+    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
+
+    _choices = dict(dataset=tuple(sorted(DATASETS)), task=TASKS, uncertain=UNCERTAIN)
+    _positive = ('ft_epochs', 'batch_size')
+    _nonneg = ('ft_min_steps', 'ft_threads', 'n_boot', 'image_size')
+    _gt0 = ('ft_lr',)
+
+def probe(cfg: ProbeConfig | None = None, **overrides) -> pd.DataFrame:
+    "`linear_probe` with a `ProbeConfig`, written to its run folder."
+    c = ProbeConfig.make(cfg, **overrides)
+    kw = {k: v for k, v in asdict(c).items() if k not in ('run_name', 'output_dir')}
+    return linear_probe(**dict(kw, classes=c.classes or None, data_root=c.data_root or None, ft_seeds=c.ft_seeds or None,
+                               ft_threads=c.ft_threads or None, image_size=c.image_size or None, out_dir=run_dir(c)))

@@ -5,7 +5,7 @@
 # %% ../nbs/03_prompt_tune.ipynb 3
 from __future__ import annotations
 import json, os, platform, shutil, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +17,19 @@ import yaml
 from safetensors.torch import save_file, load_file
 
 from .data import DataError, check_choice, torch_threads
-from .datasets import load_dataset
+from .datasets import DATASETS, SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens
-from .pretrain import default_model, run_dir, git_state, data_fingerprint
+from .pretrain import Params, default_model, run_dir, git_state, data_fingerprint
 from .cache import tower_fingerprint, frozen_model
 from .evaluate import (markdown_table, CLASSES_5X200, class_prompts, classification_metrics, bootstrap_ci, study_embeddings,
-                             zero_shot_scores)
+                             zero_shot_scores, PRESETS, eval_task, task_data)
 
 # %% auto 0
 __all__ = ['PROMPT_DIR', 'PROMPT_KEYS', 'LOSSES', 'OPTIMIZERS', 'class_words', 'PromptLearner', 'single_label_studies',
            'zero_shot_set', 'text_fingerprint', 'save_prompt', 'load_prompt', 'tuned_class_embeddings',
-           'PromptTuneResult', 'compare_prompts', 'comparison_markdown', 'prompt_tune', 'class_embeddings_hand',
-           'save_curves']
+           'PromptTuneConfig', 'PromptTuneResult', 'compare_prompts', 'comparison_markdown', 'prompt_tune',
+           'class_embeddings_hand', 'save_curves']
 
 # %% ../nbs/03_prompt_tune.ipynb 6
 def class_words(classes, words=None) -> list[str]:
@@ -101,23 +101,17 @@ class PromptLearner(nn.Module):
     def extra_repr(self): return f'classes={self.classes}, n_ctx={self.n_ctx}, init={self.init!r}'
 
 # %% ../nbs/03_prompt_tune.ipynb 12
-def single_label_studies(classes, split='train', data_root='') -> tuple[list, np.ndarray]:
-    "SynthCXR studies of `split` with exactly one positive among `classes`, and that class's index per study."
-    classes = list(classes)
-    st = load_dataset('synthcxr', data_root or None, split=split)
-    pos = [[c for c in classes if s.labels.get(c) == 1] for s in st]
-    keep = [(s, classes.index(p[0])) for s, p in zip(st, pos) if len(p) == 1]
-    y = np.array([k for _, k in keep], dtype=int)
+def single_label_studies(classes, split='train', data_root='', dataset='synthcxr', data_options=None) -> tuple[list, np.ndarray]:
+    "Studies of `dataset`'s `split` with exactly one positive among `classes`, and that class's index per study."
+    st, classes, y, _ = task_data(eval_task('multiclass', dataset, data_root, data_options, split, list(classes)))
     empty = [c for i, c in enumerate(classes) if not (y == i).any()]
-    if empty: raise DataError(f'classes {empty}: no {split} study has them as its only positive among {classes}')
-    return [s for s, _ in keep], y
+    if empty: raise DataError(f'classes {empty}: no {split} study of {dataset} has them as its only positive among {classes}')
+    return st, y
 
 def zero_shot_set(classes=CLASSES_5X200, data_root='') -> tuple[list, np.ndarray]:
     "The SynthCXR 5x200 evaluation studies with one positive among `classes`, and that class's index."
-    st = load_dataset('synthcxr', data_root or None, split=None, subset='5x200')
-    pos = [[i for i, c in enumerate(classes) if s.labels.get(c) == 1] for s in st]
-    keep = [(s, p[0]) for s, p in zip(st, pos) if len(p) == 1]  # all 1000 for the five 5x200 classes
-    return [s for s, _ in keep], np.array([k for _, k in keep], dtype=int)
+    st, _, y, _ = task_data(replace(PRESETS['5x200'], classes=list(classes), data_options=dict(subset='5x200'), data_root=data_root))
+    return st, y
 
 # %% ../nbs/03_prompt_tune.ipynb 15
 PROMPT_DIR, PROMPT_KEYS = 'prompt', ('ctx',)
@@ -176,6 +170,51 @@ def tuned_class_embeddings(model: DualEncoder, model_dir, classes) -> torch.Tens
 # %% ../nbs/03_prompt_tune.ipynb 19
 LOSSES = ('contrastive', 'ce')
 OPTIMIZERS = ('sgd', 'adamw')
+
+@dataclass
+class PromptTuneConfig(Params):
+    "All parameters of a prompt-tuning run; defaults: the default model, SynthCXR's training studies, its 5x200 set."
+    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    dataset: str = 'synthcxr'      # the training (and test) studies: a name from medvlp.datasets.DATASETS
+    data_root: str = ''
+    data_options: dict = field(default_factory=dict)
+    train_split: str = 'train'
+    classes: list = field(default_factory=lambda: list(CLASSES_5X200))
+    words: dict = field(default_factory=dict)  # class -> the words after the context; default its hand prompt
+    test: str = ''                 # an evaluation task (medvlp.evaluate.PRESETS or a kind); '' = 5x200 on SynthCXR, else multiclass
+    test_split: str = 'test'       # the split a kind reads
+    n_ctx: int = 30
+    init: str = 'a chest x-ray showing'
+    loss: str = 'contrastive'
+    epochs: int = 50
+    lr: float = 0.3
+    optimizer: str = 'sgd'
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    balance: bool = True
+    seed: int = 0
+    image_size: int = 0            # 0 = the size the model folder records
+    evaluate: bool = True
+    n_boot: int = 1000
+    device: str = ''               # '' = cuda when available
+    num_threads: int = 1           # CPU torch threads while training (a step is a few small matrices)
+    run_name: str = 'prompt_tune'
+    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
+
+    _choices = dict(loss=LOSSES, optimizer=OPTIMIZERS, dataset=tuple(sorted(DATASETS)), train_split=SPLITS,
+                    test_split=(*SPLITS, 'all'))
+    _positive = ('n_ctx', 'epochs', 'batch_size', 'num_threads')
+    _nonneg = ('momentum', 'weight_decay', 'warmup_steps', 'min_lr', 'n_boot', 'seed', 'image_size')
+    _gt0 = ('lr',)
+
+    def test_task(self):
+        "The evaluation task of `test`."
+        name = self.test or ('5x200' if self.dataset == 'synthcxr' else 'multiclass')
+        return replace(eval_task(name, self.dataset, self.data_root, self.data_options, self.test_split, self.classes),
+                       classes=list(self.classes))
 
 @dataclass
 class PromptTuneResult:
@@ -251,36 +290,28 @@ def comparison_markdown(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro',
     return markdown_table(cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric'))
 
 # %% ../nbs/03_prompt_tune.ipynb 23
-def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-ray showing', loss='contrastive', epochs=50,
-                lr=0.3, optimizer='sgd', momentum=0.9, weight_decay=0.0, batch_size=64, warmup_steps=0, min_lr=0.0,
-                balance=True, seed=0, words=None, data_root='', image_size=None, run_name='prompt_tune', out_dir=None,
-                evaluate=True, n_boot=1000, device=None, num_threads=1, progress=True) -> PromptTuneResult:
-    "Tune a shared context prompt on a frozen model; write a new model folder with `prompt/`, tables, curves and a manifest."
+def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> PromptTuneResult:
+    "Tune a shared context prompt on a frozen model (`cfg` may be its folder); write a new model folder with `prompt/`, tables, curves and a manifest."
     t0 = time.time()
-    check_choice('loss', loss, LOSSES); check_choice('optimizer', optimizer, OPTIMIZERS)
-    for k, v in dict(epochs=epochs, batch_size=batch_size).items():
-        if not isinstance(v, int) or v < 1: raise ValueError(f'{k}={v!r}: expected an int >= 1')
-    if not lr > 0: raise ValueError(f'lr={lr!r}: expected > 0')
-    base = Path(model_dir) if model_dir else default_model()
-    out = run_dir(run_name, out_dir)
-    if (out/'model').resolve() == base.resolve(): raise ValueError(f'out_dir={str(out)!r} holds the base model {base}; choose another')
-    params = dict(model_dir=str(base), classes=list(classes), n_ctx=n_ctx, init=init, loss=loss, epochs=epochs, lr=lr,
-                  optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                  warmup_steps=warmup_steps, min_lr=min_lr, balance=balance, seed=seed, words=words, data_root=data_root,
-                  run_name=run_name, n_boot=n_boot)
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    model, _ = frozen_model(base, image_size)
+    if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
+    c = PromptTuneConfig.make(cfg, **overrides)
+    base = Path(c.model_dir) if c.model_dir else default_model()
+    out = run_dir(c)
+    if (out/'model').resolve() == base.resolve(): raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
+    params = dict(asdict(c), model_dir=str(base))
+    device = torch.device(c.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model, _ = frozen_model(base, c.image_size or None)
     size = model.image_size
     model.to(device)
-    torch.manual_seed(seed)
-    studies, y = single_label_studies(classes, 'train', data_root)
+    torch.manual_seed(c.seed)
+    studies, y = single_label_studies(c.classes, c.train_split, c.data_root, c.dataset, c.data_options)
     x = study_embeddings(model, studies, size)
-    learner = PromptLearner(model, classes, n_ctx, init, words)
+    learner = PromptLearner(model, c.classes, c.n_ctx, c.init, c.words)
     with torch.no_grad(): t_init = learner().clone()
     x, y_t = x.to(device), torch.as_tensor(y, device=device)
-    with torch_threads(num_threads if device.type == 'cpu' else None):  # a step is a few small matrices: one CPU thread beats several (8x here)
-        hist, per_ep = _train(learner, x, y_t, loss, epochs, lr, optimizer, momentum, weight_decay, batch_size,
-                              warmup_steps, min_lr, balance, seed, progress)
+    with torch_threads(c.num_threads if device.type == 'cpu' else None):  # a step is a few small matrices: one CPU thread beats several (8x here)
+        hist, per_ep = _train(learner, x, y_t, c.loss, c.epochs, c.lr, c.optimizer, c.momentum, c.weight_decay, c.batch_size,
+                              c.warmup_steps, c.min_lr, c.balance, c.seed, progress)
     # the new model folder: the base folder copied, plus prompt/
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out/'model', ignore_errors=True)
@@ -293,19 +324,20 @@ def prompt_tune(model_dir='', classes=CLASSES_5X200, n_ctx=30, init='a chest x-r
                    train_balanced_acc_init=float(per_ep.train_balanced_acc.iloc[0]),
                    train_balanced_acc_final=float(per_ep.train_balanced_acc.iloc[-1]))
     table, test = None, None
-    if evaluate:
-        test, y_test = zero_shot_set(classes, data_root)
+    if c.evaluate:
+        task = c.test_task()
+        test, _, y_test, _ = task_data(task)
         tuned_model = DualEncoder.from_pretrained(out/'model', device=device).eval()  # scored as 05_eval will load it
-        tuned = tuned_class_embeddings(tuned_model, out/'model', classes)
-        hand = class_embeddings_hand(model, classes)
+        tuned = tuned_class_embeddings(tuned_model, out/'model', c.classes)
+        hand = class_embeddings_hand(model, c.classes)
         img = study_embeddings(model, test, size)
         hand, tuned = hand.cpu(), tuned.cpu()
-        table = compare_prompts(img, y_test, classes, dict(hand=hand, tuned=tuned), float(model.scale()), n_boot, seed)
-        table.to_csv(out/'zero_shot_5x200.csv')
-        (out/'zero_shot_5x200.md').write_text(comparison_markdown(table, ('accuracy', 'auroc_macro', 'f1_macro',
-                                              *[f'recall[{c}]' for c in classes])) + '\n')
+        table = compare_prompts(img, y_test, c.classes, dict(hand=hand, tuned=tuned), float(model.scale()), c.n_boot, c.seed)
+        table.to_csv(out/f'zero_shot_{task.name}.csv')
+        (out/f'zero_shot_{task.name}.md').write_text(comparison_markdown(table, ('accuracy', 'auroc_macro', 'f1_macro',
+                                                     *[f'recall[{k}]' for k in c.classes])) + '\n')
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
-                       init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)))
+                       init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)), test=asdict(task))
     metrics['wall_s'] = time.time() - t0
     (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
     save_curves(out, per_ep, hist, metrics)
@@ -321,7 +353,7 @@ def _manifest(params, base, model, studies, test, metrics) -> dict:
     import transformers, peft, medvlp
     return dict(git=git_state(), seed=params['seed'], params=params, base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)),
                 data=dict(train=dict(n=len(studies), fingerprint=data_fingerprint(studies)),
-                          zero_shot_5x200=dict(n=len(test), fingerprint=data_fingerprint(test)) if test else None),
+                          test=dict(n=len(test), fingerprint=data_fingerprint(test)) if test else None),
                 versions={m.__name__: m.__version__ for m in (medvlp, torch, transformers, peft)},
                 python=platform.python_version(), device=str(model._dev()), wall_s=metrics['wall_s'])
 
@@ -333,7 +365,7 @@ def save_curves(out: Path, per_ep: pd.DataFrame, hist: pd.DataFrame, metrics: di
     ax[0].plot(hist.step, hist.loss, lw=0.8); ax[0].set(xlabel='step', ylabel='loss', title='training loss')
     ax[1].plot(per_ep.epoch, per_ep.train_balanced_acc, marker='.', label='training images (balanced)')
     if 'tuned_accuracy' in metrics:
-        ax[1].axhline(metrics['hand_accuracy'], color='gray', ls='--', label='5x200, hand prompts')
-        ax[1].axhline(metrics['tuned_accuracy'], color='C1', ls='--', label='5x200, tuned prompt')
+        ax[1].axhline(metrics['hand_accuracy'], color='gray', ls='--', label='test, hand prompts')
+        ax[1].axhline(metrics['tuned_accuracy'], color='C1', ls='--', label='test, tuned prompt')
     ax[1].set(xlabel='epoch', ylabel='accuracy', title='zero-shot accuracy'); ax[1].legend(fontsize=7)
     fig.tight_layout(); fig.savefig(out/'curves.png', dpi=100); plt.close(fig)

@@ -1,0 +1,121 @@
+"""Every stage past pretraining on data that is not SynthCXR (issue 12): a pairs folder and a CSV with a categorical
+label column and a row filter, both written here with colour and grey images. Pretrain on each, then evaluate (05 by
+papermill parameters alone for the pairs folder) and prompt-tune (03) on the CSV."""
+import json, subprocess, sys
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import ROOT, env
+from medvlp.datasets import load_dataset
+from medvlp.pretrain import pretrain
+
+KINDS = {'left': ('left lung opacity.', 'opacity in the left lung.'), 'right': ('right lung opacity.', 'opacity in the right lung.'),
+         'top': ('apical opacity.', 'opacity at the apex.')}
+FINDING = {'left': 'Pneumonia', 'right': ' covid-19 ', 'top': 'normal'}   # messy categorical values, mapped below
+
+
+def _image(kind, i, path):
+    "A 40 px image, colour for odd i, with a bright region where `kind` says and noise elsewhere."
+    rng = np.random.default_rng(i)
+    a = rng.integers(0, 60, (40, 40, 3)).astype(np.uint8)
+    sl = {'left': np.s_[:, :20], 'right': np.s_[:, 20:], 'top': np.s_[:20, :]}[kind]
+    a[sl] = rng.integers(180, 255, a[sl].shape)
+    Image.fromarray(a if i % 2 else a[..., 0]).save(path)
+
+
+def _pretrain(tmp_path, **data):
+    return pretrain(output_dir=str(tmp_path / 'run'), image_size=32, batch_size=12, max_steps=30, warmup_steps=3, lr=3e-3,
+                    emb_dim=32, log_every=5, ckpt_every=100, zero_shot=False, **data)
+
+
+@pytest.fixture(scope='module')
+def pairs(tmp_path_factory):
+    "A pairs folder: train (36) and valid (18) images with two phrasings per kind, so the 18 valid captions hold 6 texts."
+    root = tmp_path_factory.mktemp('pairs')
+    for split, n in (('train', 36), ('valid', 18)):
+        (root / split / 'imgs').mkdir(parents=True)
+        recs = []
+        for i in range(n):
+            kind = list(KINDS)[i % 3]
+            _image(kind, i, root / split / 'imgs' / f'{split}{i}.png')
+            recs.append(dict(img=f'{split}{i}.png', caption=KINDS[kind][(i // 3) % 2]))
+        (root / split / 'img_text_pair.json').write_text(json.dumps(recs))
+    return root
+
+
+def test_eval_on_a_pairs_folder_by_papermill_parameters(pairs, tmp_path):
+    res = _pretrain(tmp_path, dataset='pairs_folder', data_root=str(pairs))
+    out = tmp_path / 'eval'
+    args = ['-p', 'model_dir', str(res.model_dir), '-p', 'dataset', 'pairs_folder', '-p', 'data_root', str(pairs),
+            '-p', 'split', 'valid', '-p', 'n_boot', '200', '-p', 'output_dir', str(out), '-y', 'tasks: [retrieval]\nks: [1, 10, 50]']
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_eval.ipynb'), str(tmp_path / 'out.ipynb'), *args,
+                        '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = pd.read_csv(out / 'metrics.csv').set_index('metric')
+    for k in ('image_to_text_R@1', 'image_to_text_R@10', 'image_to_text_R@50', 'text_to_image_R@1', 'image_to_text_mean_rank'):
+        v = m.loc[k]
+        assert v.ci_low <= v.value <= v.ci_high, (k, v)
+    assert m.loc['image_to_text_R@10', 'value'] == 1.0   # 6 distinct captions: every image finds its own in the top 10
+    man = json.loads((out / 'manifest.json').read_text())
+    assert (man['data']['retrieval']['used'], man['data']['retrieval']['texts']) == (18, 6)
+    assert man['tasks'][0] == dict(name='retrieval', kind='retrieval', dataset='pairs_folder', data_root=str(pairs),
+                                   data_options={}, split='valid', classes=[])
+    assert '6 distinct texts' in (out / 'metrics.md').read_text()
+
+
+def test_unknown_notebook_parameter_fails_naming_it(tmp_path):
+    "Under papermill a misspelt parameter stops the run at the parameters, naming it and the valid names."
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_eval.ipynb'), str(tmp_path / 'out.ipynb'),
+                        '-p', 'no_such_param', '1', '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
+    assert r.returncode != 0
+    assert "unknown parameter(s) ['no_such_param']; valid parameters: ['model_dir', 'tasks'" in r.stderr + r.stdout
+
+
+@pytest.fixture(scope='module')
+def table(tmp_path_factory):
+    "studies.csv with a categorical `finding` column (messy values), a `modality` filter and images in another folder."
+    root = tmp_path_factory.mktemp('table')
+    (root / 'images').mkdir()
+    rows = []
+    for i in range(72):
+        kind = list(KINDS)[i % 3]
+        _image(kind, i, root / 'images' / f'{i}.png')
+        rows.append(dict(path=f'{i}.png', report=KINDS[kind][(i // 3) % 2], finding=FINDING[kind], patient=f'p{i // 2}',
+                         modality='CT' if i % 12 == 11 else 'X-ray'))
+    pd.DataFrame(rows).to_csv(root / 'meta.csv', index=False)
+    return root
+
+
+def _options(root):
+    return dict(image='path', text='report', patient='patient', image_root=str(root / 'images'), label_column='finding',
+                label_map={'Pneumonia': 'Pneumonia', 'covid-19': 'COVID-19', 'normal': 'Normal'}, where={'modality': 'X-ray'})
+
+
+def test_zero_shot_and_prompt_tuning_on_a_csv(table, tmp_path):
+    from medvlp.evaluate import evaluate
+    from medvlp.prompt_tune import prompt_tune
+    data = dict(dataset='csv', data_root=str(table / 'meta.csv'), data_options=_options(table))
+    res = _pretrain(tmp_path, **data)
+    classes = ['Pneumonia', 'COVID-19', 'Normal']
+    data_man = json.loads((tmp_path / 'run' / 'manifest.json').read_text())['data']   # the value -> class table is in the run folder
+    assert data_man['rows']['filtered'] == 6 and data_man['rows']['rows_in'] == 72
+    assert {(r['value'], r['class']) for r in data_man['label_table']} == {('Pneumonia', 'Pneumonia'), ('covid-19', 'COVID-19'), ('normal', 'Normal')}
+    assert sum(data_man['splits'].values()) == 66
+    r = evaluate(res.model_dir, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=100,
+                 output_dir=str(tmp_path / 'eval'), **data)
+    man = json.loads((tmp_path / 'eval' / 'manifest.json').read_text())
+    assert man['data']['multiclass']['used'] == 66 and man['data']['multiclass']['dropped'] == 0   # 6 CT rows filtered out
+    acc = r['multiclass'].loc['accuracy']
+    assert 0 <= acc.ci_low <= acc.value <= acc.ci_high <= 1
+    assert list(r['confusion_multiclass'].index) == classes and r['confusion_multiclass'].values.sum() == 66
+    pt = prompt_tune(res.model_dir, classes=classes, n_ctx=4, init='', epochs=3, n_boot=50, test_split='valid',
+                     output_dir=str(tmp_path / 'pt'), progress=False, **data)
+    n_train = len(load_dataset('csv', data['data_root'], 'train', **data['data_options']))
+    assert pt.metrics['n_train'] == n_train and pt.metrics['test']['kind'] == 'multiclass' and pt.metrics['test']['split'] == 'valid'
+    tab = pd.read_csv(tmp_path / 'pt' / 'zero_shot_multiclass.csv', index_col=[0, 1])
+    assert tab.loc[('tuned', 'accuracy'), 'value'] == pt.metrics['tuned_accuracy']
+    scored = evaluate(pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[],
+                      n_boot=0, output_dir=str(tmp_path / 'eval_tuned'), embedding_map='none', **data)
+    assert scored['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
