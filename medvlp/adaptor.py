@@ -5,7 +5,7 @@
 # %% ../nbs/06_adaptor.ipynb 3
 from __future__ import annotations
 import copy, json, math, tempfile, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from .pretrain import Params, default_model, manifest, run_dir, _memory_mib
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
            'load_adaptor', 'AdaptorResult', 'adaptor_pretrain', 'AdaptorClassifier', 'train_head', 'predict_proba',
-           'frozen_features', 'adaptor_classify', 'summarize', 'cost_table', 'save_figure', 'run_adaptor']
+           'frozen_features', 'adaptor_classify', 'summarize', 'cost_table', 'save_figure', 'AdaptorRunConfig',
+           'run_adaptor']
 
 # %% ../nbs/06_adaptor.ipynb 6
 @dataclass
@@ -42,8 +43,10 @@ class AdaptorConfig(Params):
     image_pool: str = ''         # a named image tower's pooling ('' = default); see medvlp.models.IMAGE_POOLS
     text_pool: str = ''          # a named text tower's pooling ('' = cls for encoders, eos for causal LMs)
     image_size: int = 0          # 0 = the size the image tower was trained at (its model folder's params), else 64
-    dataset: str = 'synthcxr'
+    dataset: str = 'synthcxr'    # any name in medvlp.datasets.DATASETS
     data_root: str = ''
+    data_options: dict = field(default_factory=dict)  # its adapter's options (columns, label mapping, filters)
+    classes: list = field(default_factory=list)       # the classification classes; [] = the five CheXpert competition classes
     dim: int = 128               # fusion width
     num_layers: int = 2
     num_heads: int = 4
@@ -63,6 +66,10 @@ class AdaptorConfig(Params):
         super().__post_init__()
         if self.dim % self.num_heads: raise ValueError(f'parameter dim={self.dim} must be divisible by num_heads={self.num_heads}')
         if not 0 <= self.i2t_weight <= 1: raise ValueError(f'parameter i2t_weight={self.i2t_weight}: expected a value in [0, 1]')
+
+    def studies(self, split):
+        "The studies of `split` of the configured dataset."
+        return load_dataset(self.dataset, self.data_root or None, split=split, **self.data_options)
 
 # %% ../nbs/06_adaptor.ipynb 9
 def _dual_encoder_folder(p) -> bool:
@@ -292,8 +299,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     cfg = AdaptorConfig.make(cfg, **overrides)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     out = run_dir('adaptor/adaptor', out_dir)
-    load = lambda split: load_dataset(cfg.dataset, cfg.data_root or None, split=split)
-    train, valid = load('train'), load('valid')
+    train, valid = cfg.studies('train'), cfg.studies('valid')
     t0 = time.time()
     image, text, specs = load_towers(cfg, texts=[s.text for s in train])
     t1 = time.time()
@@ -365,7 +371,7 @@ def predict_proba(head, feats) -> np.ndarray:
 METHODS = ('adaptor', 'clip', 'tower')
 
 def _test_studies(cfg, test_set):
-    if test_set == 'test': return load_dataset(cfg.dataset, cfg.data_root or None, split='test')
+    if test_set == 'test': return cfg.studies('test')
     if test_set == '5x200':
         if cfg.dataset != 'synthcxr': raise ValueError(f"test_set='5x200' is SynthCXR's set; dataset={cfg.dataset!r}: use test_set='test'")
         return load_dataset('synthcxr', cfg.data_root or None, split=None, subset='5x200')
@@ -387,13 +393,14 @@ def frozen_features(adaptor: Adaptor, studies, methods=METHODS, cache_root=None)
         else: raise ValueError(f'method {m!r}: expected one of {METHODS}')
     return out
 
-def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), methods=None, classes=CHEXPERT5, test_set='test',
+def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), methods=None, classes=None, test_set='test',
                      steps=300, hidden=256, dropout=0.2, lr=1e-3, n_boot=1000, num_threads=1, cache_root=None) -> pd.DataFrame:
     "Multi-class classification with the reference head over frozen features at each fraction of training patients."
     a = adaptor if isinstance(adaptor, Adaptor) else load_adaptor(adaptor)
-    cfg, classes = a.config, list(classes)
+    cfg = a.config
+    classes = list(classes or cfg.classes or CHEXPERT5)
     if methods is None: methods = [m for m in METHODS if m != 'clip' or a.specs['image']['source'] == 'dual_encoder']
-    train, test = load_dataset(cfg.dataset, cfg.data_root or None, split='train'), _test_studies(cfg, test_set)
+    train, test = cfg.studies('train'), _test_studies(cfg, test_set)
     tr_rows, ytr = task_targets(train, 'multiclass', classes)
     te_rows, yte = task_targets(test, 'multiclass', classes)
     if not len(te_rows): raise DataError(f'test_set={test_set!r}: no study with exactly one positive among {classes}')
@@ -479,7 +486,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     cfg, size = a.config, a.specs['image_size']
     image, text = a._need('image'), a._need('text')
     bs = batch_size or cfg.batch_size
-    train = load_dataset(cfg.dataset, cfg.data_root or None, split='train')
+    train = cfg.studies('train')
     cut = lambda n: min(n, max_steps) if max_steps else n
     rows = {}
     # the cache: both towers over the split, into a fresh folder
@@ -553,7 +560,7 @@ def save_figure(summary, history, path):
         ax[0].errorbar(d.fraction*100*1.08**k, d.auroc_macro, yerr=[d.auroc_macro - d.auroc_macro_low, d.auroc_macro_high - d.auroc_macro],
                        marker='o', capsize=4, label=m)
     ax[0].axhline(0.5, color='grey', ls=':', lw=1, label='chance')
-    ax[0].set(xscale='log', xlabel='training patients (%, methods side by side)', ylabel='macro AUROC (95% CI)', title='5-class classification')
+    ax[0].set(xscale='log', xlabel='training patients (%, methods side by side)', ylabel='macro AUROC (95% CI)', title='classification')
     ax[0].legend()
     ax[1].plot(history.epoch, history.train_loss, label='train')
     ax[1].plot(history.epoch, history.val_loss, label='validation')
@@ -561,17 +568,32 @@ def save_figure(summary, history, path):
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
-def run_adaptor(run_name='adaptor', output_dir='', fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), test_set='test', n_boot=1000,
-                head_steps=300, cost=True, cache_root=None, cfg=None, **overrides) -> dict:
+@dataclass
+class AdaptorRunConfig(AdaptorConfig):
+    "An Adaptor experiment: the adaptor's parameters plus the classification fractions, seeds, test set and run folder."
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    test_set: str = 'test'         # test, or '5x200' (SynthCXR's balanced set)
+    n_boot: int = 1000
+    head_steps: int = 300
+    cost: bool = True              # measure the cost table (adaptor vs end-to-end CLIP)
+    run_name: str = 'adaptor'
+    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
+
+    _choices = dict(test_set=('test', '5x200'))
+
+def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **overrides) -> dict:
     "Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to the run folder."
     t0 = time.time()
-    cfg = AdaptorConfig.make(cfg, **overrides)
-    out = run_dir(run_name, output_dir)
+    run = AdaptorRunConfig.make(cfg, **overrides)
+    cfg = AdaptorConfig(**{f.name: getattr(run, f.name) for f in fields(AdaptorConfig)})
+    out = run_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
-    cls = adaptor_classify(res.adaptor, fractions, seeds, test_set=test_set, n_boot=n_boot, steps=head_steps, cache_root=cache_root)
+    cls = adaptor_classify(res.adaptor, run.fractions, run.seeds, test_set=run.test_set, n_boot=run.n_boot, steps=run.head_steps,
+                           cache_root=cache_root)
     summ = summarize(cls)
-    ct = cost_table(res.adaptor, cache_root=cache_root) if cost else None
+    ct = cost_table(res.adaptor, cache_root=cache_root) if run.cost else None
     cls.to_csv(out/'classification.csv', index=False)
     summ.to_csv(out/'classification_summary.csv', index=False)
     (out/'classification_summary.md').write_text(markdown_table(_cells(summ)))
@@ -579,10 +601,9 @@ def run_adaptor(run_name='adaptor', output_dir='', fractions=(0.01, 0.1, 1.0), s
         ct.rename_axis('run').to_csv(out/'cost.csv')
         (out/'cost.md').write_text(markdown_table(ct.rename_axis('run')))
     save_figure(summ, res.history, out/'adaptor.png')
-    train = load_dataset(cfg.dataset, cfg.data_root or None, split='train')
+    train = cfg.studies('train')
     meta = json.loads((res.adaptor_dir/'adaptor.json').read_text())
-    extra = dict(run=dict(run_name=run_name, fractions=list(fractions), seeds=list(seeds), test_set=test_set, n_boot=n_boot,
-                          head_steps=head_steps), towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
+    extra = dict(run=asdict(run), towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
     if ct is not None:
         rr = ct.loc['ratio end-to-end / adaptor']
         extra['cost'] = dict(epoch_time_ratio=float(rr.epoch_s), peak_memory_ratio=float(rr.peak_mib),

@@ -5,7 +5,7 @@
 # %% ../nbs/07_segment.ipynb 3
 from __future__ import annotations
 import hashlib, json, math, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 from torchvision.ops import sigmoid_focal_loss
 from tqdm.auto import tqdm
 
-from .data import DataError, load_image, image_transform, cache_dir
+from .data import DataError, load_image, image_transform, cache_dir, subsample
 from .datasets import load_dataset, DATASETS
 from .models import AdaptorFusion, DualEncoder, ImageTower
 from .cache import embed_images, tower_fingerprint, trained_image_size, in_channels
@@ -247,7 +247,9 @@ def train_head(seg: Segmenter, train_ds, valid_ds=None, epochs=10, lr=1e-2, weig
     if seg.head.adaptor is not None: seg.head.adaptor.requires_grad_(train_adaptor)
     opt = torch.optim.AdamW([p for p in seg.head.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     dl = _loader(train_ds, tokens, batch_size, True, seed)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * len(dl), pct_start=0.1)
+    total = epochs * len(dl)   # a one-cycle schedule needs a step up and a step down; a couple of steps (tiny data) keep the rate
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total, pct_start=max(0.1, 2 / total)) if total >= 3
+             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     hist, bar = [], tqdm(range(epochs), desc=f'{seg.kind} head', disable=not progress)
     for ep in bar:
         seg.train()
@@ -346,6 +348,8 @@ class SegmentConfig(Params):
     train_adaptor: bool = True     # fine-tune the adaptor with the decoder (the tower stays frozen either way)
     dataset: str = 'synthcxr'      # a name from medvlp.datasets.DATASETS whose studies carry masks
     data_root: str = ''            # '' = the default SynthCXR corpus
+    data_options: dict = field(default_factory=dict)  # its adapter's options
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # of the training patients, one head each (as the probe)
     target: str = 'any'            # a mask name, 'any' (their union), or '' for a dataset's only mask
     kind: str = 'auto'             # auto | unet | tokens
     image_size: int = 0            # 0 = the size the tower was trained at
@@ -361,6 +365,10 @@ class SegmentConfig(Params):
 
     _choices = dict(kind=KINDS, dataset=tuple(sorted(DATASETS)))
     _positive = ('epochs', 'batch_size', 'n_boot')
+
+    def __post_init__(self):
+        super().__post_init__()
+        if bad := [f for f in self.fractions if not 0 < f <= 1]: raise ValueError(f'parameter fractions: {bad} not in (0, 1]')
 
 @dataclass
 class SegmentResult:
@@ -402,26 +410,32 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-    studies = load_dataset(cfg.dataset, cfg.data_root or None, split=None)
+    studies = load_dataset(cfg.dataset, cfg.data_root or None, split=None, **cfg.data_options)
     target = resolve_target(studies, cfg.target)
-    tower, fusion, size, source = resolve_towers(cfg.model_dir, cfg.adaptor_dir)
-    size = cfg.image_size or size or 64
-    torch.manual_seed(cfg.seed)
-    seg = Segmenter(tower, fusion, cfg.kind, image_size=size)
-    tfm, ch = image_transform(size, train=False), in_channels(tower)
     split = {sp: [s for s in studies if s.split == sp] for sp in ('train', 'valid', 'test')}
     for sp in ('train', 'test'):
         if not split[sp]: raise DataError(f'{cfg.dataset}: no studies in split {sp!r}; segmentation needs train and test studies')
-    tr, va, te = (MaskDataset(split[sp], target, tfm, ch, check=False) for sp in ('train', 'valid', 'test'))
-    tok = {k: cached_tokens(seg, d) if seg.kind == 'tokens' and len(d) else None for k, d in dict(tr=tr, va=va, te=te).items()}
-    hist = train_head(seg, tr, va, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.focal_weight, cfg.train_adaptor,
-                      tok['tr'], tok['va'], cfg.seed, progress)
-    probs, masks = predict(seg, te, tok['te'])
-    d = dice_per_image(probs > 0.5, masks)
-    tab = dice_table({'segmenter': d, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed)
+    scores, hists, top = {}, [], max(cfg.fractions)
+    for frac in sorted(cfg.fractions):   # a fresh head (and adaptor) per fraction of the training patients
+        tower, fusion, size, source = resolve_towers(cfg.model_dir, cfg.adaptor_dir)
+        size = cfg.image_size or size or 64
+        torch.manual_seed(cfg.seed)
+        seg = Segmenter(tower, fusion, cfg.kind, image_size=size)
+        tfm, ch = image_transform(size, train=False), in_channels(tower)
+        tr, va, te = (MaskDataset(st, target, tfm, ch, check=False) for st in
+                      (subsample(split['train'], frac, cfg.seed), split['valid'], split['test']))
+        tok = {k: cached_tokens(seg, d) if seg.kind == 'tokens' and len(d) else None for k, d in dict(tr=tr, va=va, te=te).items()}
+        hist = train_head(seg, tr, va, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.focal_weight, cfg.train_adaptor,
+                          tok['tr'], tok['va'], cfg.seed, progress)
+        hists.append(hist.assign(fraction=frac, n_train=len(tr)))
+        probs, masks = predict(seg, te, tok['te'])
+        scores['segmenter' if frac == top else f'segmenter {frac:.0%}'] = d = dice_per_image(probs > 0.5, masks)
+    tab = dice_table({**scores, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed)
+    hist = pd.concat(hists, ignore_index=True)
     tab.to_csv(out/'metrics.csv', index_label='model'); hist.to_csv(out/'history.csv', index=False)
     (out/'metrics.md').write_text(f'Per-image Dice at 0.5 on the {cfg.dataset} test split, target {target!r} (an image '
-                                  f'without the finding scores 1 when nothing is predicted):\n\n{_md(tab)}\n')
+                                  f'without the finding scores 1 when nothing is predicted); `segmenter` is trained on '
+                                  f'{top:.0%} of the training patients, the others on the fraction named:\n\n{_md(tab)}\n')
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
     save_segmenter(seg, out/'head', source, target=target, dataset=cfg.dataset)
