@@ -391,7 +391,7 @@ def task_data(task: EvalTask) -> tuple:
         if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 
-# %% ../nbs/05_eval.ipynb 51
+# %% ../nbs/05_eval.ipynb 53
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
@@ -423,7 +423,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 53
+# %% ../nbs/05_eval.ipynb 55
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -495,7 +495,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 57
+# %% ../nbs/05_eval.ipynb 59
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
@@ -530,7 +530,7 @@ class EvalConfig(Params):
         "The `EvalTask`s of `tasks`."
         return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 59
+# %% ../nbs/05_eval.ipynb 61
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
@@ -547,7 +547,7 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 60
+# %% ../nbs/05_eval.ipynb 62
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
     t0 = time.time()
