@@ -24,7 +24,8 @@ from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
 from .evaluate import classification_metrics, markdown_table
 from .probe import task_targets, train_subset
-from .pretrain import Params, default_model, manifest, run_dir, _memory_mib
+from .pretrain import default_model
+from .runs import Params, manifest, run_dir, step_memory_mib
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
@@ -455,17 +456,6 @@ def _state_mib(in_memory: int, trainable: int) -> float:
     "fp32 parameters in memory plus gradient and two AdamW moments per trainable parameter, in MiB."
     return 4*(in_memory + 3*trainable)/2**20
 
-def _step_mib(fn, dev, params) -> float:
-    "Peak memory of one call of `fn` in MiB: `_memory_mib` on CUDA; on the CPU autograd's saved tensors less `params`' own storages."
-    if dev.type == 'cuda': return _memory_mib(fn, dev)
-    own, seen = {p.untyped_storage().data_ptr() for p in params}, {}
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in own: seen[st.data_ptr()] = st.nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
-    return sum(seen.values())/2**20
-
 def _timed_epoch(step, batches, dev) -> tuple[float, int]:
     "(wall seconds, steps) of running `step` over the batches `batches()` yields."
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
@@ -511,7 +501,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
         for k in range(cut(len(xi)//bs)): yield xi[perm[k*bs:(k + 1)*bs]], xt[perm[k*bs:(k + 1)*bs]]
     split_features(image, text, train, size, cache_root)  # built (or found) before timing: its cost is the row above
     sec, n = _timed_epoch(ad_step, ad_batches, dev)
-    mem = max(_step_mib(lambda: ad_step(b), dev, ad.parameters()) for b, _ in zip(ad_batches(), range(mem_steps)))
+    mem = max(step_memory_mib(lambda: ad_step(b), dev, ad.parameters()) for b, _ in zip(ad_batches(), range(mem_steps)))
     p = count_parameters(ad)
     rows['adaptor on cache'] = dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
                                     state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)
@@ -529,7 +519,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     def e2e_batches():
         for b, _ in zip(dl, range(cut(len(dl)))): yield b
     sec, n = _timed_epoch(e2e_step, e2e_batches, dev)
-    mem = max(_step_mib(lambda: e2e_step(b), dev, e2e.parameters()) for b, _ in zip(dl, range(mem_steps)))
+    mem = max(step_memory_mib(lambda: e2e_step(b), dev, e2e.parameters()) for b, _ in zip(dl, range(mem_steps)))
     p = count_parameters(e2e)
     rows['end-to-end CLIP'] = dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
                                    state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)

@@ -19,7 +19,7 @@ from .losses import dist_info
 
 # %% auto 0
 __all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'in_channels', 'embed_images', 'embed_texts',
-           'trained_image_size', 'frozen_model']
+           'trained_image_size']
 
 # %% ../nbs/04_embed_cache.ipynb 6
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -234,16 +234,3 @@ def trained_image_size(model_dir) -> int:
     "The image size DualEncoder folder `model_dir` was built for (`img_size` in its config.json), or 0 when it does not say."
     p = Path(model_dir)/'config.json'
     return int(json.loads(p.read_text()).get('image', {}).get('img_size') or 0) if p.exists() else 0
-
-def frozen_model(model_dir='', image_size=None):
-    "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir` ('' = default)."
-    from medvlp.models import DualEncoder
-    if not model_dir:
-        from medvlp.pretrain import default_model
-        model_dir = default_model()
-    model_dir = Path(model_dir)
-    image_size = image_size or trained_image_size(model_dir)
-    if not image_size: raise ValueError(f'{model_dir}/config.json gives no image size; pass image_size= (the size the model was trained at)')
-    model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
-    model.image_size = image_size  # for callers that build a training transform at the same size
-    return model, image_transform(image_size, train=False)

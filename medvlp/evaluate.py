@@ -7,19 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from .zeroshot import (TASKS, ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CLASSES_MULTILABEL, class_prompts,
+                             negative_prompts, resolve_prompts, study_loader, image_embeddings, class_embeddings,
+                             text_classifier, zero_shot_scores)
 
 # %% auto 0
-__all__ = ['TASKS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL', 'NORMAL_CLASSES',
-           'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'KINDS', 'PRESETS', 'bootstrap_ci', 'weighted_auroc',
-           'classification_metrics', 'confusion', 'retrieval_ranks', 'retrieval_metrics', 'class_prompts',
-           'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
-           'text_classifier', 'zero_shot_scores', 'markdown_table', 'EvalTask', 'eval_task', 'task_data',
-           'study_embeddings', 'text_embeddings', 'plot_roc', 'plot_confusion', 'plot_retrieval_grid',
-           'plot_embedding_map', 'EvalConfig', 'evaluate']
+__all__ = ['KINDS', 'PRESETS', 'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
+           'retrieval_metrics', 'markdown_table', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings',
+           'text_embeddings', 'plot_roc', 'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'EvalConfig',
+           'evaluate']
 
 # %% ../nbs/05_eval.ipynb 6
-TASKS = ('multiclass', 'binary', 'multilabel')
-
 def _boot_index(n, n_boot, seed) -> np.ndarray:
     "The `[n_boot, n]` row indices of the bootstrap resamples (fixed by `seed`)."
     return np.random.default_rng(seed).integers(0, n, (n_boot, n))
@@ -168,148 +166,7 @@ def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=100
                                          if n_boot else (np.nan, np.nan)))
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
-# %% ../nbs/05_eval.ipynb 29
-from .pretrain import ZS_PROMPTS
-
-PROMPT_KINDS = ('hand', 'ensemble', 'medclip')
-CLASSES_5X200 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']
-CLASSES_RSNA = ['Normal', 'Pneumonia']
-CLASSES_MULTILABEL = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion', 'Pneumothorax']
-
-# per class: names of the finding, and MedCLIP-style severity / subtype / location words
-VOCAB = {
-    'Atelectasis': dict(names=['atelectasis', 'volume loss', 'collapse'],
-                        severity=['', 'mild', 'minimal', 'moderate'],
-                        subtype=['atelectasis', 'subsegmental atelectasis', 'linear atelectasis', 'plate-like atelectasis'],
-                        location=['at the left base', 'at the right base', 'at the lung bases', 'in the left lower lobe', 'in the right lower lobe']),
-    'Cardiomegaly': dict(names=['cardiomegaly', 'enlarged heart', 'enlarged cardiac silhouette'],
-                         severity=['', 'mild', 'moderate', 'severe'],
-                         subtype=['cardiomegaly', 'enlargement of the cardiac silhouette', 'enlargement of the heart'],
-                         location=['', 'with a widened cardiothoracic ratio']),
-    'Consolidation': dict(names=['consolidation', 'airspace opacity', 'airspace disease'],
-                          severity=['', 'patchy', 'dense', 'focal'], subtype=['consolidation', 'airspace opacity'],
-                          location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe',
-                                    'in the left upper lobe', 'at the lung bases']),
-    'Edema': dict(names=['pulmonary edema', 'interstitial edema', 'edema'],
-                  severity=['', 'mild', 'moderate', 'severe'], subtype=['pulmonary edema', 'interstitial edema', 'vascular congestion'],
-                  location=['', 'bilaterally', 'with perihilar predominance']),
-    'Pleural Effusion': dict(names=['pleural effusion', 'effusion', 'pleural fluid'],
-                             severity=['', 'small', 'moderate', 'large'],
-                             subtype=['left pleural effusion', 'right pleural effusion', 'bilateral pleural effusions'],
-                             location=['', 'with blunting of the costophrenic angle']),
-    'Pneumonia': dict(names=['pneumonia', 'infection', 'consolidation consistent with pneumonia'],
-                      severity=['', 'patchy', 'multifocal'], subtype=['pneumonia', 'consolidation concerning for pneumonia'],
-                      location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe', 'in the left upper lobe']),
-    'Pneumothorax': dict(names=['pneumothorax', 'apical pneumothorax'],
-                         severity=['', 'small', 'moderate', 'large'], subtype=['left pneumothorax', 'right pneumothorax'],
-                         location=['', 'at the apex']),
-}
-NORMAL = dict(hand=['no acute cardiopulmonary process.'],
-              ensemble=['no acute cardiopulmonary process.', 'normal chest radiograph.', 'the lungs are clear.',
-                        'no acute cardiopulmonary abnormality.', 'heart size is normal and the lungs are clear.',
-                        'no focal consolidation, effusion or pneumothorax.'])
-NORMAL_CLASSES = ('Normal', 'No Finding')
-HAND = {**ZS_PROMPTS, 'Pneumonia': 'pneumonia.', 'Pneumothorax': 'pneumothorax.'}
-TEMPLATES = ['{}.', 'there is {}.', 'findings consistent with {}.', 'evidence of {}.', 'a chest x-ray showing {}.', 'compatible with {}.']
-NEGATION_TEMPLATES = ['no {}.', 'there is no {}.', 'no evidence of {}.']
-
-def _medclip(v) -> list[str]:
-    import itertools
-    return [' '.join(w for w in (sev, sub, loc) if w) + '.' for sev, sub, loc in
-            itertools.product(v['severity'], v['subtype'], v['location'])]
-
-def class_prompts(classes, kind='hand') -> dict[str, list[str]]:
-    "The prompt texts of each class: `hand` (one), `ensemble` (names x templates) or `medclip` (severity x subtype x location)."
-    if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS} (or a dict, or "tuned")')
-    out = {}
-    for c in classes:
-        if c in NORMAL_CLASSES: out[c] = NORMAL['hand' if kind == 'hand' else 'ensemble']; continue
-        v = VOCAB.get(c, dict(names=[c.lower()]))
-        if kind == 'hand': out[c] = [HAND.get(c, f'{c.lower()}.')]
-        elif kind == 'ensemble' or 'severity' not in v: out[c] = [t.format(n) for n in v['names'] for t in TEMPLATES]
-        else: out[c] = _medclip(v)
-    return out
-
-def negative_prompts(classes, kind='hand') -> dict[str, list[str]]:
-    "Prompts stating that each class is absent (`no <finding>.`), for multi-label zero-shot scoring."
-    if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS}')
-    if bad := [c for c in classes if c in NORMAL_CLASSES]:
-        raise ValueError(f'negative prompts: {bad} is the absence of findings already; multi-label classes must be findings')
-    names = {c: VOCAB.get(c, dict(names=[c.lower()]))['names'] for c in classes}
-    return {c: [f'no {HAND.get(c, c.lower()).rstrip(".")}.'] if kind == 'hand' else
-            [t.format(n) for n in names[c] for t in NEGATION_TEMPLATES] for c in classes}
-
 # %% ../nbs/05_eval.ipynb 33
-from torch.utils.data import DataLoader, Dataset
-from .data import StudyDataset, Collate, image_transform, CHEXPERT_LABELS
-
-def study_loader(studies, image_size, batch_size=128) -> DataLoader:
-    "An evaluation loader over `studies`: first view, resized and centre-cropped to `image_size`."
-    ds = StudyDataset(studies, image_transform(image_size, train=False), label_names=CHEXPERT_LABELS)
-    return DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
-
-@torch.no_grad()
-def image_embeddings(model, images_or_loader, batch_size=128) -> torch.Tensor:
-    "Normalised image embeddings `[N, D]` of images, a dataset, or an iterable of batches (embeddings pass through)."
-    x = images_or_loader
-    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
-    if torch.is_tensor(x) and x.ndim == 2: return x.float()
-    model.eval()
-    dev = model._dev()
-    if torch.is_tensor(x):
-        if x.ndim != 4: raise ValueError(f'images: expected [N, C, H, W] images or [N, D] embeddings, got shape {tuple(x.shape)}')
-        x = x.split(batch_size)
-    elif isinstance(x, Dataset): x = DataLoader(x, batch_size=batch_size, collate_fn=Collate())
-    out = [model.encode_image((b['image'] if isinstance(b, dict) else b).to(dev)).cpu() for b in x]
-    return torch.cat(out)
-
-@torch.no_grad()
-def class_embeddings(model, prompts: dict, batch_size=256) -> torch.Tensor:
-    "One normalised embedding per class `[C, D]`: the renormalised mean of its prompts' normalised embeddings."
-    model.eval()
-    texts = [t for v in prompts.values() for t in v]
-    e = torch.cat([model.encode_texts(texts[i:i + batch_size]).cpu() for i in range(0, len(texts), batch_size)])
-    parts = e.split([len(v) for v in prompts.values()])
-    return torch.nn.functional.normalize(torch.stack([p.mean(0) for p in parts]), dim=-1)
-
-# %% ../nbs/05_eval.ipynb 35
-def resolve_prompts(classes, prompts=None) -> dict[str, list[str]]:
-    "The prompt lists of `classes` from a kind or a class -> prompt(s) dict, naming any class without prompts."
-    if prompts is None: prompts = 'hand'
-    if isinstance(prompts, str): return class_prompts(classes, prompts)
-    if not isinstance(prompts, dict): raise TypeError(f'prompts: expected a kind {PROMPT_KINDS}, "tuned" or a dict, got {type(prompts).__name__}')
-    if missing := [c for c in classes if c not in prompts]:
-        raise ValueError(f'prompts has no prompt for class(es) {missing}; it covers {list(prompts)}')
-    out = {c: [prompts[c]] if isinstance(prompts[c], str) else list(prompts[c]) for c in classes}
-    if empty := [c for c, v in out.items() if not v]: raise ValueError(f'prompts: empty prompt list for {empty}')
-    return out
-
-def text_classifier(model, classes, prompts=None, model_dir=None) -> torch.Tensor:
-    "The normalised class embeddings `[C, D]` for `prompts` (a kind, a dict, or 'tuned' from `model_dir`)."
-    if isinstance(prompts, str) and prompts == 'tuned':
-        if not model_dir: raise ValueError("prompts='tuned' needs model_dir: the model folder that holds the tuned prompt (prompt/)")
-        from medvlp.prompt_tune import tuned_class_embeddings
-        return tuned_class_embeddings(model, model_dir, list(classes)).detach().float().cpu()
-    return class_embeddings(model, resolve_prompts(classes, prompts))
-
-@torch.no_grad()
-def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=None, task='multiclass',
-                     negatives=None, batch_size=128) -> np.ndarray:
-    "Zero-shot class probabilities `[N, C]` of images (or their embeddings) for `classes` with `prompts`."
-    if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
-    if task == 'binary' and len(classes) != 2: raise ValueError(f'task=binary needs classes=[negative, positive], got {list(classes)}')
-    img = image_embeddings(model, images_or_loader, batch_size)
-    t = text_classifier(model, classes, prompts, model_dir)
-    scale = model.scale().detach().cpu()
-    if task != 'multilabel': return torch.softmax(scale * img @ t.T, 1).numpy()
-    if isinstance(prompts, str) and prompts == 'tuned':
-        raise ValueError("prompts='tuned' holds no negative prompts: it scores task='multiclass' or 'binary' only")
-    neg = class_embeddings(model, resolve_prompts(classes, negatives) if negatives is not None else
-                           negative_prompts(classes, prompts if isinstance(prompts, str) else 'hand'))
-    pair = torch.stack([img @ neg.T, img @ t.T], -1)           # [N, C, 2]
-    return torch.softmax(scale * pair, -1)[..., 1].numpy()
-
-# %% ../nbs/05_eval.ipynb 41
 def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
@@ -320,7 +177,7 @@ def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/05_eval.ipynb 44
+# %% ../nbs/05_eval.ipynb 36
 import json, time, hashlib, textwrap
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
@@ -328,11 +185,12 @@ import matplotlib
 import matplotlib.pyplot as plt
 from .models import DualEncoder
 from .datasets import DATASETS, SPLITS, load_dataset
-from .pretrain import Params, default_model, run_dir, git_state, data_fingerprint
-from .cache import frozen_model
+from .data import image_transform
+from .runs import Params, run_dir, manifest, data_fingerprint
+from .pretrain import default_model, frozen_model
 
 
-# %% ../nbs/05_eval.ipynb 46
+# %% ../nbs/05_eval.ipynb 38
 KINDS = ('multiclass', 'binary', 'multilabel', 'retrieval')
 
 @dataclass
@@ -366,7 +224,7 @@ def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='
         raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), got {list(classes)}')
     return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
 
-# %% ../nbs/05_eval.ipynb 49
+# %% ../nbs/05_eval.ipynb 41
 def _one_positive(studies, classes):
     pos = np.array([[s.labels.get(c) == 1 for c in classes] for s in studies], bool).reshape(len(studies), len(classes))
     return pos.sum(1) == 1, pos.argmax(1)
@@ -391,7 +249,7 @@ def task_data(task: EvalTask) -> tuple:
         if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 
-# %% ../nbs/05_eval.ipynb 53
+# %% ../nbs/05_eval.ipynb 45
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
@@ -423,7 +281,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 55
+# %% ../nbs/05_eval.ipynb 47
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -495,7 +353,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 59
+# %% ../nbs/05_eval.ipynb 51
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
@@ -530,7 +388,7 @@ class EvalConfig(Params):
         "The `EvalTask`s of `tasks`."
         return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 61
+# %% ../nbs/05_eval.ipynb 53
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
@@ -547,7 +405,7 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 62
+# %% ../nbs/05_eval.ipynb 54
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
     t0 = time.time()
@@ -603,11 +461,8 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
-    import sklearn, medvlp
-    man = dict(git=git_state(), model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'), params=asdict(cfg),
-               tasks=[asdict(t) for t in tasks], image_size=size, data=data,
-               versions={m.__name__: m.__version__ for m in (medvlp, torch, np, pd, sklearn)},
-               files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)),
-               wall_s=round(time.time() - t0, 2))
+    man = manifest(cfg, data=data, model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'),
+                   tasks=[asdict(t) for t in tasks], image_size=size, wall_s=round(time.time() - t0, 2),
+                   files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
     (out/'manifest.json').write_text(json.dumps(man, indent=2, default=str))
     return res

@@ -4,9 +4,8 @@
 
 # %% ../nbs/02_pretrain.ipynb 3
 from __future__ import annotations
-import contextlib, dataclasses, json, os, platform, shutil, subprocess, time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, asdict
+import contextlib, dataclasses, json, os, shutil, time
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,19 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .cache import trained_image_size
 from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
 from .datasets import DATASETS, load_dataset
+from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
+from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['CHOICES', 'CKPT_FILES', 'ZS_PROMPTS', 'Params', 'PretrainConfig', 'load_config', 'config_from_cell', 'repo_root',
-           'run_dir', 'run_lock', 'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'data_fingerprint', 'git_state', 'manifest',
-           'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain', 'save_figures', 'default_model', 'benchmark']
+__all__ = ['CHOICES', 'CKPT_FILES', 'PretrainConfig', 'load_config', 'config_from_cell', 'GlobalBatchSampler', 'load_studies',
+           'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint',
+           'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain', 'save_figures', 'default_model', 'frozen_model',
+           'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
 CHOICES = dict(
@@ -41,54 +43,6 @@ CHOICES = dict(
     optimizer=('adamw', 'sgd'),
     precision=('fp32', 'bf16', 'fp16'),
 )
-
-class Params:
-    "Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`."
-    _choices, _positive, _nonneg, _gt0, _fraction = {}, (), (), (), ()  # allowed values; >= 1; >= 0; > 0; in (0, 1]
-
-    def __post_init__(self):
-        for f in fields(self):
-            v, t = getattr(self, f.name), f.type
-            if t == 'float' and isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
-                try: v = float(v)
-                except ValueError: pass
-            if t == 'str' and isinstance(v, os.PathLike): v = str(v)
-            if t == 'list' and isinstance(v, str): v = [v]           # `-p tasks rsna`: a list of one
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict, 'list': (list, tuple),
-                    'str | dict': (str, dict)}[t]
-            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
-                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            setattr(self, f.name, float(v) if t == 'float' else list(v) if t == 'list' else v)
-            if f.name in self._choices and v not in self._choices[f.name]:
-                raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
-        for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
-                             (self._gt0, lambda v: v > 0, '> 0'), (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
-            for k in ks:
-                if not ok(getattr(self, k)): raise ValueError(f'parameter {k}={getattr(self, k)!r}: expected {want}')
-
-    @classmethod
-    def make(cls, cfg=None, **kw):
-        "Build from a config or dict (or nothing) plus keyword overrides; unknown names fail with the list of valid ones."
-        base = asdict(cfg) if isinstance(cfg, cls) else dict(cfg or {})
-        valid = [f.name for f in fields(cls)]
-        bad = [k for k in {**base, **kw} if k not in valid]
-        if bad: raise TypeError(f'unknown parameter(s) {bad}; valid parameters: {valid}')
-        return cls(**{**base, **kw})
-
-    @classmethod
-    def load(cls, path=None, **overrides):
-        "From a YAML recipe at `path` (if given) with `overrides` applied on top."
-        d = {}
-        if path is not None:
-            try: d = yaml.safe_load(Path(path).read_text()) or {}
-            except yaml.YAMLError as e: raise ValueError(f'{path}: not a YAML recipe: {e}') from None
-            if not isinstance(d, dict): raise ValueError(f'{path}: expected a mapping of parameter: value')
-        return cls.make(d, **overrides)
-
-    @classmethod
-    def from_cell(cls, ns: dict, before: set):
-        "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since the snapshot `before`."
-        return cls.make(**{k: v for k, v in ns.items() if k not in before and not k.startswith('_')})
 
 @dataclass
 class PretrainConfig(Params):
@@ -173,38 +127,6 @@ def config_from_cell(ns: dict, before: set) -> PretrainConfig:
     return PretrainConfig.from_cell(ns, before)
 
 # %% ../nbs/02_pretrain.ipynb 12
-def repo_root(start=None):
-    "The checkout containing `start` (default: cwd), or None."
-    p = Path(start or Path.cwd()).resolve()
-    return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
-
-def run_dir(run, output_dir='') -> Path:
-    "A run's output folder: `output_dir` if set, else `outputs/runs/<name>` in the checkout; `run` is a name or a config with both."
-    if not isinstance(run, str): run, output_dir = run.run_name, run.output_dir
-    return Path(output_dir) if output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run
-
-# %% ../nbs/02_pretrain.ipynb 15
-@contextmanager
-def run_lock(out: Path):
-    "Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder and the holder."
-    import socket, sys
-    from filelock import FileLock, Timeout
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    lock, owner = FileLock(str(out/'.run.lock'), timeout=0), out/'.run.owner.json'
-    try: lock.acquire()
-    except Timeout:
-        who = json.loads(owner.read_text()) if owner.exists() else {}
-        raise RuntimeError(f'{out} is in use by another run (pid {who.get("pid")} on {who.get("host")}, started '
-                           f'{who.get("started")}: {who.get("command")}); wait for it to finish, or choose another run_name '
-                           'or output_dir') from None
-    try:
-        owner.write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), command=' '.join(sys.argv)[:300],
-                                         started=time.strftime('%Y-%m-%d %H:%M:%S'))))
-        yield out
-    finally: owner.unlink(missing_ok=True); lock.release()
-
-
-# %% ../nbs/02_pretrain.ipynb 18
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -220,7 +142,7 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 21
+# %% ../nbs/02_pretrain.ipynb 15
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
@@ -263,7 +185,7 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
                         logit_bias_init=-10.0 if cfg.method == 'siglip' else None,
                         ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')] if cfg.method == 'slip' else None)
 
-# %% ../nbs/02_pretrain.ipynb 23
+# %% ../nbs/02_pretrain.ipynb 17
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
@@ -279,7 +201,7 @@ def compute_loss(model, b, cfg) -> dict:
     else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 25
+# %% ../nbs/02_pretrain.ipynb 19
 CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
 
 def latest_checkpoint(out: Path):
@@ -304,7 +226,7 @@ def _from_tensors_json(ts: dict, j):
     return j
 
 
-# %% ../nbs/02_pretrain.ipynb 28
+# %% ../nbs/02_pretrain.ipynb 22
 def _rng_state() -> tuple:
     "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
     import random
@@ -366,56 +288,19 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     return st
 
 
-# %% ../nbs/02_pretrain.ipynb 30
-def data_fingerprint(studies) -> str:
-    "sha256 over the ordered (study id, image paths, texts) of `studies`."
-    import hashlib
-    h = hashlib.sha256()
-    for s in studies: h.update(json.dumps([s.study_id, s.images, s.texts]).encode())
-    return h.hexdigest()
-
-def git_state(root=None) -> dict:
-    "The commit and dirty flag of the checkout at `root` (default: the one holding the medvlp code), when there is one."
-    import medvlp
-    root = root or repo_root(Path(medvlp.__file__).parent)
-    if root is None: return dict(commit=None, dirty=None)
-    try:
-        run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
-    except Exception: return dict(commit=None, dirty=None)
-
-def manifest(cfg, studies, **extra) -> dict:
-    "The manifest of a run: git state, versions, seed, data fingerprint, device and `extra`."
-    import transformers, timm, peft, accelerate, medvlp
-    rows = studies.counts() if isinstance(studies, Studies) else None  # rows_in = used + skipped + held_out (+ filtered)
-    lt = getattr(studies, 'label_table', None)   # a categorical label column's value -> class table
-    return dict(git=git_state(), seed=cfg.seed, data=dict(dataset=cfg.dataset, n_studies=len(studies), rows=rows,
-                fingerprint=data_fingerprint(studies), splits=getattr(studies, 'split_counts', None),
-                label_table=None if lt is None else lt.to_dict('records')), params=asdict(cfg),
-                versions={m.__name__: m.__version__ for m in (medvlp, torch, transformers, timm, peft, accelerate)},
-                python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
-                **extra)
-
-# %% ../nbs/02_pretrain.ipynb 33
-ZS_PROMPTS = {'Atelectasis': 'atelectasis.', 'Cardiomegaly': 'cardiomegaly.', 'Consolidation': 'consolidation.',
-              'Edema': 'pulmonary edema.', 'Pleural Effusion': 'pleural effusion.'}
-
-@torch.no_grad()
+# %% ../nbs/02_pretrain.ipynb 24
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
-    "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`): (accuracy, y_true, y_pred, class names)."
+    "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, y_pred, class names)."
     prompts = prompts or ZS_PROMPTS
     studies = load_dataset('synthcxr', cfg.data_root or None, split=None, subset='5x200') \
         if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root, split=None)
     classes = list(prompts)
     y = np.array([[s.labels[c] == 1 for c in classes].index(True) for s in studies])
-    model.eval()
-    t = model.encode_texts([prompts[c] for c in classes])
-    ds = make_dataset(cfg, studies, train=False)
-    dl = DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
-    pred = torch.cat([(model.encode_image(b['image']) @ t.T).argmax(1) for b in dl]).numpy()
+    dl = DataLoader(make_dataset(cfg, studies, train=False), batch_size=batch_size, collate_fn=Collate())
+    pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 35
+# %% ../nbs/02_pretrain.ipynb 26
 @dataclass
 class RunResult:
     "What a pretraining run left behind."
@@ -455,7 +340,7 @@ def _accelerator(cfg, **kw) -> Accelerator:
                        cpu=not torch.cuda.is_available(), **kw)
 
 
-# %% ../nbs/02_pretrain.ipynb 36
+# %% ../nbs/02_pretrain.ipynb 27
 def pretrain(cfg=None, **overrides) -> RunResult:
     "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns the `RunResult`."
     cfg = _resolve(cfg, overrides)
@@ -488,7 +373,7 @@ def _check_resume(out, cfg):
                               'pass resume=False to start over, or use another run_name')
 
 
-# %% ../nbs/02_pretrain.ipynb 38
+# %% ../nbs/02_pretrain.ipynb 29
 def _train(cfg):
     "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
     t_start = time.time()
@@ -607,7 +492,7 @@ def _fit(acc, cfg, out, studies, t_start):
     return metrics
 
 
-# %% ../nbs/02_pretrain.ipynb 40
+# %% ../nbs/02_pretrain.ipynb 31
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -626,7 +511,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 42
+# %% ../nbs/02_pretrain.ipynb 33
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -638,19 +523,16 @@ def default_model(**overrides) -> Path:
         if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 46
-def _memory_mib(fn, device) -> float:
-    "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages), in MiB."
-    if device.type == 'cuda':
-        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-        fn(); torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base)/2**20
-    seen = {}
-    def pack(t):
-        st = t.untyped_storage(); seen[st.data_ptr()] = st.nbytes(); return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
-    return sum(seen.values())/2**20
+def frozen_model(model_dir='', image_size=None):
+    "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir` ('' = default)."
+    model_dir = Path(model_dir or default_model())
+    image_size = image_size or trained_image_size(model_dir)
+    if not image_size: raise ValueError(f'{model_dir}/config.json gives no image size; pass image_size= (the size the model was trained at)')
+    model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
+    model.image_size = image_size  # for callers that build a training transform at the same size
+    return model, image_transform(image_size, train=False)
 
+# %% ../nbs/02_pretrain.ipynb 37
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -705,7 +587,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
         sync(); t0 = time.perf_counter()
         for _ in range(steps): fn()
         sync(); dt = time.perf_counter() - t0
-        rows.append(dict(step=name, pairs_per_s=steps*cfg.batch_size/dt, memory_mib=_memory_mib(fn, acc.device)))
+        rows.append(dict(step=name, pairs_per_s=steps*cfg.batch_size/dt, memory_mib=step_memory_mib(fn, acc.device)))
     df = pd.DataFrame(rows).set_index('step')
     bare_row = df.loc['bare towers forward+backward']
     df['throughput_vs_bare'] = df.pairs_per_s/bare_row.pairs_per_s

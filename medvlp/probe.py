@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_linear_probe.ipynb 3
 from __future__ import annotations
-import copy, json, math, platform, time
+import copy, json, math, time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, check_choice, torch_threads
 from .datasets import load_dataset
-from .cache import embed_images, frozen_model, tower_fingerprint, in_channels
+from .cache import embed_images, tower_fingerprint, in_channels
+from .pretrain import frozen_model
 from .evaluate import classification_metrics, markdown_table
 
 # %% auto 0
@@ -229,8 +230,7 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
     "Write the probe's CSV and Markdown tables, its figure and a manifest to `out_dir`."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
-    import sklearn, medvlp
-    from medvlp.pretrain import git_state, data_fingerprint
+    from medvlp.runs import manifest
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out/'results.csv'); pd.DataFrame(res.attrs['per_seed']).to_csv(out/'per_seed.csv', index=False)
     md = [f"# Linear probe: {res.attrs['task']} on {res.attrs['dataset']} (test: {res.attrs['test']}, "
@@ -248,18 +248,15 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
         ax.set_xticks(x, [f'{v:g}' for v in x])
         ax.legend()
     fig.tight_layout(); fig.savefig(out/'probe.png', dpi=100); plt.close(fig)
-    man = dict(git=git_state(), created=time.strftime('%Y-%m-%dT%H:%M:%S'), wall_s=round(res.attrs['wall_s'], 2),
-               params=params or {}, tower_fingerprint=res.attrs['tower'],
-               data={k: dict(n_studies=len(v), fingerprint=data_fingerprint(v)) for k, v in (studies or {}).items()},
-               versions={m.__name__: m.__version__ for m in (medvlp, torch, sklearn, np, pd)},
-               python=platform.python_version(), device='cuda' if torch.cuda.is_available() else 'cpu')
+    man = manifest(params or {}, studies, created=time.strftime('%Y-%m-%dT%H:%M:%S'), wall_s=round(res.attrs['wall_s'], 2),
+                   tower_fingerprint=res.attrs['tower'])
     (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
     return out
 
 # %% ../nbs/04_linear_probe.ipynb 24
 from dataclasses import dataclass, field, asdict
 from .datasets import DATASETS
-from .pretrain import Params, run_dir
+from .runs import Params, run_dir
 
 @dataclass
 class ProbeConfig(Params):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_prompt_tune.ipynb 3
 from __future__ import annotations
-import json, os, platform, shutil, time
+import json, shutil, time
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 
@@ -20,87 +20,18 @@ from .data import DataError, check_choice, torch_threads
 from .datasets import DATASETS, SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens
-from .pretrain import Params, default_model, run_dir, git_state, data_fingerprint
-from .cache import tower_fingerprint, frozen_model
-from .evaluate import (markdown_table, CLASSES_5X200, class_prompts, classification_metrics, bootstrap_ci, study_embeddings,
-                             zero_shot_scores, PRESETS, eval_task, task_data)
+from .runs import Params, run_dir, manifest, data_fingerprint
+from .cache import tower_fingerprint
+from .pretrain import default_model, frozen_model
+from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint, save_prompt, load_prompt,
+                             tuned_class_embeddings, zero_shot_scores)
+from .evaluate import markdown_table, classification_metrics, bootstrap_ci, study_embeddings, PRESETS, eval_task, task_data
 
 # %% auto 0
-__all__ = ['PROMPT_DIR', 'PROMPT_KEYS', 'LOSSES', 'OPTIMIZERS', 'class_words', 'PromptLearner', 'single_label_studies',
-           'zero_shot_set', 'text_fingerprint', 'save_prompt', 'load_prompt', 'tuned_class_embeddings',
-           'PromptTuneConfig', 'PromptTuneResult', 'compare_prompts', 'comparison_markdown', 'prompt_tune',
-           'class_embeddings_hand', 'save_curves']
+__all__ = ['LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set', 'PromptTuneConfig', 'PromptTuneResult',
+           'compare_prompts', 'comparison_markdown', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
 
-# %% ../nbs/03_prompt_tune.ipynb 6
-def class_words(classes, words=None) -> list[str]:
-    "The words after the context, per class: `words[c]` if given, else the hand prompt of `c`."
-    classes = list(classes)
-    if not classes: raise ValueError('classes: empty; expected a list of class names')
-    if len(set(classes)) != len(classes): raise ValueError(f'classes has duplicates: {classes}')
-    words = dict(words or {})
-    hand = class_prompts(classes, 'hand')
-    return [words.get(c, hand[c][0]) for c in classes]
-
-def _max_positions(trunk) -> int | None:
-    cfg = trunk.config
-    return next((getattr(cfg, k) for k in ('max_position_embeddings', 'n_positions') if getattr(cfg, k, None)), None)
-
-class PromptLearner(nn.Module):
-    "CoOp context: `n_ctx` learnable token embeddings shared by all classes, before the class words; `forward()` gives normalised class embeddings [C, D]."
-    def __init__(self, model: DualEncoder, classes, n_ctx=30, init='a chest x-ray showing', words=None):
-        super().__init__()
-        if not isinstance(n_ctx, int) or n_ctx < 1: raise ValueError(f'n_ctx={n_ctx!r}: expected an int >= 1')
-        tok = model.tokenizer
-        if tok is None: raise ValueError(f'{model.text!r} has no tokenizer; a prompt learner needs one to lay out the class words')
-        self.classes, self.n_ctx, self.init = list(classes), n_ctx, init
-        self.words = class_words(self.classes, words)
-        self._model = [model]  # a plain list: the frozen model is used, not owned (not in state_dict, not moved by .to)
-        special = set(tok.all_special_ids) - {tok.unk_token_id}  # tokens with a role in the layout ([UNK] has none)
-        emb = model.text.trunk.get_input_embeddings()
-        if init:
-            ctx_ids = tok(init, add_special_tokens=False)['input_ids']
-            if not ctx_ids or special & set(ctx_ids): raise ValueError(f'init={init!r}: expected a caption of ordinary tokens')
-            ctx_ids = (ctx_ids * (n_ctx // len(ctx_ids) + 1))[:n_ctx]
-        else:  # CLEFT's 'random' init: any ordinary token id holds the slots, the vectors are drawn at the embeddings' scale
-            ctx_ids = [next(i for i in range(len(tok)) if i not in special)] * n_ctx
-        rows, starts = [], set()
-        for w in tok(self.words, add_special_tokens=True)['input_ids']:
-            s = next((i for i, t in enumerate(w) if t not in special), len(w))
-            rows.append(w[:s] + ctx_ids + w[s:]); starts.add(s)
-        if len(starts) != 1: raise ValueError(f'class words {self.words}: the tokenizer puts different special prefixes in front of them')
-        self.start = starts.pop()
-        L, limit = max(map(len, rows)), _max_positions(model.text.trunk)
-        if limit and L > limit: raise ValueError(f'n_ctx={n_ctx}: prompts of {L} tokens exceed the text tower\'s {limit} positions')
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        self.register_buffer('input_ids', torch.tensor([r + [pad] * (L - len(r)) for r in rows]), persistent=False)
-        self.register_buffer('attention_mask', torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows]), persistent=False)
-        dev = emb.weight.device
-        self.input_ids, self.attention_mask = self.input_ids.to(dev), self.attention_mask.to(dev)
-        with torch.no_grad():
-            ctx = emb(torch.tensor(ctx_ids, device=dev)).float().clone() if init else \
-                torch.randn(n_ctx, emb.weight.shape[1], device=dev) * emb.weight.float().std()
-        self.ctx = nn.Parameter(ctx)
-
-    @property
-    def model(self) -> DualEncoder: return self._model[0]
-
-    def inputs_embeds(self) -> torch.Tensor:
-        "The token embeddings of the class prompts [C, L, H], context slots holding the learnable vectors."
-        e = self.model.text.trunk.get_input_embeddings()(self.input_ids)
-        ctx = self.ctx.to(e.dtype).unsqueeze(0).expand(len(e), -1, -1)
-        return torch.cat([e[:, :self.start], ctx, e[:, self.start + self.n_ctx:]], 1)
-
-    def forward(self) -> torch.Tensor:
-        tower = self.model.text
-        kw = dict(use_cache=False) if tower.causal else {}
-        h = tower.model(inputs_embeds=self.inputs_embeds(), attention_mask=self.attention_mask, **kw).last_hidden_state
-        h = h[:, h.shape[1] - self.input_ids.shape[1]:]  # a peft prompt/prefix tower prepends virtual tokens: drop them
-        z = pool_tokens(h, self.input_ids, self.attention_mask, tower.pool, tower.eos_id)
-        return F.normalize(self.model.text_proj(z), dim=-1)
-
-    def extra_repr(self): return f'classes={self.classes}, n_ctx={self.n_ctx}, init={self.init!r}'
-
-# %% ../nbs/03_prompt_tune.ipynb 12
+# %% ../nbs/03_prompt_tune.ipynb 8
 def single_label_studies(classes, split='train', data_root='', dataset='synthcxr', data_options=None) -> tuple[list, np.ndarray]:
     "Studies of `dataset`'s `split` with exactly one positive among `classes`, and that class's index per study."
     st, classes, y, _ = task_data(eval_task('multiclass', dataset, data_root, data_options, split, list(classes)))
@@ -113,61 +44,7 @@ def zero_shot_set(classes=CLASSES_5X200, data_root='') -> tuple[list, np.ndarray
     st, _, y, _ = task_data(replace(PRESETS['5x200'], classes=list(classes), data_options=dict(subset='5x200'), data_root=data_root))
     return st, y
 
-# %% ../nbs/03_prompt_tune.ipynb 15
-PROMPT_DIR, PROMPT_KEYS = 'prompt', ('ctx',)
-
-def text_fingerprint(model: DualEncoder) -> str:
-    "sha256 over what turns a prompt into a class embedding: the text tower and its projection (architecture and weights)."
-    return tower_fingerprint(nn.ModuleDict(dict(text=model.text, text_proj=model.text_proj)))
-
-def save_prompt(learner: PromptLearner, model_dir, **info) -> Path:
-    "Write `learner`'s context and description to `model_dir/prompt/` (atomically); `info` goes into prompt.json."
-    d = Path(model_dir)/PROMPT_DIR
-    tmp = d.with_name(f'.{PROMPT_DIR}.tmp')
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file({'ctx': learner.ctx.detach().float().cpu().contiguous()}, str(tmp/'prompt.safetensors'))
-    meta = dict(classes=learner.classes, words=learner.words, n_ctx=learner.n_ctx, init=learner.init, start=learner.start,
-                input_ids=learner.input_ids.tolist(), text_fingerprint=text_fingerprint(learner.model), **info)
-    (tmp/'prompt.json').write_text(json.dumps(meta, indent=1, default=str))
-    shutil.rmtree(d, ignore_errors=True); os.replace(tmp, d)
-    return d
-
-def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
-    "The `PromptLearner` saved in `model_dir/prompt/`, loaded strictly onto `model` (checked against `classes` when given)."
-    d = Path(model_dir); p = d/PROMPT_DIR
-    if not ((p/'prompt.json').exists() and (p/'prompt.safetensors').exists()):
-        raise FileNotFoundError(f'{d}: no tuned prompt (expected {p}/prompt.json and prompt.safetensors); '
-                                'run medvlp.prompt_tune.prompt_tune on this model first, or use hand prompts')
-    meta = json.loads((p/'prompt.json').read_text())
-    if classes is not None and sorted(classes) != sorted(meta['classes']):
-        raise ValueError(f'{d}: the tuned prompt was trained for classes {meta["classes"]}; got {list(classes)} '
-                         f'(missing: {[c for c in meta["classes"] if c not in classes]}, '
-                         f'not in the prompt: {[c for c in classes if c not in meta["classes"]]})')
-    fp = text_fingerprint(model)
-    if fp != meta['text_fingerprint']:
-        raise ValueError(f'{d}: the model\'s text tower and projection differ from those the prompt was tuned through '
-                         f'(fingerprint {fp[:12]}, expected {meta["text_fingerprint"][:12]}): load the model strictly from '
-                         f'this folder, DualEncoder.from_pretrained({str(d)!r}), not with a partial or non-strict load')
-    sd = load_file(str(p/'prompt.safetensors'))
-    missing, unexpected = [k for k in PROMPT_KEYS if k not in sd], [k for k in sd if k not in PROMPT_KEYS]
-    if missing or unexpected:
-        raise ValueError(f'{p/"prompt.safetensors"}: expected tensors {list(PROMPT_KEYS)}; missing {missing}, unexpected {unexpected}')
-    learner = PromptLearner(model, meta['classes'], meta['n_ctx'], meta['init'], dict(zip(meta['classes'], meta['words'])))
-    if tuple(sd['ctx'].shape) != tuple(learner.ctx.shape):
-        raise ValueError(f'{p/"prompt.safetensors"}: ctx has shape {tuple(sd["ctx"].shape)}; the model needs {tuple(learner.ctx.shape)}')
-    if learner.input_ids.tolist() != meta['input_ids']:
-        raise ValueError(f'{d}: the tokenizer lays the prompt out differently from when it was tuned (token ids differ)')
-    learner.load_state_dict(sd, strict=True)
-    return learner
-
-@torch.no_grad()
-def tuned_class_embeddings(model: DualEncoder, model_dir, classes) -> torch.Tensor:
-    "Normalised class embeddings [C, D] of the tuned prompt in `model_dir`, rows in the order of `classes` (strict load)."
-    learner = load_prompt(model, model_dir, classes).eval()
-    e = learner()
-    return e[[learner.classes.index(c) for c in classes]]
-
-# %% ../nbs/03_prompt_tune.ipynb 19
+# %% ../nbs/03_prompt_tune.ipynb 11
 LOSSES = ('contrastive', 'ce')
 OPTIMIZERS = ('sgd', 'adamw')
 
@@ -266,7 +143,7 @@ def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, b
     bar.close()
     return pd.DataFrame(steps), pd.DataFrame(per_ep)
 
-# %% ../nbs/03_prompt_tune.ipynb 21
+# %% ../nbs/03_prompt_tune.ipynb 13
 def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, seed=0) -> pd.DataFrame:
     "Zero-shot metrics with bootstrap CIs for each named set of class embeddings, and the paired accuracy differences to the first."
     rows, correct = [], {}
@@ -289,7 +166,7 @@ def comparison_markdown(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro',
     names = list(dict.fromkeys(table.index.get_level_values(0)))
     return markdown_table(cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric'))
 
-# %% ../nbs/03_prompt_tune.ipynb 23
+# %% ../nbs/03_prompt_tune.ipynb 15
 def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> PromptTuneResult:
     "Tune a shared context prompt on a frozen model (`cfg` may be its folder); write a new model folder with `prompt/`, tables, curves and a manifest."
     t0 = time.time()
@@ -341,21 +218,15 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
     metrics['wall_s'] = time.time() - t0
     (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
     save_curves(out, per_ep, hist, metrics)
-    (out/'manifest.json').write_text(json.dumps(_manifest(params, base, model, studies, test, metrics), indent=1, default=str))
+    man = manifest(params, dict(train=studies, **({'test': test} if test else {})), wall_s=metrics['wall_s'],
+                   base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
+    (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
     return PromptTuneResult(out, out/'model', hist, per_ep, table, metrics, learner)
 
 @torch.no_grad()
 def class_embeddings_hand(model, classes) -> torch.Tensor:
     "Normalised class embeddings [C, D] of the hand prompts (`class_prompts(classes, 'hand')`)."
     return model.encode_texts(class_words(classes))
-
-def _manifest(params, base, model, studies, test, metrics) -> dict:
-    import transformers, peft, medvlp
-    return dict(git=git_state(), seed=params['seed'], params=params, base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)),
-                data=dict(train=dict(n=len(studies), fingerprint=data_fingerprint(studies)),
-                          test=dict(n=len(test), fingerprint=data_fingerprint(test)) if test else None),
-                versions={m.__name__: m.__version__ for m in (medvlp, torch, transformers, peft)},
-                python=platform.python_version(), device=str(model._dev()), wall_s=metrics['wall_s'])
 
 def save_curves(out: Path, per_ep: pd.DataFrame, hist: pd.DataFrame, metrics: dict):
     "Write the training curves (loss per step, balanced accuracy on the training images per epoch) to `out/curves.png`."

@@ -26,7 +26,8 @@ from .models import AdaptorFusion, DualEncoder, ImageTower
 from .cache import embed_images, tower_fingerprint, trained_image_size, in_channels
 from .evaluate import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
-from .pretrain import Params, default_model, manifest, run_dir
+from .pretrain import default_model
+from .runs import Params, manifest, run_dir
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',

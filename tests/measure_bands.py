@@ -27,7 +27,7 @@ with open(f'{OUT}/results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
 # the 'room' figures of 03_prompt_tune (context fitted on the test set vs free class vectors)
 import torch.nn as nn, torch.nn.functional as F
 from medvlp.prompt_tune import PromptLearner, zero_shot_set, _train, _accuracy, CLASSES_5X200
-from medvlp.cache import frozen_model
+from medvlp.pretrain import frozen_model
 from medvlp.evaluate import study_embeddings
 from medvlp.data import torch_threads
 from medvlp.prompt_tune import class_embeddings_hand
