@@ -58,7 +58,10 @@ def run(argv=None):
         m = importlib.import_module(mod)
         cfg = getattr(m, conf).load(a.file, **{k: _param_value(v) for k, v in a.param})
         if a.print_config: print(yaml.safe_dump(asdict(cfg), sort_keys=False)); return cfg
-        return getattr(m, fn)(cfg)
+        res = getattr(m, fn)(cfg)
+        from medvlp.runs import run_dir
+        print(f'medvlp {a.command}: the run folder is {run_dir(cfg)}')
+        return res
     from medvlp.synthcxr import generate_synthcxr
     root = generate_synthcxr(root=a.root, n_studies=a.n_studies, size=a.size, seed=a.seed, workers=a.workers, force=a.force)
     print(root)

@@ -28,7 +28,11 @@ def _config(nb):
 
 @pytest.mark.parametrize('nb', NOTEBOOKS)
 def test_parameters_are_config_fields(nb):
-    params = pm.inspect_notebook(str(ROOT / 'nbs' / f'{nb}.ipynb'))
+    path = ROOT / 'nbs' / f'{nb}.ipynb'
+    params = pm.inspect_notebook(str(path))
+    cell = next(c for c in json.loads(path.read_text())['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+    assigned = re.findall(r'^(\w+)\s*=', cell['source'] if isinstance(cell['source'], str) else ''.join(cell['source']), re.M)
+    assert list(params) == assigned, set(assigned) - set(params)   # papermill parses every line (a comment with ' = ' defeats it)
     cls, extra = _config(nb), NOTEBOOKS[nb][2]
     names = [f.name for f in fields(cls)]
     assert set(params) - set(extra) <= set(names), set(params) - set(extra) - set(names)
