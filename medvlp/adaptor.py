@@ -22,7 +22,8 @@ from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, IMAGE_PRESETS, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
-from .evaluate import classification_metrics, markdown_table
+from .evaluate import classification_metrics
+from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model
 from .runs import Params, manifest, run_dir, step_memory_mib
@@ -433,7 +434,7 @@ def _cells(summary, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     "The summary with each metric as one `value [low, high]` text cell (the Markdown table)."
     out = summary[['method']].assign(patients=[f'{f:.0%}' for f in summary.fraction])
     for m in metrics:
-        out[m] = [f'{v:.3f} [{l:.3f}, {h:.3f}]' for v, l, h in zip(summary[m], summary[f'{m}_low'], summary[f'{m}_high'])]
+        out[m] = [interval_cell(v, l, h) for v, l, h in zip(summary[m], summary[f'{m}_low'], summary[f'{m}_high'])]
     out['n_train'] = summary.n_train.round(1)
     return out
 
@@ -585,11 +586,8 @@ def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **override
     summ = summarize(cls)
     ct = cost_table(res.adaptor, cache_root=cache_root) if run.cost else None
     cls.to_csv(out/'classification.csv', index=False)
-    summ.to_csv(out/'classification_summary.csv', index=False)
-    (out/'classification_summary.md').write_text(markdown_table(_cells(summ)))
-    if ct is not None:
-        ct.rename_axis('run').to_csv(out/'cost.csv')
-        (out/'cost.md').write_text(markdown_table(ct.rename_axis('run')))
+    write_table(out, 'classification_summary', summ, _cells(summ), index=False)
+    if ct is not None: write_table(out, 'cost', ct.rename_axis('run'))
     save_figure(summ, res.history, out/'adaptor.png')
     train = cfg.studies('train')
     meta = json.loads((res.adaptor_dir/'adaptor.json').read_text())

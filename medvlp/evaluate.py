@@ -10,12 +10,12 @@ from sklearn import metrics as skm
 from .zeroshot import (TASKS, ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CLASSES_MULTILABEL, class_prompts,
                              negative_prompts, resolve_prompts, study_loader, image_embeddings, class_embeddings,
                              text_classifier, zero_shot_scores)
+from .runs import markdown_table, interval_cell, write_table
 
 # %% auto 0
 __all__ = ['KINDS', 'PRESETS', 'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
-           'retrieval_metrics', 'markdown_table', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings',
-           'text_embeddings', 'plot_roc', 'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'EvalConfig',
-           'evaluate']
+           'retrieval_metrics', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
+           'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'EvalConfig', 'evaluate']
 
 # %% ../nbs/05_eval.ipynb 6
 def _boot_index(n, n_boot, seed) -> np.ndarray:
@@ -167,17 +167,6 @@ def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=100
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
 # %% ../nbs/05_eval.ipynb 33
-def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
-    "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
-    d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
-    def cell(v):
-        if not isinstance(v, (float, np.floating)): return str(v)
-        return f'{int(v):,}' if float(v).is_integer() else format(v, floatfmt)
-    lines = ['| ' + ' | '.join(map(str, d.columns)) + ' |', '|' + '---|'*len(d.columns)]
-    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
-    return '\n'.join(lines) + '\n'
-
-# %% ../nbs/05_eval.ipynb 36
 import json, time, hashlib, textwrap
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
@@ -190,7 +179,7 @@ from .runs import Params, run_dir, manifest, data_fingerprint
 from .pretrain import default_model, frozen_model
 
 
-# %% ../nbs/05_eval.ipynb 38
+# %% ../nbs/05_eval.ipynb 35
 KINDS = ('multiclass', 'binary', 'multilabel', 'retrieval')
 
 @dataclass
@@ -224,7 +213,7 @@ def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='
         raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), got {list(classes)}')
     return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
 
-# %% ../nbs/05_eval.ipynb 41
+# %% ../nbs/05_eval.ipynb 38
 def _one_positive(studies, classes):
     pos = np.array([[s.labels.get(c) == 1 for c in classes] for s in studies], bool).reshape(len(studies), len(classes))
     return pos.sum(1) == 1, pos.argmax(1)
@@ -249,14 +238,12 @@ def task_data(task: EvalTask) -> tuple:
         if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 
-# %% ../nbs/05_eval.ipynb 45
+# %% ../nbs/05_eval.ipynb 42
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
-    "A Markdown table: metric | value | CI."
-    lines = [f'| metric | value | {ci:.0%} CI |', '|---|---|---|']
-    lines += [f'| {k} | {r.value:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] |' for k, r in df.iterrows()]
-    return '\n'.join(lines)
+    "metric | value [CI] as Markdown."
+    return markdown_table(df.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, '.4g'), axis=1).rename(f'value [{ci:.0%} CI]').to_frame())
 
 def _sha256(path) -> str:
     h = hashlib.sha256()
@@ -281,7 +268,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 47
+# %% ../nbs/05_eval.ipynb 44
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -353,7 +340,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 51
+# %% ../nbs/05_eval.ipynb 48
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
@@ -388,7 +375,7 @@ class EvalConfig(Params):
         "The `EvalTask`s of `tasks`."
         return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 53
+# %% ../nbs/05_eval.ipynb 50
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
@@ -405,7 +392,7 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 54
+# %% ../nbs/05_eval.ipynb 51
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
     t0 = time.time()
@@ -453,9 +440,8 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
                (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else ''), '', _md_table(res[task.name], cfg.ci), '']
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
-        res['prompts'].to_csv(out/'prompts.csv')
-        cell = res['prompts'].apply(lambda r: f'{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]', axis=1).unstack('metric')
-        (out/'prompts.md').write_text(markdown_table(cell.reindex(res['prompts'].index.droplevel('metric').unique())))
+        cell = res['prompts'].apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high), axis=1).unstack('metric')
+        write_table(out, 'prompts', res['prompts'], cell.reindex(res['prompts'].index.droplevel('metric').unique()))
         md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
     (out/'metrics.md').write_text('\n'.join(md))
     if curves: figs['roc.png'] = plot_roc(curves)

@@ -17,7 +17,8 @@ from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, 
 from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels
 from .pretrain import frozen_model
-from .evaluate import classification_metrics, markdown_table
+from .evaluate import classification_metrics
+from .runs import markdown_table, interval_cell
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
@@ -158,7 +159,8 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
     test_all = _studies(dataset, data_root, test, opts, test=True)
     rows_tr, y_tr = task_targets(train_all, task, classes, uncertain)
     rows_te, y_te = task_targets(test_all, task, classes, uncertain)
-    train, test_st = [train_all[i] for i in rows_tr], [test_all[i] for i in rows_te]
+    pick = lambda st, rows: st.narrow([st[i] for i in rows], held_out=len(st) - len(rows))  # the rest counted as held out
+    train, test_st = pick(train_all, rows_tr), pick(test_all, rows_te)
     Yte = np.eye(len(classes), dtype=int)[y_te] if task == 'multiclass' else y_te
     missing = [c for i, c in enumerate(classes) if not Yte[:, i].any()]
     if missing: raise DataError(f'test set {test!r} of {dataset}: no positive study for class(es) {missing} (task={task})')
@@ -209,7 +211,7 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
 # %% ../nbs/04_linear_probe.ipynb 22
 HEADLINE = ('auroc_macro', 'f1_macro', 'precision_macro', 'recall_macro', 'accuracy')
 
-def _cell(r) -> str: return f'{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]'
+def _cell(r) -> str: return interval_cell(r.value, r.ci_low, r.ci_high)
 
 def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
     "Method x fraction rows, one `value [ci_low, ci_high]` column per metric (as written to results.md)."

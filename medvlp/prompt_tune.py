@@ -25,11 +25,12 @@ from .cache import tower_fingerprint
 from .pretrain import default_model, frozen_model
 from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint, save_prompt, load_prompt,
                              tuned_class_embeddings, zero_shot_scores)
-from .evaluate import markdown_table, classification_metrics, bootstrap_ci, study_embeddings, PRESETS, eval_task, task_data
+from .runs import markdown_table, interval_cell, write_table
+from .evaluate import classification_metrics, bootstrap_ci, study_embeddings, PRESETS, eval_task, task_data
 
 # %% auto 0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set', 'PromptTuneConfig', 'PromptTuneResult',
-           'compare_prompts', 'comparison_markdown', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
+           'compare_prompts', 'comparison_table', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
 
 # %% ../nbs/03_prompt_tune.ipynb 8
 def single_label_studies(classes, split='train', data_root='', dataset='synthcxr', data_options=None) -> tuple[list, np.ndarray]:
@@ -160,11 +161,11 @@ def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, s
         rows.append(pd.DataFrame([dict(metric='accuracy', value=d.mean(), ci_low=lo, ci_high=hi, prompts=f'{name} - {first}')]))
     return pd.concat(rows, ignore_index=True).set_index(['prompts', 'metric'])[['value', 'ci_low', 'ci_high']]
 
-def comparison_markdown(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f1_macro'), digits=3) -> str:
-    "A Markdown table: one row per metric, one column per set of prompts, `value [low, high]` cells."
-    cells = table.apply(lambda r: f'{r.value:.{digits}f} [{r.ci_low:.{digits}f}, {r.ci_high:.{digits}f}]', axis=1).unstack(0)
+def comparison_table(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f1_macro'), digits=3) -> pd.DataFrame:
+    "One row per metric, one column per set of prompts, `value [low, high]` cells (the Markdown of the run folder)."
+    cells = table.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, f'.{digits}f'), axis=1).unstack(0)
     names = list(dict.fromkeys(table.index.get_level_values(0)))
-    return markdown_table(cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric'))
+    return cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric')
 
 # %% ../nbs/03_prompt_tune.ipynb 15
 def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> PromptTuneResult:
@@ -210,9 +211,8 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
         img = study_embeddings(model, test, size)
         hand, tuned = hand.cpu(), tuned.cpu()
         table = compare_prompts(img, y_test, c.classes, dict(hand=hand, tuned=tuned), float(model.scale()), c.n_boot, c.seed)
-        table.to_csv(out/f'zero_shot_{task.name}.csv')
-        (out/f'zero_shot_{task.name}.md').write_text(comparison_markdown(table, ('accuracy', 'auroc_macro', 'f1_macro',
-                                                     *[f'recall[{k}]' for k in c.classes])) + '\n')
+        cells = comparison_table(table, ('accuracy', 'auroc_macro', 'f1_macro', *[f'recall[{k}]' for k in c.classes]))
+        write_table(out, f'zero_shot_{task.name}', table, cells)
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
                        init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)), test=asdict(task))
     metrics['wall_s'] = time.time() - t0

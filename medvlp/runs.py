@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import fields, asdict
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -16,7 +18,7 @@ from .data import Studies
 
 # %% auto 0
 __all__ = ['PACKAGES', 'Params', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint', 'git_state', 'data_record', 'manifest',
-           'step_memory_mib']
+           'markdown_table', 'interval_cell', 'write_table', 'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
 class Params:
@@ -139,6 +141,29 @@ def manifest(cfg, studies=None, data=None, **extra) -> dict:
                 **extra)
 
 # %% ../nbs/00_runs.ipynb 18
+def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
+    "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
+    d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
+    def cell(v):
+        if not isinstance(v, (float, np.floating)): return str(v)
+        return f'{int(v):,}' if float(v).is_integer() else format(v, floatfmt)
+    lines = ['| ' + ' | '.join(map(str, d.columns)) + ' |', '|' + '---|'*len(d.columns)]
+    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
+    return '\n'.join(lines) + '\n'
+
+def interval_cell(value, low, high, fmt='.3f') -> str:
+    "`value [low, high]`, each formatted with `fmt`."
+    return f'{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]'
+
+def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, title='', index=True) -> Path:
+    "Write `df` to `out/name.csv` and as Markdown (`shown` if given, under `title`) to `out/name.md`; the CSV's path."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out/f'{name}.csv', index=index)
+    (out/f'{name}.md').write_text((f'{title}\n\n' if title else '') + markdown_table(df if shown is None else shown))
+    return out/f'{name}.csv'
+
+
+# %% ../nbs/00_runs.ipynb 21
 def step_memory_mib(fn, device, exclude=()) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, less `exclude`'s), in MiB."
     if device.type == 'cuda':

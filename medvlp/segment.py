@@ -27,13 +27,13 @@ from .cache import embed_images, tower_fingerprint, trained_image_size, in_chann
 from .evaluate import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
 from .pretrain import default_model
-from .runs import Params, manifest, run_dir
+from .runs import Params, manifest, run_dir, markdown_table, interval_cell, write_table
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
            'dice_per_image', 'dice_table', 'baselines', 'pyramid', 'UNetHead', 'TokenHead', 'Segmenter',
            'cached_tokens', 'predict', 'train_head', 'save_segmenter', 'load_segmenter', 'default_adaptor',
-           'resolve_towers', 'SegmentConfig', 'SegmentResult', 'plot_masks', 'segment']
+           'resolve_towers', 'SegmentConfig', 'SegmentResult', 'plot_masks', 'shown', 'segment']
 
 # %% ../nbs/07_segment.ipynb 6
 def mask_names(studies) -> list:
@@ -395,12 +395,12 @@ def plot_masks(ds, probs, masks, dice, n=6, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-def _md(tab: pd.DataFrame) -> str:
-    f = lambda v, lo, hi: '' if pd.isna(v) else f'{v:.3f} ({lo:.3f}-{hi:.3f})'
-    lines = ['| | Dice, all test images (95% CI) | Dice, images with the finding (95% CI) | n | n with finding |', '|---|---|---|---|---|']
-    lines += [f"| {k} | {f(r.dice, r.ci_low, r.ci_high)} | {f(r.dice_pos, r.pos_ci_low, r.pos_ci_high)} | {int(r.n)} | {int(r.n_pos)} |"
-              for k, r in tab.iterrows()]
-    return '\n'.join(lines)
+def shown(tab: pd.DataFrame) -> pd.DataFrame:
+    "The Dice table as the run folder's Markdown shows it: each Dice with its 95% interval."
+    f = lambda v, lo, hi: '' if pd.isna(v) else interval_cell(v, lo, hi)
+    return pd.DataFrame({'Dice, all test images [95% CI]': [f(*r) for r in zip(tab.dice, tab.ci_low, tab.ci_high)],
+                         'Dice, images with the finding [95% CI]': [f(*r) for r in zip(tab.dice_pos, tab.pos_ci_low, tab.pos_ci_high)],
+                         'n': tab.n.astype(int).values, 'n with finding': tab.n_pos.astype(int).values}, index=tab.index.rename('model'))
 
 def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> SegmentResult:
     "Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder."
@@ -433,10 +433,10 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
         scores['segmenter' if frac == top else f'segmenter {frac:.0%}'] = d = dice_per_image(probs > 0.5, masks)
     tab = dice_table({**scores, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed)
     hist = pd.concat(hists, ignore_index=True)
-    tab.to_csv(out/'metrics.csv', index_label='model'); hist.to_csv(out/'history.csv', index=False)
-    (out/'metrics.md').write_text(f'Per-image Dice at 0.5 on the {cfg.dataset} test split, target {target!r} (an image '
-                                  f'without the finding scores 1 when nothing is predicted); `segmenter` is trained on '
-                                  f'{top:.0%} of the training patients, the others on the fraction named:\n\n{_md(tab)}\n')
+    write_table(out, 'metrics', tab.rename_axis('model'), shown(tab), title=f'Per-image Dice at 0.5 on the {cfg.dataset} test split, '
+                f'target {target!r} (an image without the finding scores 1 when nothing is predicted); `segmenter` is trained on '
+                f'{top:.0%} of the training patients, the others on the fraction named:')
+    hist.to_csv(out/'history.csv', index=False)
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
     save_segmenter(seg, out/'head', source, target=target, dataset=cfg.dataset)

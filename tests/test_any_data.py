@@ -119,3 +119,26 @@ def test_zero_shot_and_prompt_tuning_on_a_csv(table, tmp_path):
     scored = evaluate(pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[],
                       n_boot=0, output_dir=str(tmp_path / 'eval_tuned'), embedding_map='none', **data)
     assert scored['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
+
+
+def test_probe_and_adaptor_on_a_csv(table, tmp_path):
+    "The linear probe (04) and the Adaptor (06) on the same CSV, through their configs, as their subcommands run them."
+    from medvlp.probe import probe
+    from medvlp.adaptor import run_adaptor
+    data = dict(dataset='csv', data_root=str(table / 'meta.csv'), data_options=_options(table))
+    classes = ['COVID-19', 'Normal', 'Pneumonia']
+    res = _pretrain(tmp_path, **data)
+    pr = probe(model_dir=str(res.model_dir), classes=classes, fractions=[0.5, 1.0], seeds=[0], test='test', fine_tune=False,
+               n_boot=50, output_dir=str(tmp_path / 'probe'), **data)
+    n_test = len(load_dataset('csv', data['data_root'], 'test', **data['data_options']))
+    assert pr.attrs['n_test'] == n_test and pr.attrs['classes'] == classes
+    auc = pr.xs(('linear_probe', 'auroc_macro'), level=('method', 'metric'))
+    assert list(auc.index) == [0.5, 1.0] and ((auc.ci_low <= auc.value) & (auc.value <= auc.ci_high)).all()
+    man = json.loads((tmp_path / 'probe' / 'manifest.json').read_text())
+    assert man['data']['train']['rows']['filtered'] == 6 and man['params']['dataset'] == 'csv'
+    ad = run_adaptor(model_dir=str(res.model_dir), classes=classes, epochs=2, batch_size=16, fractions=[1.0], seeds=[0],
+                     n_boot=50, head_steps=20, cost=False, output_dir=str(tmp_path / 'adaptor'), **data)
+    s = ad['summary']
+    assert set(s.method) == {'adaptor', 'clip', 'tower'} and (s.fraction == 1.0).all()
+    assert (pd.read_csv(tmp_path / 'adaptor' / 'classification.csv').n_test == n_test).all()
+    assert json.loads((tmp_path / 'adaptor' / 'manifest.json').read_text())['params']['data_options']['label_column'] == 'finding'

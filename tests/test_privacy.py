@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medvlp.datasets import PLANTED_PHI, load_dataset, preprocess, write_example
+from medvlp.datasets import load_dataset, preprocess
+from fixtures import PLANTED_PHI, write_example
 
 DICOM_SETS = ['rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'cbis_ddsm', 'embed']
 
