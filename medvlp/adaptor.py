@@ -22,7 +22,7 @@ from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, IMAGE_PRESETS, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
-from .evaluate import classification_metrics
+from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model

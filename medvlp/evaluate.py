@@ -7,166 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
-from .zeroshot import (TASKS, ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CLASSES_MULTILABEL, class_prompts,
+import torch
+from .zeroshot import (ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CLASSES_MULTILABEL, class_prompts,
                              negative_prompts, resolve_prompts, study_loader, image_embeddings, class_embeddings,
                              text_classifier, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
+from .metrics import TASKS, _check_inputs, _t, bootstrap_ci, classification_metrics, confusion, retrieval_ranks, retrieval_metrics
 
 # %% auto 0
-__all__ = ['KINDS', 'PRESETS', 'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
-           'retrieval_metrics', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
+__all__ = ['KINDS', 'PRESETS', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
            'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'EvalConfig', 'evaluate']
 
-# %% ../nbs/05_eval.ipynb 6
-def _boot_index(n, n_boot, seed) -> np.ndarray:
-    "The `[n_boot, n]` row indices of the bootstrap resamples (fixed by `seed`)."
-    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
-
-def _interval(values, ci) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if not len(v): return (float('nan'), float('nan'))
-    lo, hi = np.percentile(v, [50 * (1 - ci), 50 * (1 + ci)])
-    return float(lo), float(hi)
-
-def bootstrap_ci(fn, *arrays, n_boot=1000, seed=0, ci=0.95, vectorized=False) -> tuple[float, float]:
-    "Percentile bootstrap interval `(low, high)` of `fn(*arrays)`, resampling rows of all `arrays` together."
-    if not arrays: raise ValueError('bootstrap_ci: pass at least one array to resample')
-    arrays = [np.asarray(a) for a in arrays]
-    n = len(arrays[0])
-    if any(len(a) != n for a in arrays): raise ValueError(f'bootstrap_ci: arrays differ in length: {[len(a) for a in arrays]}')
-    if not 0 < ci < 1: raise ValueError(f'bootstrap_ci: ci must be in (0, 1), got {ci}')
-    idx = _boot_index(n, n_boot, seed)
-    vals = fn(*[a[idx] for a in arrays]) if vectorized else [fn(*[a[i] for a in arrays]) for i in idx]
-    return _interval(vals, ci)
-
 # %% ../nbs/05_eval.ipynb 10
-def _counts(n, n_boot, seed) -> np.ndarray:
-    "Bootstrap resamples as how often each of the `n` rows is drawn, `[n_boot, n]` (the same draws as `bootstrap_ci`)."
-    idx = _boot_index(n, n_boot, seed)
-    return np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n * n_boot).reshape(n_boot, n).astype(float)
-
-def weighted_auroc(y, s, w) -> np.ndarray:
-    "AUROC of scores `s` for 0/1 labels `y` under each row of weights `w` ([B, N]); ties count one half; nan without both classes."
-    y, s, w = np.asarray(y, bool), np.asarray(s, float), np.atleast_2d(w)
-    order = np.argsort(s, kind='stable')
-    s, y, w = s[order], y[order], w[:, order]
-    start = np.r_[0, np.flatnonzero(np.diff(s)) + 1]          # first row of each group of tied scores
-    group = np.cumsum(np.r_[0, np.diff(s) != 0])               # group of each row
-    neg = np.add.reduceat(w * ~y, start, axis=1)               # negative weight per group
-    below = np.cumsum(neg, axis=1) - neg                       # negative weight strictly below each group
-    wins = ((below[:, group] + 0.5 * neg[:, group]) * (w * y)).sum(1)
-    n_pos, n_neg = (w * y).sum(1), neg.sum(1)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
-
-# %% ../nbs/05_eval.ipynb 13
-def _check_inputs(y_true, scores, classes, task, threshold):
-    "Validated `(Y, S, P)`: one-hot truth, ranking scores and 0/1 predictions, each `[N, C]`."
-    if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
-    classes = list(classes)
-    s, y = np.asarray(scores, float), np.asarray(y_true)
-    C = len(classes)
-    if len(set(classes)) != C: raise ValueError(f'classes has duplicates: {classes}')
-    if task == 'binary':
-        if C != 2: raise ValueError(f'task=binary needs classes=[negative, positive], got {classes}')
-        if s.ndim == 2 and s.shape[1] == 2: rank, pred = s[:, 1] - s[:, 0], s[:, 1] > s[:, 0]
-        elif s.ndim == 1: rank, pred = s, s > threshold
-        else: raise ValueError(f'task=binary needs scores of shape [N] or [N, 2], got {s.shape}')
-        s, P = np.stack([-rank, rank], 1), np.stack([~pred, pred], 1)
-    else:
-        if s.ndim != 2 or s.shape[1] != C:
-            raise ValueError(f'scores has shape {s.shape}; task={task} needs [N, {C}] for classes {classes}')
-    if task == 'multilabel':
-        if y.shape != s.shape: raise ValueError(f'task=multilabel needs y_true of shape {s.shape} (0/1), got {y.shape}')
-        if not np.isin(y, (0, 1)).all(): raise ValueError('task=multilabel needs y_true of 0/1 values')
-        return y.astype(bool), s, s > threshold
-    if y.ndim != 1 or len(y) != len(s): raise ValueError(f'y_true must be [N={len(s)}] class indices, got shape {y.shape}')
-    if not np.isin(y, np.arange(C)).all():
-        raise ValueError(f'y_true holds values outside 0..{C - 1}: {sorted(set(y.tolist()) - set(range(C)))}')
-    Y = np.eye(C, dtype=bool)[y]
-    if task == 'multiclass': P = np.eye(C, dtype=bool)[s.argmax(1)]
-    return Y, s, P
-
-def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=1000, seed=0, ci=0.95,
-                           threshold=0.5, max_cells=2**24) -> pd.DataFrame:
-    "Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs."
-    Y, S, P = _check_inputs(y_true, scores, classes, task, threshold)
-    classes, (N, C) = list(classes), Y.shape
-    def compute(w):  # w: [B, N] weights -> dict name -> [B]
-        tp = np.einsum('bn,nc->bc', w, (Y & P).astype(float))
-        pp, pos = w @ P.astype(float), w @ Y.astype(float)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            prec = np.where(pp > 0, tp / pp, 0.0)
-            rec = np.where(pos > 0, tp / pos, 0.0)
-            f1 = np.where(pp + pos > 0, 2 * tp / (pp + pos), 0.0)
-        auc = np.stack([weighted_auroc(Y[:, c], S[:, c], w) for c in range(C)], 1)
-        micro = auc[:, 1] if task == 'binary' else weighted_auroc(Y.ravel(), S.ravel(), np.repeat(w, C, axis=1))
-        out = dict(accuracy=w @ (Y == P).all(1) / w.sum(1), auroc_macro=auc.mean(1), auroc_micro=micro,
-                   f1_macro=f1.mean(1), precision_macro=prec.mean(1), recall_macro=rec.mean(1))
-        for name, m in (('precision', prec), ('recall', rec), ('auroc', auc)):
-            out.update({f'{name}[{c}]': m[:, i] for i, c in enumerate(classes)})
-        return out
-    value = {k: float(v[0]) for k, v in compute(np.ones((1, N))).items()}
-    W, chunk = _counts(N, n_boot, seed), max(1, max_cells // (N * C))
-    boots = [compute(W[i:i + chunk]) for i in range(0, n_boot, chunk)]
-    rows = {k: (value[k], *_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot else \
-           {k: (value[k], np.nan, np.nan) for k in value}
-    return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
-
-def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
-    "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
-    if task == 'multilabel': raise ValueError('confusion: task=multilabel has one 2x2 matrix per class; use task=binary per class')
-    Y, _, P = _check_inputs(y_true, scores, classes, task, threshold)
-    cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
-    return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
-
-# %% ../nbs/05_eval.ipynb 21
-import torch
-
-def _t(x) -> torch.Tensor: return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
-
-@torch.no_grad()
-def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
-    "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
-    q, g = _t(query), _t(gallery)
-    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f'query {tuple(q.shape)} and gallery {tuple(g.shape)} must be [N, D] embeddings of the same D')
-    ql = torch.arange(len(q)) if query_labels is None else torch.as_tensor(np.asarray(query_labels))
-    gl = torch.arange(len(g)) if gallery_labels is None else torch.as_tensor(np.asarray(gallery_labels))
-    if len(ql) != len(q) or len(gl) != len(g):
-        raise ValueError(f'labels: {len(ql)} query / {len(gl)} gallery labels for {len(q)} queries / {len(g)} gallery items')
-    ranks, top = [], []
-    for i in range(0, len(q), chunk):
-        s = q[i:i + chunk] @ g.T                                      # [chunk, G]
-        pos = ql[i:i + chunk, None] == gl[None]
-        best = s.masked_fill(~pos, -torch.inf).max(1).values
-        r = ((s > best[:, None]) & ~pos).sum(1).double() + 1
-        ranks.append(torch.where(pos.any(1), r, torch.nan))
-        if topk: top.append(s.topk(min(topk, len(g)), dim=1).indices)
-    ranks = torch.cat(ranks).numpy()
-    return (ranks, torch.cat(top).numpy()) if topk else ranks
-
-# %% ../nbs/05_eval.ipynb 25
-def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95, gt=None) -> pd.DataFrame:
-    "Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries."
-    il = None if gt is None else np.asarray(gt)
-    if gt is None and len(image_emb) != len(text_emb):
-        raise ValueError(f'{len(image_emb)} images and {len(text_emb)} texts: pass gt (the text index of each image)')
-    if il is not None and len(il) != len(image_emb): raise ValueError(f'gt has {len(il)} entries for {len(image_emb)} images')
-    tl = None if gt is None else np.arange(len(text_emb))
-    rows = {}
-    for name, r in (('image_to_text', retrieval_ranks(image_emb, text_emb, il, tl, chunk)),
-                    ('text_to_image', retrieval_ranks(text_emb, image_emb, tl, il, chunk))):
-        r = r[~np.isnan(r)]
-        stats = {f'{name}_R@{k}': (lambda x, k=k: (x <= k).mean(-1)) for k in ks}
-        stats.update({f'{name}_mean_rank': lambda x: x.mean(-1), f'{name}_median_rank': lambda x: np.median(x, -1)})
-        for key, fn in stats.items():
-            rows[key] = (float(fn(r)), *(bootstrap_ci(fn, r, n_boot=n_boot, seed=seed, ci=ci, vectorized=True)
-                                         if n_boot else (np.nan, np.nan)))
-    return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
-
-# %% ../nbs/05_eval.ipynb 33
 import json, time, hashlib, textwrap
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
@@ -179,7 +31,7 @@ from .runs import Params, run_dir, manifest, data_fingerprint
 from .pretrain import default_model, frozen_model
 
 
-# %% ../nbs/05_eval.ipynb 35
+# %% ../nbs/05_eval.ipynb 12
 KINDS = ('multiclass', 'binary', 'multilabel', 'retrieval')
 
 @dataclass
@@ -213,7 +65,7 @@ def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='
         raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), got {list(classes)}')
     return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
 
-# %% ../nbs/05_eval.ipynb 38
+# %% ../nbs/05_eval.ipynb 15
 def _one_positive(studies, classes):
     pos = np.array([[s.labels.get(c) == 1 for c in classes] for s in studies], bool).reshape(len(studies), len(classes))
     return pos.sum(1) == 1, pos.argmax(1)
@@ -238,7 +90,7 @@ def task_data(task: EvalTask) -> tuple:
         if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 
-# %% ../nbs/05_eval.ipynb 42
+# %% ../nbs/05_eval.ipynb 19
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
@@ -268,7 +120,7 @@ def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 44
+# %% ../nbs/05_eval.ipynb 21
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -340,7 +192,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 48
+# %% ../nbs/05_eval.ipynb 25
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
@@ -375,7 +227,7 @@ class EvalConfig(Params):
         "The `EvalTask`s of `tasks`."
         return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 50
+# %% ../nbs/05_eval.ipynb 27
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
@@ -392,7 +244,7 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 51
+# %% ../nbs/05_eval.ipynb 28
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
     t0 = time.time()

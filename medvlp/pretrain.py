@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib, dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field, asdict
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,44 @@ from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_me
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['CHOICES', 'CKPT_FILES', 'PretrainConfig', 'load_config', 'config_from_cell', 'GlobalBatchSampler', 'load_studies',
-           'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint',
-           'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain', 'save_figures', 'default_model', 'frozen_model',
-           'benchmark']
+__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
+           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
+           'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain',
+           'save_figures', 'default_model', 'frozen_model', 'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
+class _SlipViews:
+    "One CLIP view plus two SimCLR views of the same image."
+    def __init__(self, clip, simclr): self.clip, self.simclr = clip, simclr
+    def __call__(self, x): return (self.clip(x), *self.simclr(x))
+
+@dataclass(frozen=True)
+class Method:
+    "A pretraining objective: its loss, the views and sections of a training item, its transform preset, its model extras."
+    loss: Callable                     # (model outputs, batch, cfg, distributed options) -> the loss or a dict of terms
+    preset: str = 'clip'               # image transform preset (medvlp.data.PRESETS)
+    views: int = 1                     # image views per training item
+    sections: int = 1                  # report sections per training item
+    simclr_views: bool = False         # two more SimCLR views of each training image
+    model: Callable = lambda cfg: {}   # extra medvlp.models.create_model arguments
+
+METHODS = dict(
+    clip=Method(lambda o, b, cfg, d: L.clip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], **d)),
+    siglip=Method(lambda o, b, cfg, d: L.siglip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], o['logit_bias']),  # gathers texts
+                  model=lambda cfg: dict(logit_bias_init=-10.0)),
+    slip=Method(lambda o, b, cfg, d: L.slip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], o['ssl1'], o['ssl2'],
+                                                 ssl_scale=cfg.ssl_scale, ssl_temp=cfg.ssl_temp, **d),
+                simclr_views=True, model=lambda cfg: dict(ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')])),
+    cxr_clip=Method(lambda o, b, cfg, d: L.cxr_clip_loss(o['image_emb'], o['image2_emb'], o['text_emb'], o['text2_emb'],
+                                                         o['logit_scale'], icl_weight=cfg.icl_weight, tcl_weight=cfg.tcl_weight, **d),
+                    preset='cxr_clip', views=2, sections=2),
+    medclip=Method(lambda o, b, cfg, d: L.medclip_loss(o['image_emb'], o['text_emb'], b['labels'], b['labels'],  # blank labels: 0
+                                                       o['logit_scale'], **d)),
+)
+
+# %% ../nbs/02_pretrain.ipynb 9
 CHOICES = dict(
-    method=('clip', 'siglip', 'slip', 'cxr_clip', 'medclip'),
+    method=tuple(METHODS),
     peft=('none', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora'),
     image_peft=('none', 'frozen', 'lora', 'ia3', 'adalora'),
     proj=('linear', 'mlp'),
@@ -121,12 +152,12 @@ def load_config(path=None, **overrides) -> PretrainConfig:
     "A `PretrainConfig` from a YAML recipe at `path` (if given) with `overrides` applied on top."
     return PretrainConfig.load(path, **overrides)
 
-# %% ../nbs/02_pretrain.ipynb 9
+# %% ../nbs/02_pretrain.ipynb 12
 def config_from_cell(ns: dict, before: set) -> PretrainConfig:
     "The `PretrainConfig` from the names defined in namespace `ns` since the snapshot `before`."
     return PretrainConfig.from_cell(ns, before)
 
-# %% ../nbs/02_pretrain.ipynb 12
+# %% ../nbs/02_pretrain.ipynb 15
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -142,23 +173,18 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 15
+# %% ../nbs/02_pretrain.ipynb 18
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
-class _SlipViews:
-    "One CLIP view plus two SimCLR views of the same image."
-    def __init__(self, clip, simclr): self.clip, self.simclr = clip, simclr
-    def __call__(self, x): return (self.clip(x), *self.simclr(x))
-
 def make_dataset(cfg, studies, train=True):
-    "The `StudyDataset` with the transforms and views the method needs."
-    t = image_transform(cfg.image_size, train=train, preset='cxr_clip' if cfg.method == 'cxr_clip' else 'clip')
-    if cfg.method == 'slip' and train: t = _SlipViews(t, image_transform(cfg.image_size, True, 'simclr'))
-    two = cfg.method == 'cxr_clip' and train
-    return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=2 if two else 1, sections=2 if two else 1,
+    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`)."
+    m = METHODS[cfg.method]
+    t = image_transform(cfg.image_size, train=train, preset=m.preset)
+    if m.simclr_views and train: t = _SlipViews(t, image_transform(cfg.image_size, True, 'simclr'))
+    return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=m.views if train else 1, sections=m.sections if train else 1,
                         seed=cfg.seed if train else None)
 
 def _peft_spec(cfg, method, total_steps=None):
@@ -182,26 +208,17 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
                 **cfg.text_config)
     return create_model(image, text, texts=texts, tokenizer=tokenizer, emb_dim=cfg.emb_dim, proj=cfg.proj,
                         logit_scale_init=cfg.logit_scale_init, logit_scale_max=cfg.logit_scale_max or None,
-                        logit_bias_init=-10.0 if cfg.method == 'siglip' else None,
-                        ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')] if cfg.method == 'slip' else None)
+                        **METHODS[cfg.method].model(cfg))
 
-# %% ../nbs/02_pretrain.ipynb 17
+# %% ../nbs/02_pretrain.ipynb 20
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
     o = model(b)  # normalized embeddings of every view and section in the batch, SSL projections, clamped scale
-    img, txt, scale = o['image_emb'], o['text_emb'], o['logit_scale']
-    if cfg.method == 'slip':
-        out = L.slip_loss(img, txt, scale, o['ssl1'], o['ssl2'], ssl_scale=cfg.ssl_scale, ssl_temp=cfg.ssl_temp, **dist)
-    elif cfg.method == 'cxr_clip':
-        out = L.cxr_clip_loss(img, o['image2_emb'], txt, o['text2_emb'], scale, icl_weight=cfg.icl_weight,
-                              tcl_weight=cfg.tcl_weight, **dist)
-    elif cfg.method == 'clip': out = L.clip_loss(img, txt, scale, **dist)
-    elif cfg.method == 'siglip': out = L.siglip_loss(img, txt, scale, o['logit_bias'])  # always gathers texts
-    else: out = L.medclip_loss(img, txt, b['labels'], b['labels'], scale, **dist)  # blank labels count as 0
+    out = METHODS[cfg.method].loss(o, b, cfg, dist)
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 19
+# %% ../nbs/02_pretrain.ipynb 22
 CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
 
 def latest_checkpoint(out: Path):
@@ -226,7 +243,7 @@ def _from_tensors_json(ts: dict, j):
     return j
 
 
-# %% ../nbs/02_pretrain.ipynb 22
+# %% ../nbs/02_pretrain.ipynb 25
 def _rng_state() -> tuple:
     "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
     import random
@@ -288,7 +305,7 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     return st
 
 
-# %% ../nbs/02_pretrain.ipynb 24
+# %% ../nbs/02_pretrain.ipynb 27
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, y_pred, class names)."
     prompts = prompts or ZS_PROMPTS
@@ -300,7 +317,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 26
+# %% ../nbs/02_pretrain.ipynb 29
 @dataclass
 class RunResult:
     "What a pretraining run left behind."
@@ -340,7 +357,7 @@ def _accelerator(cfg, **kw) -> Accelerator:
                        cpu=not torch.cuda.is_available(), **kw)
 
 
-# %% ../nbs/02_pretrain.ipynb 27
+# %% ../nbs/02_pretrain.ipynb 30
 def pretrain(cfg=None, **overrides) -> RunResult:
     "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns the `RunResult`."
     cfg = _resolve(cfg, overrides)
@@ -373,7 +390,7 @@ def _check_resume(out, cfg):
                               'pass resume=False to start over, or use another run_name')
 
 
-# %% ../nbs/02_pretrain.ipynb 29
+# %% ../nbs/02_pretrain.ipynb 32
 def _train(cfg):
     "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
     t_start = time.time()
@@ -492,7 +509,7 @@ def _fit(acc, cfg, out, studies, t_start):
     return metrics
 
 
-# %% ../nbs/02_pretrain.ipynb 31
+# %% ../nbs/02_pretrain.ipynb 34
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -511,7 +528,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 33
+# %% ../nbs/02_pretrain.ipynb 36
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -532,7 +549,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size  # for callers that build a training transform at the same size
     return model, image_transform(image_size, train=False)
 
-# %% ../nbs/02_pretrain.ipynb 37
+# %% ../nbs/02_pretrain.ipynb 40
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile

@@ -17,7 +17,7 @@ from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, 
 from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels
 from .pretrain import frozen_model
-from .evaluate import classification_metrics
+from .metrics import classification_metrics
 from .runs import markdown_table, interval_cell
 
 # %% auto 0

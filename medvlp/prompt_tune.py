@@ -26,7 +26,8 @@ from .pretrain import default_model, frozen_model
 from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint, save_prompt, load_prompt,
                              tuned_class_embeddings, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
-from .evaluate import classification_metrics, bootstrap_ci, study_embeddings, PRESETS, eval_task, task_data
+from .metrics import classification_metrics, bootstrap_ci
+from .evaluate import study_embeddings, PRESETS, eval_task, task_data
 
 # %% auto 0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set', 'PromptTuneConfig', 'PromptTuneResult',

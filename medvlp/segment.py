@@ -24,7 +24,7 @@ from .data import DataError, load_image, image_transform, cache_dir, subsample
 from .datasets import load_dataset, DATASETS
 from .models import AdaptorFusion, DualEncoder, ImageTower
 from .cache import embed_images, tower_fingerprint, trained_image_size, in_channels
-from .evaluate import bootstrap_ci
+from .metrics import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
 from .pretrain import default_model
 from .runs import Params, manifest, run_dir, markdown_table, interval_cell, write_table

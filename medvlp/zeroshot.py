@@ -17,16 +17,16 @@ from torch.utils.data import DataLoader, Dataset
 from .data import StudyDataset, Collate, image_transform, CHEXPERT_LABELS
 from .models import DualEncoder, pool_tokens
 from .cache import tower_fingerprint
+from .metrics import TASKS
 
 # %% auto 0
-__all__ = ['TASKS', 'ZS_PROMPTS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL',
+__all__ = ['ZS_PROMPTS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL',
            'NORMAL_CLASSES', 'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'PROMPT_DIR', 'PROMPT_KEYS', 'class_prompts',
            'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
            'text_classifier', 'zero_shot_scores', 'class_words', 'PromptLearner', 'text_fingerprint', 'save_prompt',
            'load_prompt', 'tuned_class_embeddings']
 
 # %% ../nbs/01_zeroshot.ipynb 6
-TASKS = ('multiclass', 'binary', 'multilabel')  # what a score matrix can be
 ZS_PROMPTS = {'Atelectasis': 'atelectasis.', 'Cardiomegaly': 'cardiomegaly.', 'Consolidation': 'consolidation.',
               'Edema': 'pulmonary edema.', 'Pleural Effusion': 'pleural effusion.'}
 

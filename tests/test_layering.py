@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 from conftest import ROOT
 
-LAYERS = [('data', 'losses'), ('runs', 'datasets', 'synthcxr', 'models', 'cache'), ('zeroshot',), ('pretrain',),
+LAYERS = [('data', 'losses', 'metrics'), ('runs', 'datasets', 'synthcxr', 'models', 'cache'), ('zeroshot',), ('pretrain',),
           ('evaluate', 'probe', 'prompt_tune'), ('adaptor', 'segment'), ('cli',)]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
 
