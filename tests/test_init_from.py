@@ -23,9 +23,12 @@ def _ours(m, x, enc):
     return out['image_emb'], out['text_emb'], logits
 
 def _check(name, ours, ref):
-    d = max((a - b).abs().max().item() for a, b in zip(ours, ref))
+    "Each tensor within TOL of the source's, relative to its largest value where that exceeds 1."
+    # logits at scale 120 are rounded to 120 * 2**-23 = 1.4e-5 in float32: 1e-5 absolute failed on rounding alone
+    # (under ATEN_CPU_CAPABILITY=default)
+    d = max(((a - b).abs().max() / b.abs().max().clamp(min=1)).item() for a, b in zip(ours, ref))
     MAX_DIFF[name] = d
-    assert d < TOL, f'{name}: max abs difference {d}'
+    assert d < TOL, f'{name}: max difference {d} (relative where values exceed 1)'
 
 def _roundtrip(m, x, enc, tmp_path):
     "save_pretrained then from_pretrained gives identical embeddings."
