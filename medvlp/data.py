@@ -320,9 +320,12 @@ class TwoViews:
     def __repr__(self): return f'TwoViews({self.tfm})'
 
 def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, std=0.5):
-    "A v2 transform for float image tensors [C,H,W] in [0,1]: the named `preset` for training, resize+crop for eval."
+    "A v2 transform for float image tensors [C,H,W] in [0,1]: the named `preset` for training, resize+crop for eval; `mean`/`std` one value or one per channel."
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
-    norm = [v2.Normalize([mean]*channels, [std]*channels)]
+    per = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)]*channels
+    if len(per(mean)) != channels or len(per(std)) != channels:
+        raise ValueError(f'mean={mean!r}, std={std!r}: expected one value or {channels} (one per channel)')
+    norm = [v2.Normalize(per(mean), per(std))]
     if not train:
         return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)] + norm)
     if preset == 'clip':

@@ -28,7 +28,7 @@ from .models import DualEncoder
 from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
 from .runs import Params, run_dir, manifest, data_fingerprint
-from .pretrain import default_model, frozen_model
+from .pretrain import default_model, frozen_model, image_input
 
 
 # %% ../nbs/05_eval.ipynb 12
@@ -106,9 +106,9 @@ def _sha256(path) -> str:
 @torch.no_grad()
 def study_embeddings(model, studies, image_size, batch_size=128, cache=True) -> torch.Tensor:
     "Normalised image embeddings of `studies` (first view); with `cache`, the image tower's features come from `medvlp.cache`."
-    if not cache: return image_embeddings(model, study_loader(studies, image_size, batch_size))
+    if not cache: return image_embeddings(model, study_loader(studies, image_size, batch_size, **image_input(model)))
     from medvlp.cache import embed_images
-    feats = embed_images(model.image, studies, image_transform(image_size, train=False), batch_size=batch_size,
+    feats = embed_images(model.image, studies, image_transform(image_size, train=False, **image_input(model)), batch_size=batch_size,
                          desc=f'embed {len(studies)} images')
     model.eval()
     z = model.image_proj(torch.from_numpy(np.array(feats.pooled)).to(model._dev()))

@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .cache import trained_image_size
+from .cache import trained_image_size, in_channels
 from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
@@ -28,9 +28,9 @@ from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
 __all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
-           'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain',
-           'save_figures', 'default_model', 'frozen_model', 'benchmark']
+           'GlobalBatchSampler', 'load_studies', 'image_input', 'make_dataset', 'build_model', 'compute_loss',
+           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads',
+           'pretrain', 'save_figures', 'default_model', 'frozen_model', 'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
 class _SlipViews:
@@ -79,6 +79,9 @@ CHOICES = dict(
 class PretrainConfig(Params):
     "All parameters of a pretraining run; defaults are the tiny offline recipe on SynthCXR."
     method: str = 'clip'               # objective
+    init_from: str = ''                # start from a whole dual encoder (towers, projections, logit scale, tokenizer): an earlier
+                                       # run's model folder, a Hugging Face CLIP/SigLIP folder or hub id, an open_clip folder;
+                                       # the tower parameters below then do not apply, PEFT does
     image_tower: str = 'tiny-resnet'   # preset or timm name
     image_pretrained: str = ''         # '' random init, 'timm' hub weights, or a local weights file
     image_pool: str = 'default'        # default | cls | mean | avg
@@ -179,13 +182,17 @@ def load_studies(cfg, split='train'):
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
-def make_dataset(cfg, studies, train=True):
-    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`)."
-    m = METHODS[cfg.method]
-    t = image_transform(cfg.image_size, train=train, preset=m.preset)
-    if m.simclr_views and train: t = _SlipViews(t, image_transform(cfg.image_size, True, 'simclr'))
+def image_input(model) -> dict:
+    "The channels, mean and std `model`'s image tower takes: a loaded CLIP's / open_clip's own preprocessing, else grey 0.5 / 0.5."
+    return dict(channels=in_channels(model.image), mean=model.config.image.get('mean', 0.5), std=model.config.image.get('std', 0.5))
+
+def make_dataset(cfg, studies, train=True, channels=1, mean=0.5, std=0.5):
+    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`), for a tower taking `image_input`."
+    m, inp = METHODS[cfg.method], dict(channels=channels, mean=mean, std=std)
+    t = image_transform(cfg.image_size, train=train, preset=m.preset, **inp)
+    if m.simclr_views and train: t = _SlipViews(t, image_transform(cfg.image_size, True, 'simclr', **inp))
     return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=m.views if train else 1, sections=m.sections if train else 1,
-                        seed=cfg.seed if train else None)
+                        channels=channels, seed=cfg.seed if train else None)
 
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
@@ -198,8 +205,13 @@ def _peft_spec(cfg, method, total_steps=None):
     return spec
 
 def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
-    "The `DualEncoder` that `cfg` describes; tiny text presets get a tokenizer trained on `texts`; AdaLoRA plans over `total_steps`."
+    "The `DualEncoder` that `cfg` describes (or loads, `init_from`); tiny text presets get a tokenizer trained on `texts`; AdaLoRA plans over `total_steps`."
     from medvlp.models import create_model
+    if cfg.init_from:
+        model = DualEncoder.from_pretrained(cfg.init_from).train()
+        for tower, method in (('image', cfg.image_peft), ('text', cfg.peft)):
+            if spec := _peft_spec(cfg, method, total_steps): model.apply_peft(tower, **spec)
+        return model
     ip = {'': False, 'timm': True}.get(cfg.image_pretrained, cfg.image_pretrained)
     image = dict(name=cfg.image_tower, pretrained=ip, pool=cfg.image_pool, img_size=cfg.image_size,
                  grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft, total_steps), **cfg.image_config)
@@ -313,7 +325,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
         if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root, split=None)
     classes = list(prompts)
     y = np.array([[s.labels[c] == 1 for c in classes].index(True) for s in studies])
-    dl = DataLoader(make_dataset(cfg, studies, train=False), batch_size=batch_size, collate_fn=Collate())
+    dl = DataLoader(make_dataset(cfg, studies, train=False, **image_input(model)), batch_size=batch_size, collate_fn=Collate())
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
@@ -419,9 +431,8 @@ def _fit(acc, cfg, out, studies, t_start):
     acc.wait_for_everyone()
     set_seed(cfg.seed)
     texts = [s.text for s in studies]
-    ds = make_dataset(cfg, studies)
-    sampler = GlobalBatchSampler(len(ds), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
-    steps_per_epoch = (len(ds)//sampler.bs)//cfg.accum_steps
+    sampler = GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
+    steps_per_epoch = (len(studies)//sampler.bs)//cfg.accum_steps
     total = cfg.max_steps or cfg.epochs*steps_per_epoch
     with acc.main_process_first():  # one tokenizer, trained once, shared by every process
         tok_dir = out/'tokenizer'
@@ -429,6 +440,7 @@ def _fit(acc, cfg, out, studies, t_start):
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
         model = build_model(cfg, texts=texts, tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
+    ds = make_dataset(cfg, studies, **image_input(model))
     dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
                     num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
                     generator=torch.Generator().manual_seed(cfg.seed))  # its own RNG: a new iterator after resume leaves dropout's alone
@@ -547,7 +559,7 @@ def frozen_model(model_dir='', image_size=None):
     if not image_size: raise ValueError(f'{model_dir}/config.json gives no image size; pass image_size= (the size the model was trained at)')
     model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
     model.image_size = image_size  # for callers that build a training transform at the same size
-    return model, image_transform(image_size, train=False)
+    return model, image_transform(image_size, train=False, **image_input(model))
 
 # %% ../nbs/02_pretrain.ipynb 40
 def _open_clip_model(model, cfg):
@@ -573,7 +585,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
     acc = _accelerator(cfg)
     studies = load_studies(cfg)
     model = build_model(cfg, texts=[s.text for s in studies]).to(acc.device).train()
-    ds = make_dataset(cfg, studies)
+    ds = make_dataset(cfg, studies, **image_input(model))
     b = Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)])
     b = {k: (tuple(t.to(acc.device) for t in v) if isinstance(v, tuple) else v.to(acc.device) if torch.is_tensor(v) else v)
          for k, v in b.items()}

@@ -99,9 +99,10 @@ def negative_prompts(classes, kind='hand') -> dict[str, list[str]]:
             [t.format(n) for n in names[c] for t in NEGATION_TEMPLATES] for c in classes}
 
 # %% ../nbs/01_zeroshot.ipynb 10
-def study_loader(studies, image_size, batch_size=128) -> DataLoader:
-    "An evaluation loader over `studies`: first view, resized and centre-cropped to `image_size`."
-    ds = StudyDataset(studies, image_transform(image_size, train=False), label_names=CHEXPERT_LABELS)
+def study_loader(studies, image_size, batch_size=128, channels=1, mean=0.5, std=0.5) -> DataLoader:
+    "An evaluation loader over `studies`: first view, resized and centre-cropped to `image_size`, as the tower takes it."
+    ds = StudyDataset(studies, image_transform(image_size, train=False, channels=channels, mean=mean, std=std),
+                      label_names=CHEXPERT_LABELS, channels=channels)
     return DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
 
 @torch.no_grad()

@@ -184,3 +184,52 @@ def test_lora_on_hf_clip(hf_clip):
 
 def test_report_max_diff():
     print({k: f'{v:.2e}' for k, v in MAX_DIFF.items()})
+
+
+def _colour_pairs(root, n=24):
+    "A pairs folder of colour images: red, green or blue squares, each with its own caption."
+    from PIL import Image
+    import numpy as np
+    (root/'train'/'imgs').mkdir(parents=True)
+    rng, recs = np.random.default_rng(0), []
+    for i in range(n):
+        a = rng.integers(0, 40, (32, 32, 3)).astype(np.uint8)
+        a[8:24, 8:24, i % 3] = 230
+        Image.fromarray(a).save(root/'train'/'imgs'/f'{i}.png')
+        recs.append(dict(img=f'{i}.png', caption=['a red square.', 'a green square.', 'a blue square.'][i % 3]))
+    (root/'train'/'img_text_pair.json').write_text(json.dumps(recs))
+    return root
+
+
+def test_pretrain_init_from_hf_clip_lora_on_colour_images(hf_clip, tmp_path):
+    "init_from a local CLIPModel folder, LoRA on q, k, v of both towers, 20 steps on colour pairs: the loss falls, images stay RGB"
+    # with CLIP's own normalisation, and in the towers only the adapters train (peft's own count)
+    from medvlp.pretrain import pretrain, build_model, load_config, make_dataset, image_input
+    from medvlp.cache import in_channels
+    folder, _ = hf_clip
+    p = dict(init_from=str(folder), dataset='pairs_folder', data_root=str(_colour_pairs(tmp_path/'pairs')), image_size=32,
+             batch_size=12, max_steps=20, lr=3e-3, warmup_steps=2, log_every=1, zero_shot=False, peft='lora', image_peft='lora',
+             lora_targets='q_proj,k_proj,v_proj', lora_r=8, lora_alpha=8, lora_dropout=0.0, output_dir=str(tmp_path/'run'))
+    cfg = load_config(**p)
+    m = build_model(cfg)
+    assert image_input(m) == dict(channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])   # preprocessor_config.json's
+    img = torch.rand(3, 32, 32)
+    assert make_dataset(cfg, [], train=False, **image_input(m)).transform(img).shape == (3, 32, 32)
+    n = lambda mod: sum(q.numel() for q in mod.parameters() if q.requires_grad)
+    for t in (m.image, m.text): assert n(t) == t.model.get_nb_trainable_parameters()[0] > 0   # in the towers, the adapters only
+    assert n(m) - n(m.image) - n(m.text) == n(m.image_proj) + n(m.text_proj) + 1   # and the projections and the logit scale
+    res = pretrain(**p)
+    h = res.history.loss
+    assert h.iloc[-5:].mean() < h.iloc[:5].mean(), h.tolist()
+    back = DualEncoder.from_pretrained(res.model_dir)
+    assert in_channels(back.image) == 3 and back.config.image['mean'] == [0.5, 0.4, 0.3]
+
+
+def test_pretrain_init_from_an_earlier_run_continues_where_it_left_off(synth_root, tmp_path):
+    "A model built with init_from an earlier run's folder scores that run's final zero-shot figure exactly."
+    from conftest import tiny_params
+    from medvlp.pretrain import pretrain, build_model, load_config, zero_shot_5x200
+    first = pretrain(**tiny_params(synth_root, tmp_path/'first', zero_shot=True, max_steps=12))
+    cfg = load_config(**tiny_params(synth_root, tmp_path/'second', init_from=str(first.model_dir)))
+    acc, *_ = zero_shot_5x200(build_model(cfg).eval(), cfg)
+    assert acc == first.metrics['zero_shot_5x200_acc']
