@@ -29,6 +29,7 @@ from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
 from .runs import Params, run_dir, manifest, data_fingerprint
 from .pretrain import default_model, frozen_model, image_input
+from .probe import task_targets
 
 
 # %% ../nbs/05_eval.ipynb 12
@@ -66,10 +67,6 @@ def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='
     return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
 
 # %% ../nbs/05_eval.ipynb 15
-def _one_positive(studies, classes):
-    pos = np.array([[s.labels.get(c) == 1 for c in classes] for s in studies], bool).reshape(len(studies), len(classes))
-    return pos.sum(1) == 1, pos.argmax(1)
-
 def task_data(task: EvalTask) -> tuple:
     "(studies, classes, y, info) of `task`; for retrieval `classes` is the de-duplicated texts and `y` each image's text index."
     st = load_dataset(task.dataset, task.data_root or None, split=task.split, **task.data_options)
@@ -83,10 +80,9 @@ def task_data(task: EvalTask) -> tuple:
         raise ValueError(f'task {task.name!r} on {task.dataset} ({task.split}): classes {classes}; a {task.kind} task needs two '
                          f'or more (pass classes; the studies carry labels {sorted({k for s in st for k in s.labels})})')
     if task.kind == 'binary': y = np.array([int(s.labels.get(classes[1]) == 1) for s in st])
-    elif task.kind == 'multilabel': y = np.array([[int(s.labels.get(c) == 1) for c in classes] for s in st]).reshape(len(st), -1)
-    else:
-        keep, y = _one_positive(st, classes)
-        st, y = [s for s, k in zip(st, keep) if k], y[keep]
+    else:   # the probe's truth: a positive is a 1 (uncertain and blank count as 0); multiclass keeps one-positive studies
+        rows, y = task_targets(st, task.kind, classes)
+        st = [st[i] for i in rows]
         if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 

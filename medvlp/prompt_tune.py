@@ -43,7 +43,7 @@ def single_label_studies(classes, split='train', data_root='', dataset='synthcxr
 
 def zero_shot_set(classes=CLASSES_5X200, data_root='') -> tuple[list, np.ndarray]:
     "The SynthCXR 5x200 evaluation studies with one positive among `classes`, and that class's index."
-    st, _, y, _ = task_data(replace(PRESETS['5x200'], classes=list(classes), data_options=dict(subset='5x200'), data_root=data_root))
+    st, _, y, _ = task_data(replace(PRESETS['5x200'], classes=list(classes), data_root=data_root))
     return st, y
 
 # %% ../nbs/03_prompt_tune.ipynb 11

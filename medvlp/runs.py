@@ -65,9 +65,9 @@ class Params:
         return cls.make(d, **overrides)
 
     @classmethod
-    def from_cell(cls, ns: dict, before: set):
-        "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since the snapshot `before`."
-        return cls.make(**{k: v for k, v in ns.items() if k not in before and not k.startswith('_')})
+    def from_cell(cls, ns: dict, before: set, extra=()):
+        "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since `before`, less the notebook's own `extra`."
+        return cls.make(**{k: v for k, v in ns.items() if k not in before and k not in extra and not k.startswith('_')})
 
 
 # %% ../nbs/00_runs.ipynb 9

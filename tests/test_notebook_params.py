@@ -21,6 +21,14 @@ NOTEBOOKS = {  # notebook: (module, config class, the notebook's own extra param
 }
 
 
+def _src(c) -> str: return c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
+
+def _cells(nb) -> tuple:
+    "The notebook's cells and the index of its parameters cell."
+    cells = json.loads((ROOT / 'nbs' / f'{nb}.ipynb').read_text())['cells']
+    return cells, next(i for i, c in enumerate(cells) if 'parameters' in c.get('metadata', {}).get('tags', []))
+
+
 def _config(nb):
     mod, name, _ = NOTEBOOKS[nb]
     return getattr(importlib.import_module(mod), name)
@@ -28,10 +36,9 @@ def _config(nb):
 
 @pytest.mark.parametrize('nb', NOTEBOOKS)
 def test_parameters_are_config_fields(nb):
-    path = ROOT / 'nbs' / f'{nb}.ipynb'
-    params = pm.inspect_notebook(str(path))
-    cell = next(c for c in json.loads(path.read_text())['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
-    assigned = re.findall(r'^(\w+)\s*=', cell['source'] if isinstance(cell['source'], str) else ''.join(cell['source']), re.M)
+    params = pm.inspect_notebook(str(ROOT / 'nbs' / f'{nb}.ipynb'))
+    cells, i = _cells(nb)
+    assigned = re.findall(r'^(\w+)\s*=', _src(cells[i]), re.M)
     assert list(params) == assigned, set(assigned) - set(params)   # papermill parses every line (a comment with ' = ' defeats it)
     cls, extra = _config(nb), NOTEBOOKS[nb][2]
     names = [f.name for f in fields(cls)]
@@ -44,12 +51,10 @@ def test_parameters_are_config_fields(nb):
 
 @pytest.mark.parametrize('nb', NOTEBOOKS)
 def test_parameters_cell_is_read_through_the_config(nb):
-    cells = json.loads((ROOT / 'nbs' / f'{nb}.ipynb').read_text())['cells']
-    src = lambda c: c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
-    i = next(i for i, c in enumerate(cells) if 'parameters' in c.get('metadata', {}).get('tags', []))
-    assert '_before = set(globals())' in src(cells[i - 1]), src(cells[i - 1])
+    cells, i = _cells(nb)
+    assert '_before = set(globals())' in _src(cells[i - 1]), _src(cells[i - 1])
     name = NOTEBOOKS[nb][1]
-    after = ''.join(src(c) for c in cells[i + 1:i + 3] if c['cell_type'] == 'code')
+    after = ''.join(_src(c) for c in cells[i + 1:i + 3] if c['cell_type'] == 'code')
     assert re.search(rf'\b({name}\.from_cell|config_from_cell)\(', after), after
 
 
