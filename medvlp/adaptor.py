@@ -17,11 +17,11 @@ from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import CHEXPERT5, DataError, StudyDataset, Collate, image_transform, torch_threads
+from .data import CHEXPERT5, DataError, StudyDataset, Collate, torch_threads
 from .datasets import load_dataset
-from .models import AdaptorFusion, DualEncoder, IMAGE_PRESETS, build_image_tower, build_text_tower, count_parameters
+from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
-from .cache import embed_images, embed_texts, tower_fingerprint, trained_image_size
+from .cache import embed_images, embed_texts, tower_fingerprint, image_input, tower_transform
 from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
@@ -38,7 +38,7 @@ __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_feat
 @dataclass
 class AdaptorConfig(Params):
     "All parameters of an Adaptor pretraining run; defaults are the tiny offline recipe on SynthCXR."
-    model_dir: str = ''          # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    model_dir: str = ''          # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     image_tower: str = ''        # '' = model_dir's; a preset, timm name, or a DualEncoder folder
     image_pretrained: str = ''   # for a timm name: '' random, 'timm' hub weights, or a weights file / folder / hub id
     text_tower: str = ''         # '' = model_dir's; a preset, hub id, local transformers folder or DualEncoder folder
@@ -74,14 +74,6 @@ class AdaptorConfig(Params):
         return load_dataset(self.dataset, self.data_root or None, split=split, **self.data_options)
 
 # %% ../nbs/06_adaptor.ipynb 9
-def _dual_encoder_folder(p) -> bool:
-    "Whether `p` is a folder written by `DualEncoder.save_pretrained`."
-    p = Path(str(p)).expanduser()
-    if not (p.is_dir() and (p/'config.json').exists() and (p/'model.safetensors').exists()): return False
-    try: c = json.loads((p/'config.json').read_text())
-    except ValueError: return False
-    return isinstance(c, dict) and {'image', 'text'} <= c.keys()
-
 def _frozen(tower):
     tower.requires_grad_(False)
     return tower.eval()
@@ -98,8 +90,6 @@ def build_tower(kind: str, spec: dict, tokenizer=None, texts=None):
     if kind not in ('image', 'text'): raise ValueError(f"kind={kind!r}: expected 'image' or 'text'")
     src = spec.get('source')
     if src == 'dual_encoder':
-        if not _dual_encoder_folder(spec['path']):
-            raise FileNotFoundError(f"{kind} tower: {spec['path']} is not a DualEncoder folder (config.json + model.safetensors)")
         return _frozen(getattr(DualEncoder.from_pretrained(spec['path']), kind))
     if kind == 'image' and src == 'timm':
         pre = {'': False, 'timm': True}.get(spec.get('pretrained', ''), spec.get('pretrained'))
@@ -124,30 +114,25 @@ def load_towers(cfg=None, texts=None, **overrides):
     cfg = AdaptorConfig.make(cfg, **overrides)
     folder = None
     if not cfg.image_tower or not cfg.text_tower:
-        folder = str(Path(cfg.model_dir or default_model()).expanduser().resolve())
-        if not _dual_encoder_folder(folder):
-            raise FileNotFoundError(f'model_dir={cfg.model_dir!r}: {folder} is not a DualEncoder folder '
-                                    '(config.json with image/text entries + model.safetensors)')
+        try: folder = resolve_source(cfg.model_dir or default_model()); source_kind(folder)
+        except FileNotFoundError as e: raise FileNotFoundError(f'model_dir={cfg.model_dir!r}: {e}') from None
     specs = {}
     for kind, name in (('image', cfg.image_tower), ('text', cfg.text_tower)):
-        if not name or _dual_encoder_folder(name):
-            specs[kind] = dict(source='dual_encoder', path=str(Path(name).expanduser().resolve()) if name else folder)
+        if not name or dual_encoder_folder(name):
+            specs[kind] = dict(source='dual_encoder', path=resolve_source(name) if name else folder)
         elif kind == 'image':
             specs[kind] = dict(source='timm', name=name, pretrained=cfg.image_pretrained, img_size=cfg.image_size,
                                pool=cfg.image_pool, seed=cfg.seed)
         else:
             specs[kind] = dict(source='transformers', name=name, pool=cfg.text_pool, seed=cfg.seed)
     image, text = _build_pair(specs, texts=texts)
-    size = cfg.image_size or (trained_image_size(specs['image']['path']) if specs['image']['source'] == 'dual_encoder' else 0)
-    if not size:
-        size = 64 if cfg.image_tower in IMAGE_PRESETS else int(image.trunk.pretrained_cfg.get('input_size', (3, 224, 224))[-1])
-    specs['image_size'] = size
+    specs['image_size'] = cfg.image_size or image.image_size
     return image, text, specs
 
 # %% ../nbs/06_adaptor.ipynb 15
 def image_features(image, studies, image_size, root=None) -> np.ndarray:
     "Cached pooled features [N, Di] of the first image of each study under the frozen image tower (read-only memmap)."
-    return embed_images(image, studies, image_transform(image_size, train=False), root=root).pooled
+    return embed_images(image, studies, tower_transform(image, image_size), root=root).pooled
 
 def split_features(image, text, studies, image_size, root=None) -> tuple[np.ndarray, np.ndarray]:
     "Cached pooled `(image [N, Di], text [N, Dt])` features of `studies` under the frozen towers."
@@ -511,7 +496,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     torch.manual_seed(cfg.seed)
     e2e = _EndToEnd(image, text, cfg.dim).to(dev).train()
     eopt = torch.optim.AdamW(_param_groups(e2e, cfg.weight_decay), lr=cfg.lr)
-    ds = StudyDataset(train, image_transform(size, train=True))
+    ds = StudyDataset(train, tower_transform(image, size, train=True), channels=image_input(image)['channels'])
     dl = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=num_workers,
                     collate_fn=Collate(text.tokenizer, text.max_length), generator=torch.Generator().manual_seed(cfg.seed))
     def e2e_step(b):

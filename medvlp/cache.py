@@ -18,8 +18,8 @@ from .data import Study, DataError, cache_dir, load_image, image_transform
 from .losses import dist_info
 
 # %% auto 0
-__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'in_channels', 'embed_images', 'embed_texts',
-           'trained_image_size']
+__all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'in_channels', 'embed_images', 'embed_texts', 'image_input',
+           'tower_transform']
 
 # %% ../nbs/04_embed_cache.ipynb 6
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -230,7 +230,11 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
     finally: tower.train(was)
 
 # %% ../nbs/04_embed_cache.ipynb 34
-def trained_image_size(model_dir) -> int:
-    "The image size DualEncoder folder `model_dir` was built for (`img_size` in its config.json), or 0 when it does not say."
-    p = Path(model_dir)/'config.json'
-    return int(json.loads(p.read_text()).get('image', {}).get('img_size') or 0) if p.exists() else 0
+def image_input(tower) -> dict:
+    "The channels, mean and std image `tower` takes (recorded when it was built or loaded; grey 0.5 / 0.5 if it records none)."
+    mean, std = getattr(tower, 'mean', None), getattr(tower, 'std', None)
+    return dict(channels=in_channels(tower), mean=0.5 if mean is None else mean, std=0.5 if std is None else std)
+
+def tower_transform(tower, image_size=None, train=False, preset='clip'):
+    "The transform that feeds `tower`: `image_size` (default: the size it was built for), its channels and normalisation."
+    return image_transform(image_size or tower.image_size, train=train, preset=preset, **image_input(tower))

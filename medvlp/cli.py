@@ -31,7 +31,7 @@ def _param_value(s):
     return {'true': True, 'false': False}.get(s.lower(), s)
 
 def parser() -> argparse.ArgumentParser:
-    "The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, and `synthcxr`."
+    "The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `synthcxr` and `tiny-clip`."
     p = argparse.ArgumentParser(prog='medvlp', description='medvlp: medical vision-language pretraining kit')
     sub = p.add_subparsers(dest='command', required=True)
     for name, (mod, conf, fn, what) in COMMANDS.items():
@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument('--seed', type=int, default=0)
     sc.add_argument('--workers', type=int, default=2)
     sc.add_argument('--force', action='store_true')
+    tc = sub.add_parser('tiny-clip', help="write a tiny random transformers CLIP (medvlp.models.tiny_clip), the offline "
+                                          "stand-in for openai/clip-vit-base-patch16 in params/tiny/clip_finetune_*.yaml")
+    tc.add_argument('--folder', default='outputs/tiny_clip')
     return p
 
 def run(argv=None):
@@ -62,6 +65,9 @@ def run(argv=None):
         from medvlp.runs import run_dir
         print(f'medvlp {a.command}: the run folder is {run_dir(cfg)}')
         return res
+    if a.command == 'tiny-clip':
+        from medvlp.models import tiny_clip
+        print(d := tiny_clip(a.folder)); return d
     from medvlp.synthcxr import generate_synthcxr
     root = generate_synthcxr(root=a.root, n_studies=a.n_studies, size=a.size, seed=a.seed, workers=a.workers, force=a.force)
     print(root)

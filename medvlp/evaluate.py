@@ -24,11 +24,12 @@ from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
-from .models import DualEncoder
+from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
 from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
 from .runs import Params, run_dir, manifest, data_fingerprint
-from .pretrain import default_model, frozen_model, image_input
+from .pretrain import default_model, frozen_model
+from .cache import tower_transform
 from .probe import task_targets
 
 
@@ -93,18 +94,21 @@ def _md_table(df: pd.DataFrame, ci=0.95) -> str:
     "metric | value [CI] as Markdown."
     return markdown_table(df.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, '.4g'), axis=1).rename(f'value [{ci:.0%} CI]').to_frame())
 
-def _sha256(path) -> str:
+def _weights_sha256(source) -> str | None:
+    "sha256 of a local model folder's weights file (ours, transformers', open_clip's); None for a hub id."
+    w = next((Path(source)/f for f in ('model.safetensors', 'pytorch_model.bin', *OPEN_CLIP_WEIGHTS) if (Path(source)/f).is_file()), None)
+    if w is None: return None
     h = hashlib.sha256()
-    with open(path, 'rb') as f:
+    with open(w, 'rb') as f:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
 @torch.no_grad()
 def study_embeddings(model, studies, image_size, batch_size=128, cache=True) -> torch.Tensor:
     "Normalised image embeddings of `studies` (first view); with `cache`, the image tower's features come from `medvlp.cache`."
-    if not cache: return image_embeddings(model, study_loader(studies, image_size, batch_size, **image_input(model)))
+    if not cache: return image_embeddings(model, study_loader(studies, model.image, image_size, batch_size))
     from medvlp.cache import embed_images
-    feats = embed_images(model.image, studies, image_transform(image_size, train=False, **image_input(model)), batch_size=batch_size,
+    feats = embed_images(model.image, studies, tower_transform(model.image, image_size), batch_size=batch_size,
                          desc=f'embed {len(studies)} images')
     model.eval()
     z = model.image_proj(torch.from_numpy(np.array(feats.pooled)).to(model._dev()))
@@ -192,7 +196,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
-    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     tasks: list = field(default_factory=lambda: ['5x200', 'rsna', 'retrieval'])  # presets (PRESETS) or kinds (KINDS)
     dataset: str = 'synthcxr'      # the dataset the kinds read (a name from medvlp.datasets.DATASETS)
     data_root: str = ''            # its root ('' = the default SynthCXR)
@@ -252,7 +256,7 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     for t in tasks:   # prompt kinds and class coverage, before any image is read
         if t.kind != 'retrieval' and t.classes and not (isinstance(p := _task_prompts(cfg.prompts, t.name), str) and p == 'tuned'):
             resolve_prompts(t.classes, p)
-    mdir = Path(cfg.model_dir) if cfg.model_dir else default_model()
+    mdir = resolve_source(cfg.model_dir) if cfg.model_dir else default_model()
     model, _ = frozen_model(mdir, cfg.image_size or None)
     model.to(cfg.device); size = model.image_size
     out = run_dir(cfg); out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +299,7 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
-    man = manifest(cfg, data=data, model_dir=str(mdir), model_sha256=_sha256(mdir/'model.safetensors'),
+    man = manifest(cfg, data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir),
                    tasks=[asdict(t) for t in tasks], image_size=size, wall_s=round(time.time() - t0, 2),
                    files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
     (out/'manifest.json').write_text(json.dumps(man, indent=2, default=str))

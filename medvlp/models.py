@@ -26,9 +26,9 @@ from .data import train_tokenizer
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS', 'LORA_TARGETS',
            'IA3_TARGETS', 'PROJECTIONS', 'OPEN_CLIP_WEIGHTS', 'HF_DUAL_ENCODERS', 'ImageTower', 'build_image_tower',
            'eos_index', 'pool_tokens', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
-           'DualEncoderConfig', 'source_kind', 'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower',
-           'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip',
-           'AdaptorFusion']
+           'DualEncoderConfig', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model',
+           'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer',
+           'from_hf', 'from_open_clip', 'tiny_clip', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -47,13 +47,14 @@ IMAGE_POOLS = ('default', 'cls', 'mean', 'avg')
 
 class ImageTower(nn.Module):
     "A timm backbone with a choice of pooling: `forward` gives [B, out_dim], `forward_tokens` [B, N, token_dim]."
-    def __init__(self, model: nn.Module, pool='default', name=''):
+    def __init__(self, model: nn.Module, pool='default', name='', image_size=None, mean=0.5, std=0.5):
         super().__init__()
         if pool not in IMAGE_POOLS: raise _bad('pool', pool, IMAGE_POOLS)
         if pool == 'cls' and getattr(model, 'cls_token', None) is None:
             raise ValueError(f"pool='cls': image tower {name!r} has no class token; "
                              f"expected one of {[p for p in IMAGE_POOLS if p != 'cls']}")
         self.model, self.pool, self.name, self.peft_method = model, pool, name, 'none'
+        self.image_size, self.mean, self.std = image_size, mean, std  # the input it takes (see image_input)
         self.token_dim = model.num_features
         self.out_dim = (getattr(model, 'head_hidden_size', None) or model.num_features) if pool == 'default' else model.num_features
 
@@ -145,6 +146,12 @@ def _timm_source(pretrained) -> dict:
         raise FileNotFoundError(f'pretrained={str(pretrained)!r}: no such weights file or folder')
     return dict(pretrained=True, pretrained_cfg_overlay=dict(source='hf-hub', hf_hub_id=str(pretrained)))
 
+def _timm_norm(pretrained_cfg: dict, pretrained: bool, in_chans: int) -> tuple:
+    "(mean, std) for a timm tower: its pretrained weights' (averaged over colour for a grey tower), or grey 0.5 / 0.5 when random."
+    mean, std = pretrained_cfg.get('mean'), pretrained_cfg.get('std')
+    if not pretrained or mean is None: return 0.5, 0.5
+    return (list(mean), list(std)) if in_chans == len(mean) else (sum(mean) / len(mean), sum(std) / len(std))
+
 def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_size=None, grad_checkpointing=False,
                       device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None, **timm_overrides) -> ImageTower:
     "An `ImageTower` from a preset or a timm model name; weights from `pretrained` (False, True, a file, a folder or a hub id)."
@@ -158,6 +165,7 @@ def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_si
                          f'name' + (f' (close matches: {close})' if close else ' (see timm.list_models())'))
     kw = dict(kw, **timm_overrides)
     if img_size is not None: kw['img_size'] = img_size
+    size = img_size or kw.get('img_size')
     kw.update(num_classes=0, in_chans=in_chans, **_timm_source(pretrained))
     with _on(device), _timm_log() as log:
         try: m = timm.create_model(arch, **kw)
@@ -167,9 +175,10 @@ def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_si
     missing = [l for l in log if l.startswith('Missing keys')]
     if missing: raise ValueError(f'pretrained={str(pretrained)!r}: the weights do not cover image tower {name!r}: {missing[0]}')
     if grad_checkpointing: m.set_grad_checkpointing(True)
-    return ImageTower(m, pool, name)
+    return ImageTower(m, pool, name, size or (64 if name in IMAGE_PRESETS else m.pretrained_cfg.get('input_size', (224,))[-1]),
+                      *((mean, std) if mean is not None else _timm_norm(m.pretrained_cfg, bool(pretrained), in_chans)))
 
-# %% ../nbs/01_models.ipynb 28
+# %% ../nbs/01_models.ipynb 30
 TEXT_POOLS = ('cls', 'mean', 'eos')
 
 def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
@@ -190,7 +199,7 @@ def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> t
     if pool == 'eos': return h[torch.arange(len(h), device=h.device), eos_index(input_ids, attention_mask, eos_id)]
     raise _bad('pool', pool, TEXT_POOLS)
 
-# %% ../nbs/01_models.ipynb 32
+# %% ../nbs/01_models.ipynb 34
 DEFAULT_CORPUS = [
     'No acute cardiopulmonary process.', 'The lungs are clear. No pleural effusion or pneumothorax.',
     'Heart size is normal. Mediastinal contours are within normal limits.', 'Mild cardiomegaly.',
@@ -321,7 +330,7 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
     return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
-# %% ../nbs/01_models.ipynb 44
+# %% ../nbs/01_models.ipynb 46
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
 # defaults for timm image towers (peft's own tables cover transformers models)
 LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
@@ -409,7 +418,7 @@ def peft_update(model: nn.Module, step: int):
     for m in model.modules():
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel': m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 54
+# %% ../nbs/01_models.ipynb 56
 PROJECTIONS = ('linear', 'mlp', 'none')
 
 @dataclass
@@ -470,7 +479,20 @@ def source_kind(source) -> str:
         raise FileNotFoundError(f'{s!r}: no such model folder (expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 56
+def dual_encoder_folder(p) -> bool:
+    "Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, a transformers CLIP/SigLIP or an open_clip model."
+    d = Path(str(p)).expanduser()
+    if (d/'open_clip_config.json').exists(): return True
+    try: c = json.loads((d/'config.json').read_text())
+    except (OSError, ValueError): return False
+    return isinstance(c, dict) and ({'image', 'text'} <= c.keys() or c.get('model_type') in ('clip', 'siglip'))
+
+def resolve_source(source) -> str:
+    "A model source as run records keep it: a local path made absolute, a hub id as given."
+    p = Path(str(source)).expanduser()
+    return str(p.resolve()) if p.exists() else str(source)
+
+# %% ../nbs/01_models.ipynb 58
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None, _text_config=None):
@@ -483,6 +505,7 @@ class DualEncoder(nn.Module):
         if _text_config is not None: tkw.update(config=_text_config); tkw.pop('pretrained', None)
         with _on(device):
             self.image = build_image_tower(**ikw, device=device)
+            cfg.image.update(mean=self.image.mean, std=self.image.std)  # saved with the model: evaluation normalises as training did
             self.text = build_text_tower(**tkw, texts=texts, tokenizer=tokenizer, device=device)
             for tower, steps in ((self.image, ipeft), (self.text, tpeft)):
                 for s in steps: apply_peft(tower, **s)
@@ -593,7 +616,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 64
+# %% ../nbs/01_models.ipynb 66
 class SourceImageTower(nn.Module):
     "A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), pooled as its source pools it."
     def __init__(self, model: nn.Module, kind='hf', name='', out_dim=None, image_size=224, in_chans=3, mean=None, std=None):
@@ -610,7 +633,12 @@ class SourceImageTower(nn.Module):
         return self.model(pixel_values=x).pooler_output if self.kind == 'hf' else self.model(x)
 
     def forward_tokens(self, x, return_grid=False):
-        raise NotImplementedError(f'forward_tokens: not available for the {self.kind} image tower {self.name!r} yet')
+        "Patch tokens [B, N, token_dim] before pooling (a transformers tower's; the class token dropped), and their grid."
+        if self.kind != 'hf': raise NotImplementedError(f'forward_tokens: not available for the {self.kind} image tower {self.name!r} yet')
+        p = self.trunk.config.patch_size
+        hw = (x.shape[-2] // p, x.shape[-1] // p)
+        t = self.model(pixel_values=x).last_hidden_state[:, -hw[0] * hw[1]:]
+        return (t, hw) if return_grid else t
 
     def lock(self, unlocked_layers=0):
         "Freeze the tower except its last `unlocked_layers` blocks and the norms after them."
@@ -631,7 +659,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 65
+# %% ../nbs/01_models.ipynb 67
 class OpenClipTextTower(TextTower):
     "open_clip's text tower (its transformer or HF encoder, pooling and projection): `forward(input_ids)` gives [B, out_dim]."
     def __init__(self, model: nn.Module, tokenizer=None, name='', max_length=77, out_dim=None):
@@ -663,7 +691,7 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 66
+# %% ../nbs/01_models.ipynb 68
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
@@ -672,6 +700,10 @@ def _scale_cfg(scale, bias=None) -> dict:
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s), logit_bias_init=None if bias is None else float(bias.detach()))
 
+def _tower_name(source, kind) -> str:
+    "A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers (fingerprints)."
+    return kind if Path(str(source)).expanduser().exists() else str(source)
+
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     model = DualEncoder(DualEncoderConfig.from_dict(cfg.to_dict()), tokenizer=tokenizer)  # as JSON has it (lists, not tuples)
@@ -679,7 +711,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 67
+# %% ../nbs/01_models.ipynb 69
 def _hf_preprocess(source, vision_config) -> dict:
     "Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, else CLIP's defaults."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -701,8 +733,8 @@ def from_hf(source, device='cpu') -> DualEncoder:
                          f'(or an open_clip folder, or a folder written by save_pretrained)')
     siglip, tc = c.model_type == 'siglip', c.text_config
     cfg = DualEncoderConfig(
-        image=dict(name=str(source), config=c.vision_config.to_dict(), **_hf_preprocess(source, c.vision_config)),
-        text=dict(name=str(source), config=tc.to_dict(), pool='model', causal=False, max_length=tc.max_position_embeddings,
+        image=dict(name=_tower_name(source, c.model_type), config=c.vision_config.to_dict(), **_hf_preprocess(source, c.vision_config)),
+        text=dict(name=_tower_name(source, c.model_type), config=tc.to_dict(), pool='model', causal=False, max_length=tc.max_position_embeddings,
                   padding='max_length' if siglip else True),  # SigLIP was trained on texts padded to 64 tokens
         emb_dim=c.vision_config.hidden_size if siglip else c.projection_dim, proj='none' if siglip else 'linear',
         init_from=str(source), **_scale_cfg(hf.logit_scale, hf.logit_bias if siglip else None))
@@ -712,7 +744,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 68
+# %% ../nbs/01_models.ipynb 70
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -754,14 +786,29 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     vision, text = mc['vision_cfg'], mc['text_cfg']
     size = pc['size'] if isinstance(pc['size'], int) else list(pc['size'])
     cfg = DualEncoderConfig(
-        image=dict(name=str(source), open_clip_cfg=dict(common, vision_cfg=vision), image_size=size,
+        image=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, vision_cfg=vision), image_size=size,
                    in_chans=3, mean=list(pc['mean']), std=list(pc['std'])),
-        text=dict(name=str(source), open_clip_cfg=dict(common, text_cfg=text), max_length=text.get('context_length', 77)),
+        text=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, text_cfg=text), max_length=text.get('context_length', 77)),
         emb_dim=mc['embed_dim'], proj='none', init_from=str(source), **_scale_cfg(sd['logit_scale'], sd.get('logit_bias')))
     rename = lambda k: 'image.model.' + k[7:] if k.startswith('visual.') else 'text.model.' + k[5:] if k.startswith('text.') else k
     return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 74
+# %% ../nbs/01_models.ipynb 72
+def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
+    "Write a tiny random transformers `CLIPModel` (2 layers of width 32 per tower, 8-pixel patches) to `folder`, loadable as OpenAI's is."
+    from transformers import CLIPConfig, CLIPModel
+    d = Path(folder).expanduser(); d.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tok = clip_tokenizer(); tok.pad_token = '<|endoftext|>'  # as openai/clip-* pads
+    tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    cfg = CLIPConfig(text_config=dict(tiny, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                                      pad_token_id=49407),
+                     vision_config=dict(tiny, image_size=image_size, patch_size=8), projection_dim=24)
+    CLIPModel(cfg).save_pretrained(d); tok.save_pretrained(d)
+    (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
+    return d
+
+# %% ../nbs/01_models.ipynb 78
 class AdaptorFusion(nn.Module):
     "Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, return normalised embeddings."
     def __init__(self, image_dim: int, text_dim: int, dim=768, num_layers=2, num_heads=12, mlp_ratio=4, dropout=0.1):

@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .cache import trained_image_size, in_channels
+from .cache import image_input, tower_transform
 from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
@@ -28,9 +28,9 @@ from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
 __all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
-           'GlobalBatchSampler', 'load_studies', 'image_input', 'make_dataset', 'build_model', 'compute_loss',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads',
-           'pretrain', 'save_figures', 'default_model', 'frozen_model', 'benchmark']
+           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
+           'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain',
+           'save_figures', 'default_model', 'frozen_model', 'benchmark']
 
 # %% ../nbs/02_pretrain.ipynb 6
 class _SlipViews:
@@ -105,7 +105,7 @@ class PretrainConfig(Params):
     data_root: str = ''                # '' = the default SynthCXR in the cache
     data_options: dict = field(default_factory=dict)  # extra options of the dataset adapter (e.g. column mapping)
     data_pct: float = 1.0              # fraction of training patients kept
-    image_size: int = 64
+    image_size: int = 0                # pixels; 0 = the image tower's own (64 for the kit's tiny towers, 224 for a ViT-B/16 CLIP)
     batch_size: int = 64               # global batch, over all processes
     epochs: int = 8
     max_steps: int = 0                 # > 0 overrides epochs
@@ -137,9 +137,9 @@ class PretrainConfig(Params):
     zero_shot: bool = True             # evaluate zero-shot 5x200 at the end
 
     _choices = CHOICES
-    _positive = ('batch_size', 'accum_steps', 'num_processes', 'image_size', 'emb_dim', 'ckpt_every', 'log_every',
+    _positive = ('batch_size', 'accum_steps', 'num_processes', 'emb_dim', 'ckpt_every', 'log_every',
                  'keep_ckpts', 'max_length', 'lora_r')
-    _nonneg = ('epochs', 'max_steps', 'warmup_steps', 'weight_decay', 'min_lr', 'num_workers', 'max_grad_norm',
+    _nonneg = ('image_size', 'epochs', 'max_steps', 'warmup_steps', 'weight_decay', 'min_lr', 'num_workers', 'max_grad_norm',
                'lora_dropout', 'ssl_scale', 'icl_weight', 'tcl_weight', 'logit_scale_max', 'seed')
     _gt0 = ('lr', 'ssl_temp')
     _fraction = ('data_pct',)
@@ -182,17 +182,13 @@ def load_studies(cfg, split='train'):
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
-def image_input(model) -> dict:
-    "The channels, mean and std `model`'s image tower takes: a loaded CLIP's / open_clip's own preprocessing, else grey 0.5 / 0.5."
-    return dict(channels=in_channels(model.image), mean=model.config.image.get('mean', 0.5), std=model.config.image.get('std', 0.5))
-
-def make_dataset(cfg, studies, train=True, channels=1, mean=0.5, std=0.5):
-    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`), for a tower taking `image_input`."
-    m, inp = METHODS[cfg.method], dict(channels=channels, mean=mean, std=std)
-    t = image_transform(cfg.image_size, train=train, preset=m.preset, **inp)
-    if m.simclr_views and train: t = _SlipViews(t, image_transform(cfg.image_size, True, 'simclr', **inp))
+def make_dataset(cfg, studies, tower, train=True):
+    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`), feeding image `tower` as it takes images."
+    m, size = METHODS[cfg.method], cfg.image_size or None
+    t = tower_transform(tower, size, train, m.preset)
+    if m.simclr_views and train: t = _SlipViews(t, tower_transform(tower, size, True, 'simclr'))
     return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=m.views if train else 1, sections=m.sections if train else 1,
-                        channels=channels, seed=cfg.seed if train else None)
+                        channels=image_input(tower)['channels'], seed=cfg.seed if train else None)
 
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
@@ -213,7 +209,7 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
             if spec := _peft_spec(cfg, method, total_steps): model.apply_peft(tower, **spec)
         return model
     ip = {'': False, 'timm': True}.get(cfg.image_pretrained, cfg.image_pretrained)
-    image = dict(name=cfg.image_tower, pretrained=ip, pool=cfg.image_pool, img_size=cfg.image_size,
+    image = dict(name=cfg.image_tower, pretrained=ip, pool=cfg.image_pool, img_size=cfg.image_size or None,
                  grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft, total_steps), **cfg.image_config)
     text = dict(name=cfg.text_pretrained or cfg.text_tower, pretrained=bool(cfg.text_pretrained), pool=cfg.text_pool or None,
                 max_length=cfg.max_length, grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.peft, total_steps),
@@ -325,7 +321,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
         if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root, split=None)
     classes = list(prompts)
     y = np.array([[s.labels[c] == 1 for c in classes].index(True) for s in studies])
-    dl = DataLoader(make_dataset(cfg, studies, train=False, **image_input(model)), batch_size=batch_size, collate_fn=Collate())
+    dl = DataLoader(make_dataset(cfg, studies, model.image, train=False), batch_size=batch_size, collate_fn=Collate())
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
@@ -440,7 +436,7 @@ def _fit(acc, cfg, out, studies, t_start):
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
         model = build_model(cfg, texts=texts, tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
-    ds = make_dataset(cfg, studies, **image_input(model))
+    ds = make_dataset(cfg, studies, model.image)
     dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
                     num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
                     generator=torch.Generator().manual_seed(cfg.seed))  # its own RNG: a new iterator after resume leaves dropout's alone
@@ -513,7 +509,8 @@ def _fit(acc, cfg, out, studies, t_start):
             pd.DataFrame(dict(y_true=[classes[i] for i in y], y_pred=[classes[i] for i in pred])).to_csv(
                 out/'zero_shot_5x200.csv', index=False)
         (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        (out/'manifest.json').write_text(json.dumps(manifest(cfg, studies, wall_s=metrics['wall_s'],
+        image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))  # what the tower was fed
+        (out/'manifest.json').write_text(json.dumps(manifest(cfg, studies, wall_s=metrics['wall_s'], image_input=image,
                                          num_processes=acc.num_processes), indent=1, default=str))
         save_figures(out)
         writer.close()
@@ -553,13 +550,10 @@ def default_model(**overrides) -> Path:
     return out/'model'
 
 def frozen_model(model_dir='', image_size=None):
-    "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir` ('' = default)."
-    model_dir = Path(model_dir or default_model())
-    image_size = image_size or trained_image_size(model_dir)
-    if not image_size: raise ValueError(f'{model_dir}/config.json gives no image size; pass image_size= (the size the model was trained at)')
-    model = DualEncoder.from_pretrained(model_dir).eval().requires_grad_(False)
-    model.image_size = image_size  # for callers that build a training transform at the same size
-    return model, image_transform(image_size, train=False, **image_input(model))
+    "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source `DualEncoder.from_pretrained` reads ('' = default)."
+    model = DualEncoder.from_pretrained(model_dir or default_model()).eval().requires_grad_(False)
+    model.image_size = image_size or model.image.image_size  # for callers that build a training transform at the same size
+    return model, tower_transform(model.image, model.image_size)
 
 # %% ../nbs/02_pretrain.ipynb 40
 def _open_clip_model(model, cfg):
@@ -571,7 +565,7 @@ def _open_clip_model(model, cfg):
         model.text.trunk.config.save_pretrained(d)
         pool = {'mean': 'mean_pooler'}.get(model.text.pool, 'cls_pooler')  # open_clip has no EOS pooler
         oc = CustomTextCLIP(cfg.emb_dim, CLIPVisionCfg(timm_model_name=IMAGE_PRESETS.get(cfg.image_tower, (cfg.image_tower,))[0],
-                                             image_size=cfg.image_size, timm_proj='linear'),
+                                             image_size=model.image.image_size, timm_proj='linear'),
                   CLIPTextCfg(hf_model_name=d, hf_model_pretrained=False, hf_proj_type='linear', hf_pooler_type=pool))
     oc.visual.trunk, oc.text.transformer = copy.deepcopy(model.image.trunk), copy.deepcopy(model.text.trunk)
     oc.visual.head = torch.nn.Linear(model.image.out_dim, cfg.emb_dim, bias=False)
@@ -585,7 +579,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
     acc = _accelerator(cfg)
     studies = load_studies(cfg)
     model = build_model(cfg, texts=[s.text for s in studies]).to(acc.device).train()
-    ds = make_dataset(cfg, studies, **image_input(model))
+    ds = make_dataset(cfg, studies, model.image)
     b = Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)])
     b = {k: (tuple(t.to(acc.device) for t in v) if isinstance(v, tuple) else v.to(acc.device) if torch.is_tensor(v) else v)
          for k, v in b.items()}
@@ -622,7 +616,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
     df['throughput_vs_bare'] = df.pairs_per_s/bare_row.pairs_per_s
     df['memory_vs_bare'] = df.memory_mib/bare_row.memory_mib
     df.attrs.update(device=str(acc.device), memory='peak CUDA allocation' if acc.device.type == 'cuda' else 'autograd saved tensors',
-                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=cfg.image_size,
+                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=model.image.image_size,
                     image_tower=cfg.image_tower, text_tower=cfg.text_tower, torch_threads=torch.get_num_threads())
     _reset_accelerate()
     return df.round(3)

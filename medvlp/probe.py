@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, check_choice, torch_threads
 from .datasets import load_dataset
-from .cache import embed_images, tower_fingerprint, in_channels
+from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
 from .metrics import classification_metrics
 from .runs import markdown_table, interval_cell
@@ -107,7 +107,7 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
     head = nn.Linear(net.out_dim, n_classes)
     opt = torch.optim.AdamW([dict(params=net.parameters(), lr=lr), dict(params=head.parameters(), lr=10*lr)], weight_decay=1e-4)
     dev = next(tower.parameters()).device; head.to(dev)
-    aug, tfm = image_transform(image_size, train=True, channels=ch), image_transform(image_size, train=False, channels=ch)
+    aug, tfm = tower_transform(tower, image_size, train=True), tower_transform(tower, image_size)
     xs, yt = _load_all(list(train_paths), ch, images), torch.as_tensor(np.asarray(y))
     per = math.ceil(len(xs)/batch_size); steps = max(epochs*per, min_steps)
     batches = [b for _ in range(math.ceil(steps/per)) for b in torch.randperm(len(xs), generator=g).split(batch_size)][:steps]
@@ -263,7 +263,7 @@ from .runs import Params, run_dir
 @dataclass
 class ProbeConfig(Params):
     "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
-    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     dataset: str = 'synthcxr'      # any name in medvlp.datasets.DATASETS
     data_root: str = ''
     data_options: dict = field(default_factory=dict)

@@ -19,7 +19,7 @@ from safetensors.torch import save_file, load_file
 from .data import DataError, check_choice, torch_threads
 from .datasets import DATASETS, SPLITS
 from .losses import clip_loss
-from .models import DualEncoder, pool_tokens
+from .models import DualEncoder, pool_tokens, resolve_source
 from .runs import Params, run_dir, manifest, data_fingerprint
 from .cache import tower_fingerprint
 from .pretrain import default_model, frozen_model
@@ -53,7 +53,7 @@ OPTIMIZERS = ('sgd', 'adamw')
 @dataclass
 class PromptTuneConfig(Params):
     "All parameters of a prompt-tuning run; defaults: the default model, SynthCXR's training studies, its 5x200 set."
-    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     dataset: str = 'synthcxr'      # the training (and test) studies: a name from medvlp.datasets.DATASETS
     data_root: str = ''
     data_options: dict = field(default_factory=dict)
@@ -174,7 +174,7 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
     t0 = time.time()
     if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
     c = PromptTuneConfig.make(cfg, **overrides)
-    base = Path(c.model_dir) if c.model_dir else default_model()
+    base = Path(resolve_source(c.model_dir)) if c.model_dir else default_model()
     out = run_dir(c)
     if (out/'model').resolve() == base.resolve(): raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
     params = dict(asdict(c), model_dir=str(base))
@@ -194,7 +194,8 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
     # the new model folder: the base folder copied, plus prompt/
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out/'model', ignore_errors=True)
-    shutil.copytree(base, out/'model')
+    if base.is_dir(): shutil.copytree(base, out/'model')
+    else: model.save_pretrained(out/'model')  # a hub id: the model as loaded
     save_prompt(learner, out/'model', base_model=str(base), train=dict(params, n_images=len(studies)))
     if (base.parent/'params.yaml').exists(): shutil.copy(base.parent/'params.yaml', out/'params.yaml')  # the base run's recipe, for readers
     (out/'prompt_tune.yaml').write_text(yaml.safe_dump(params, sort_keys=False))

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from .data import DataError, load_image, image_transform, cache_dir, subsample
 from .datasets import load_dataset, DATASETS
-from .models import AdaptorFusion, DualEncoder, ImageTower
-from .cache import embed_images, tower_fingerprint, trained_image_size, in_channels
+from .models import AdaptorFusion, DualEncoder, ImageTower, resolve_source
+from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .metrics import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
 from .pretrain import default_model
@@ -188,7 +188,7 @@ class Segmenter(nn.Module):
     def __init__(self, tower: ImageTower, adaptor: AdaptorFusion | None = None, kind='auto', image_size=64, **head_kw):
         super().__init__()
         if kind not in KINDS: raise ValueError(f'kind={kind!r}: expected one of {KINDS}')
-        if kind == 'auto': kind = 'tokens' if getattr(tower.trunk, 'patch_embed', None) is not None else 'unet'
+        if kind == 'auto': kind = 'unet' if isinstance(tower, ImageTower) and getattr(tower.trunk, 'patch_embed', None) is None else 'tokens'
         if adaptor is not None and adaptor.image_proj.in_features != tower.token_dim:
             raise ValueError(f'adaptor: takes {adaptor.image_proj.in_features}-dim image features; tower {tower.name!r} '
                              f'gives {tower.token_dim}-dim tokens (train the adaptor on this tower)')
@@ -314,7 +314,7 @@ def default_adaptor(model_dir='', **overrides) -> Path:
     "The folder of an Adaptor (06_adaptor defaults plus `overrides`) trained once on `model_dir`'s towers into the cache."
     from filelock import FileLock
     import medvlp
-    md = str(Path(model_dir or default_model()).expanduser().resolve())
+    md = resolve_source(model_dir or default_model())
     cfg = AdaptorConfig.make(model_dir=md, **overrides)
     key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('adaptors', f'adaptor-{key}')
@@ -326,16 +326,16 @@ def default_adaptor(model_dir='', **overrides) -> Path:
 def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
     "(frozen image tower, AdaptorFusion or None, its image size, tower source) for the `model_dir` / `adaptor_dir` pair."
     if adaptor_dir in ('none', 'fresh'):
-        md = Path(model_dir or default_model()).expanduser().resolve()
+        md = resolve_source(model_dir or default_model())
         tower = DualEncoder.from_pretrained(md).image
         c = AdaptorConfig()
         fusion = AdaptorFusion(tower.token_dim, tower.token_dim, c.dim, c.num_layers, c.num_heads, dropout=c.dropout) \
             if adaptor_dir == 'fresh' else None
-        return tower, fusion, trained_image_size(md), dict(model_dir=str(md))
+        return tower, fusion, tower.image_size, dict(model_dir=md)
     ad = Path(adaptor_dir).expanduser() if adaptor_dir else default_adaptor(model_dir)
     a = load_adaptor(ad)
     spec = a.specs.get('image', {})
-    if model_dir and spec.get('source') == 'dual_encoder' and Path(spec['path']).resolve() != Path(model_dir).expanduser().resolve():
+    if model_dir and spec.get('source') == 'dual_encoder' and spec['path'] != resolve_source(model_dir):
         raise ValueError(f"adaptor_dir={str(ad)!r} was trained on the image tower of {spec['path']}, not model_dir={model_dir!r}; "
                          "pass model_dir='' to use the adaptor's own tower")
     return a.image, a.fusion, int(a.specs.get('image_size') or 0), dict(adaptor_dir=str(ad.resolve()))
@@ -344,7 +344,7 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
 @dataclass
 class SegmentConfig(Params):
     "All parameters of a segmentation run; defaults are the tiny offline recipe on SynthCXR."
-    model_dir: str = ''            # a DualEncoder folder; '' = medvlp.pretrain.default_model()
+    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     adaptor_dir: str = ''          # an adaptor folder; '' = default_adaptor(model_dir); 'fresh' untrained; 'none' no adaptor
     train_adaptor: bool = True     # fine-tune the adaptor with the decoder (the tower stays frozen either way)
     dataset: str = 'synthcxr'      # a name from medvlp.datasets.DATASETS whose studies carry masks
@@ -422,7 +422,7 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
         size = cfg.image_size or size or 64
         torch.manual_seed(cfg.seed)
         seg = Segmenter(tower, fusion, cfg.kind, image_size=size)
-        tfm, ch = image_transform(size, train=False), in_channels(tower)
+        tfm, ch = tower_transform(tower, size), in_channels(tower)
         tr, va, te = (MaskDataset(st, target, tfm, ch, check=False) for st in
                       (subsample(split['train'], frac, cfg.seed), split['valid'], split['test']))
         tok = {k: cached_tokens(seg, d) if seg.kind == 'tokens' and len(d) else None for k, d in dict(tr=tr, va=va, te=te).items()}

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import StudyDataset, Collate, image_transform, CHEXPERT_LABELS
 from .models import DualEncoder, pool_tokens
-from .cache import tower_fingerprint
+from .cache import tower_fingerprint, tower_transform, in_channels
 from .metrics import TASKS
 
 # %% auto 0
@@ -99,10 +99,9 @@ def negative_prompts(classes, kind='hand') -> dict[str, list[str]]:
             [t.format(n) for n in names[c] for t in NEGATION_TEMPLATES] for c in classes}
 
 # %% ../nbs/01_zeroshot.ipynb 10
-def study_loader(studies, image_size, batch_size=128, channels=1, mean=0.5, std=0.5) -> DataLoader:
-    "An evaluation loader over `studies`: first view, resized and centre-cropped to `image_size`, as the tower takes it."
-    ds = StudyDataset(studies, image_transform(image_size, train=False, channels=channels, mean=mean, std=std),
-                      label_names=CHEXPERT_LABELS, channels=channels)
+def study_loader(studies, tower, image_size=None, batch_size=128) -> DataLoader:
+    "An evaluation loader over `studies` for image `tower`: first view, resized and centre-cropped (to `image_size`, default the tower's), as it takes images."
+    ds = StudyDataset(studies, tower_transform(tower, image_size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
     return DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
 
 @torch.no_grad()
@@ -218,18 +217,16 @@ class PromptLearner(nn.Module):
     @property
     def model(self) -> DualEncoder: return self._model[0]
 
-    def inputs_embeds(self) -> torch.Tensor:
-        "The token embeddings of the class prompts [C, L, H], context slots holding the learnable vectors."
-        e = self.model.text.trunk.get_input_embeddings()(self.input_ids)
+    def _insert(self, module, args, e) -> torch.Tensor:
+        "Forward hook on the tower's token embeddings [C, L, H]: the context slots take the learnable vectors."
         ctx = self.ctx.to(e.dtype).unsqueeze(0).expand(len(e), -1, -1)
         return torch.cat([e[:, :self.start], ctx, e[:, self.start + self.n_ctx:]], 1)
 
     def forward(self) -> torch.Tensor:
-        tower = self.model.text
-        kw = dict(use_cache=False) if tower.causal else {}
-        h = tower.model(inputs_embeds=self.inputs_embeds(), attention_mask=self.attention_mask, **kw).last_hidden_state
-        h = h[:, h.shape[1] - self.input_ids.shape[1]:]  # a peft prompt/prefix tower prepends virtual tokens: drop them
-        z = pool_tokens(h, self.input_ids, self.attention_mask, tower.pool, tower.eos_id)
+        # the tower runs as on any text (its own positions, masks and pooling), its token embeddings hooked
+        hook = self.model.text.trunk.get_input_embeddings().register_forward_hook(self._insert)
+        try: z = self.model.text(self.input_ids, self.attention_mask)
+        finally: hook.remove()
         return F.normalize(self.model.text_proj(z), dim=-1)
 
     def extra_repr(self): return f'classes={self.classes}, n_ctx={self.n_ctx}, init={self.init!r}'

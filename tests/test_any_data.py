@@ -142,3 +142,43 @@ def test_probe_and_adaptor_on_a_csv(table, tmp_path):
     assert set(s.method) == {'adaptor', 'clip', 'tower'} and (s.fraction == 1.0).all()
     assert (pd.read_csv(tmp_path / 'adaptor' / 'classification.csv').n_test == n_test).all()
     assert json.loads((tmp_path / 'adaptor' / 'manifest.json').read_text())['params']['data_options']['label_column'] == 'finding'
+
+
+def test_every_stage_starts_from_a_transformers_clip_folder(table, synth_root, tmp_path):
+    """model_dir takes a transformers CLIP folder (here `medvlp tiny-clip`'s, 3 channels at 32 px with CLIP's normalisation)
+    in evaluation, prompt tuning, the probe, the Adaptor and segmentation, on colour and grey images."""
+    import hashlib
+    from medvlp.models import tiny_clip
+    from medvlp.cache import image_input
+    from medvlp.evaluate import evaluate
+    from medvlp.prompt_tune import prompt_tune
+    from medvlp.probe import probe
+    from medvlp.adaptor import run_adaptor, load_towers
+    from medvlp.segment import segment
+    clip = str(tiny_clip(tmp_path / 'clip'))
+    clip_input = dict(channels=3, mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711])
+    data = dict(dataset='csv', data_root=str(table / 'meta.csv'), data_options=_options(table))
+    classes = ['COVID-19', 'Normal', 'Pneumonia']
+    r = evaluate(clip, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=50, output_dir=str(tmp_path / 'eval'),
+                 embedding_map='none', **data)
+    man = json.loads((tmp_path / 'eval' / 'manifest.json').read_text())
+    assert man['model_sha256'] == hashlib.sha256((tmp_path / 'clip' / 'model.safetensors').read_bytes()).hexdigest()
+    assert man['image_size'] == 32 and r['confusion_multiclass'].values.sum() == 66
+    pt = prompt_tune(clip, classes=classes, n_ctx=2, init='', epochs=2, n_boot=20, test_split='valid',
+                     output_dir=str(tmp_path / 'pt'), progress=False, **data)
+    assert (pt.model_dir / 'prompt').is_dir() and (pt.model_dir / 'preprocessor_config.json').exists()   # the CLIP folder + prompt/
+    scored = evaluate(pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[], n_boot=0,
+                      output_dir=str(tmp_path / 'eval_tuned'), embedding_map='none', **data)
+    assert scored['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
+    pr = probe(model_dir=clip, classes=classes, fractions=[1.0], seeds=[0], test='test', fine_tune=True, ft_epochs=1, ft_min_steps=5, n_boot=20,
+               output_dir=str(tmp_path / 'probe'), **data)
+    assert set(pr.index.get_level_values('method')) == {'linear_probe', 'fine_tune'}
+    image, text, specs = load_towers(model_dir=clip)
+    assert image_input(image) == clip_input and specs['image_size'] == 32 and specs['image']['path'] == clip
+    ad = run_adaptor(model_dir=clip, classes=classes, epochs=1, batch_size=16, fractions=[1.0], seeds=[0], n_boot=20, head_steps=10,
+                     cost=False, output_dir=str(tmp_path / 'adaptor'), **data)
+    assert set(ad['summary'].method) == {'adaptor', 'clip', 'tower'}
+    sg = segment(model_dir=clip, adaptor_dir='none', data_root=str(synth_root), fractions=[1.0], epochs=1, n_boot=20,
+                 output_dir=str(tmp_path / 'seg'), progress=False)
+    d = sg.metrics.loc['segmenter']   # over ViT patch tokens of the CLIP tower (no class token), images in 3 channels
+    assert sg.segmenter.kind == 'tokens' and 0 <= d.ci_low <= d.dice <= d.ci_high <= 1 and d.n == 29

@@ -3,7 +3,7 @@ import json, math
 import pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from medvlp.models import DualEncoder, clip_tokenizer, count_parameters, source_kind, DEFAULT_CORPUS
+from medvlp.models import DualEncoder, clip_tokenizer, count_parameters, source_kind, tiny_clip, DEFAULT_CORPUS
 from medvlp.data import train_tokenizer
 from medvlp.losses import clip_loss
 
@@ -41,17 +41,12 @@ def _roundtrip(m, x, enc, tmp_path):
     return m2
 
 def make_hf_clip(d):
-    "A tiny random CLIPModel in folder `d`, with OpenAI CLIP's tokenizer and a preprocessor_config.json."
-    from transformers import CLIPConfig, CLIPModel
-    torch.manual_seed(0)
-    tok = clip_tokenizer(); tok.pad_token = '<|endoftext|>'  # as openai/clip-* pads
-    cfg = CLIPConfig(text_config=dict(TINY, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                                      pad_token_id=49407),
-                     vision_config=dict(TINY, image_size=32, patch_size=8), projection_dim=24)
-    hf = CLIPModel(cfg).eval()
+    "A tiny random CLIPModel in folder `d` (`tiny_clip`, with its own normalisation and logit scale 3.2): (folder, the CLIPModel)."
+    from transformers import CLIPModel
+    tiny_clip(d, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    hf = CLIPModel.from_pretrained(d).eval()
     with torch.no_grad(): hf.logit_scale.fill_(3.2)
-    hf.save_pretrained(d); tok.save_pretrained(d)
-    (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])))
+    hf.save_pretrained(d)
     return d, hf
 
 @pytest.fixture(scope='module')
@@ -204,17 +199,17 @@ def _colour_pairs(root, n=24):
 def test_pretrain_init_from_hf_clip_lora_on_colour_images(hf_clip, tmp_path):
     "init_from a local CLIPModel folder, LoRA on q, k, v of both towers, 20 steps on colour pairs: the loss falls, images stay RGB"
     # with CLIP's own normalisation, and in the towers only the adapters train (peft's own count)
-    from medvlp.pretrain import pretrain, build_model, load_config, make_dataset, image_input
-    from medvlp.cache import in_channels
+    from medvlp.pretrain import pretrain, build_model, load_config, make_dataset
+    from medvlp.cache import in_channels, image_input
     folder, _ = hf_clip
     p = dict(init_from=str(folder), dataset='pairs_folder', data_root=str(_colour_pairs(tmp_path/'pairs')), image_size=32,
              batch_size=12, max_steps=20, lr=3e-3, warmup_steps=2, log_every=1, zero_shot=False, peft='lora', image_peft='lora',
              lora_targets='q_proj,k_proj,v_proj', lora_r=8, lora_alpha=8, lora_dropout=0.0, output_dir=str(tmp_path/'run'))
     cfg = load_config(**p)
     m = build_model(cfg)
-    assert image_input(m) == dict(channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])   # preprocessor_config.json's
+    assert image_input(m.image) == dict(channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])   # preprocessor_config.json's
     img = torch.rand(3, 32, 32)
-    assert make_dataset(cfg, [], train=False, **image_input(m)).transform(img).shape == (3, 32, 32)
+    assert make_dataset(cfg, [], m.image, train=False).transform(img).shape == (3, 32, 32)
     n = lambda mod: sum(q.numel() for q in mod.parameters() if q.requires_grad)
     for t in (m.image, m.text): assert n(t) == t.model.get_nb_trainable_parameters()[0] > 0   # in the towers, the adapters only
     assert n(m) - n(m.image) - n(m.text) == n(m.image_proj) + n(m.text_proj) + 1   # and the projections and the logit scale
@@ -223,6 +218,8 @@ def test_pretrain_init_from_hf_clip_lora_on_colour_images(hf_clip, tmp_path):
     assert h.iloc[-5:].mean() < h.iloc[:5].mean(), h.tolist()
     back = DualEncoder.from_pretrained(res.model_dir)
     assert in_channels(back.image) == 3 and back.config.image['mean'] == [0.5, 0.4, 0.3]
+    man = json.loads((tmp_path/'run'/'manifest.json').read_text())
+    assert man['image_input'] == dict(size=32, channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
 
 
 def test_pretrain_init_from_an_earlier_run_continues_where_it_left_off(synth_root, tmp_path):
@@ -233,3 +230,19 @@ def test_pretrain_init_from_an_earlier_run_continues_where_it_left_off(synth_roo
     cfg = load_config(**tiny_params(synth_root, tmp_path/'second', init_from=str(first.model_dir)))
     acc, *_ = zero_shot_5x200(build_model(cfg).eval(), cfg)
     assert acc == first.metrics['zero_shot_5x200_acc']
+
+
+def test_kit_tower_in_colour(synth_root, tmp_path):
+    "image_config: {in_chans: 3} trains a kit tower on 3-channel images (grey repeated), saved so that a reload scores the same."
+    from conftest import tiny_params
+    from medvlp.pretrain import pretrain, load_config, zero_shot_5x200, frozen_model
+    from medvlp.cache import image_input
+    p = tiny_params(synth_root, tmp_path/'run', image_tower='tiny-vit', image_config={'in_chans': 3}, zero_shot=True, max_steps=6)
+    res = pretrain(**p)
+    model, tfm = frozen_model(res.model_dir)
+    assert image_input(model.image) == dict(channels=3, mean=0.5, std=0.5) and model.image_size == 32
+    assert model.image.trunk.patch_embed.proj.in_channels == 3
+    man = json.loads((tmp_path/'run'/'manifest.json').read_text())
+    assert man['image_input'] == dict(size=32, channels=3, mean=0.5, std=0.5)
+    acc, *_ = zero_shot_5x200(model, load_config(**p))
+    assert acc == res.metrics['zero_shot_5x200_acc']
