@@ -18,7 +18,7 @@ from .data import Studies
 
 # %% auto 0
 __all__ = ['PACKAGES', 'Params', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint', 'git_state', 'data_record', 'manifest',
-           'markdown_table', 'interval_cell', 'write_table', 'step_memory_mib']
+           'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
 class Params:
@@ -77,9 +77,9 @@ def repo_root(start=None):
     return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
 
 def run_dir(run, output_dir='') -> Path:
-    "A run's output folder: `output_dir` if set, else `outputs/runs/<name>` in the checkout; `run` is a name or a config with both."
+    "A run's output folder: `output_dir` if set, else `<runs>/<name>`, runs being `$MEDVLP_RUNS` or `outputs/runs` in the checkout; `run` is a name or a config with both."
     if not isinstance(run, str): run, output_dir = run.run_name, run.output_dir
-    return Path(output_dir) if output_dir else (repo_root() or Path.cwd())/'outputs'/'runs'/run
+    return Path(output_dir) if output_dir else Path(os.environ.get('MEDVLP_RUNS') or (repo_root() or Path.cwd())/'outputs'/'runs')/run
 
 # %% ../nbs/00_runs.ipynb 12
 @contextmanager
@@ -164,6 +164,14 @@ def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, 
 
 
 # %% ../nbs/00_runs.ipynb 21
+def show_run(out, *files) -> list:
+    "Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; the names found."
+    from IPython.display import display, Markdown, Image
+    found = [f for f in files if (Path(out)/f).exists()]
+    display(*[Markdown((Path(out)/f).read_text()) if f.endswith('.md') else Image(filename=str(Path(out)/f)) for f in found])
+    return found
+
+# %% ../nbs/00_runs.ipynb 24
 def step_memory_mib(fn, device, exclude=()) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, less `exclude`'s), in MiB."
     if device.type == 'cuda':

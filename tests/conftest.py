@@ -1,4 +1,4 @@
-import os, sys
+import os, socket, sys
 from pathlib import Path
 import pytest
 
@@ -31,3 +31,9 @@ def cli_args(params):
 def env():
     "The environment of a subprocess run: one OpenMP thread per process, unbuffered output."
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+
+
+def free_port() -> int:
+    "A free local TCP port."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]

@@ -7,10 +7,11 @@ for a replicated scalar (logit scale, bias) the mean over ranks. With `gather_wi
 rank's gradient is the one-process gradient of its slice, i.e. 1/WORLD of the exact one after averaging (as in
 open_clip). Run: `python -m pytest tests/test_dist_losses.py -q`.
 """
-import socket, sys, time
+import sys, time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -82,15 +83,11 @@ def _worker(rank, port, out):
     finally:
         dist.destroy_process_group()
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     "Per-rank results of the 2-process run: a list (by rank) of {case key: (loss, grads)}."
     out = tmp_path_factory.mktemp('dist')
-    ctx = mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False)
+    ctx = mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=False)
     deadline = time.time() + 120
     while not ctx.join(timeout=2):
         if time.time() > deadline:
