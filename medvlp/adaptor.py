@@ -21,7 +21,7 @@ from .data import CHEXPERT5, DataError, StudyDataset, Collate, torch_threads
 from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters
 from .losses import adaptor_loss, clip_loss
-from .cache import embed_images, embed_texts, tower_fingerprint, image_input, tower_transform
+from .cache import embed_images, embed_texts, tower_fingerprint, in_channels, tower_transform
 from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
@@ -115,7 +115,7 @@ def load_towers(cfg=None, texts=None, **overrides):
     folder = None
     if not cfg.image_tower or not cfg.text_tower:
         try: folder = resolve_source(cfg.model_dir or default_model()); source_kind(folder)
-        except FileNotFoundError as e: raise FileNotFoundError(f'model_dir={cfg.model_dir!r}: {e}') from None
+        except (OSError, ValueError) as e: raise type(e)(f'model_dir={cfg.model_dir!r}: {e}') from None
     specs = {}
     for kind, name in (('image', cfg.image_tower), ('text', cfg.text_tower)):
         if not name or dual_encoder_folder(name):
@@ -496,7 +496,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     torch.manual_seed(cfg.seed)
     e2e = _EndToEnd(image, text, cfg.dim).to(dev).train()
     eopt = torch.optim.AdamW(_param_groups(e2e, cfg.weight_decay), lr=cfg.lr)
-    ds = StudyDataset(train, tower_transform(image, size, train=True), channels=image_input(image)['channels'])
+    ds = StudyDataset(train, tower_transform(image, size, train=True), channels=in_channels(image))
     dl = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=num_workers,
                     collate_fn=Collate(text.tokenizer, text.max_length), generator=torch.Generator().manual_seed(cfg.seed))
     def e2e_step(b):

@@ -100,11 +100,11 @@ if __name__ == '__main__': sys.exit(main())
 NB_SKIP = ('slow', 'gpu')
 
 def _skip(cell, flags=NB_SKIP) -> bool:
-    "Whether `nbdev_test` skips `cell`: not code, an export call, `#| eval: false`, or a flag in `flags`."
-    if cell.cell_type != 'code': return True
-    s = cell.source
-    return 'nbdev_export' + '(' in s or bool(re.search(r'^#\|\s*eval:\s*false', s, re.M | re.I)) or \
-        bool(re.search(rf"^#\|\s*({'|'.join(flags)})\b", s, re.M))
+    "Whether `nbdev_test` skips `cell` (its rule, on nbdev's own reading of the `#|` directives): not code, an export call, `eval: false`, a flag."
+    from nbdev.process import extract_directives
+    if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
+    d = extract_directives(cell, remove=False)
+    return d.get('eval:', [''])[0].lower() == 'false' or bool(set(flags) & d.keys())
 
 def _small_image(png: str, max_width=1000, quality=75) -> str:
     "A large base64 PNG as a base64 JPEG at most `max_width` pixels wide (photographic figures compress 10x so)."
@@ -116,13 +116,13 @@ def _small_image(png: str, max_width=1000, quality=75) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 def _tidy(out, subs, max_lines=30, max_png=150_000):
-    "An output as a reader should see it: progress bars at their last state, long text cut, this machine's paths replaced, big figures as JPEG."
+    "An output as a reader should see it: long text cut, this machine's paths replaced, big figures as JPEG."
     def clean(t):
         t = re.sub(r'/tmp/[\w.-]+', '<tmp>', t if isinstance(t, str) else ''.join(t))
         for a, b in subs: t = t.replace(a, b)
         return t
     if out.get('output_type') == 'stream':
-        lines = [l.rsplit('\r', 1)[-1] for l in clean(out['text']).split('\n')]
+        lines = clean(out['text']).split('\n')
         if len(lines) > max_lines: lines = lines[:max_lines//2] + [f'... ({len(lines) - max_lines} lines cut)'] + lines[-max_lines//2:]
         out['text'] = '\n'.join(lines)
     for k in ('text/plain', 'text/html', 'text/markdown'):
@@ -145,9 +145,14 @@ def execute_notebook(path, flags=NB_SKIP):
     with working_directory(path.parent), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         shell.run_all(nb, exc_stop=True, preproc=lambda c: _skip(c, flags))
-    for c in nb.cells:
-        if c.cell_type == 'code': c.outputs = [_tidy(o, subs) for o in c.get('outputs', []) if o.get('name') != 'stderr' or
-                                               not re.search(r'Warning|warnings.warn', ''.join(o.get('text', '')))]
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != 'code': continue
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'stream': o['text'] = ''.join(o['text'])
+        c.outputs = [o for o in c.get('outputs', []) if o.get('name') != 'stderr' or not re.search(r'Warning|warnings.warn', o['text'])]
+        CoalesceStreamsPreprocessor().preprocess_cell(c, {}, i)   # one stream per name, a progress bar at its last state
+        c.outputs = [_tidy(o, subs) for o in c.outputs]
     write_nb(nb, path)
     return path
 

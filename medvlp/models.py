@@ -24,7 +24,7 @@ from .data import train_tokenizer
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS', 'LORA_TARGETS',
-           'IA3_TARGETS', 'PROJECTIONS', 'OPEN_CLIP_WEIGHTS', 'HF_DUAL_ENCODERS', 'ImageTower', 'build_image_tower',
+           'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'build_image_tower',
            'eos_index', 'pool_tokens', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
            'DualEncoderConfig', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model',
            'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer',
@@ -465,13 +465,20 @@ def _ssl_head(d_in, sizes) -> nn.Module:
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
+HF_DUAL_ENCODERS = ('clip', 'siglip')
+
 def source_kind(source) -> str:
     "Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) or 'open_clip'."
     s = str(source)
     if s.startswith('hf-hub:'): return 'open_clip'
     d = Path(s).expanduser()
     if d.is_dir():
-        if (d/'config.json').exists(): return 'hf' if 'model_type' in json.loads((d/'config.json').read_text()) else 'medvlp'
+        if (d/'config.json').exists():
+            c = json.loads((d/'config.json').read_text())
+            if c.get('model_type') in HF_DUAL_ENCODERS: return 'hf'
+            if {'image', 'text'} <= c.keys(): return 'medvlp'
+            raise ValueError(f'{s!r}: model_type={c.get("model_type")!r}; expected one of {list(HF_DUAL_ENCODERS)} '
+                             f'(or an open_clip folder, or a folder written by save_pretrained)')
         if (d/'open_clip_config.json').exists(): return 'open_clip'
         raise FileNotFoundError(f'{d}: no config.json or open_clip_config.json; expected a folder written by save_pretrained, '
                                 f'a Hugging Face CLIP/SigLIP folder or an open_clip folder')
@@ -481,11 +488,8 @@ def source_kind(source) -> str:
 
 def dual_encoder_folder(p) -> bool:
     "Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, a transformers CLIP/SigLIP or an open_clip model."
-    d = Path(str(p)).expanduser()
-    if (d/'open_clip_config.json').exists(): return True
-    try: c = json.loads((d/'config.json').read_text())
+    try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
-    return isinstance(c, dict) and ({'image', 'text'} <= c.keys() or c.get('model_type') in ('clip', 'siglip'))
 
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id as given."
@@ -693,7 +697,6 @@ def clip_tokenizer(context_length=77):
 
 # %% ../nbs/01_models.ipynb 68
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
-HF_DUAL_ENCODERS = ('clip', 'siglip')
 
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."

@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .cache import image_input, tower_transform
+from .cache import image_input, in_channels, tower_transform
 from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
@@ -188,7 +188,7 @@ def make_dataset(cfg, studies, tower, train=True):
     t = tower_transform(tower, size, train, m.preset)
     if m.simclr_views and train: t = _SlipViews(t, tower_transform(tower, size, True, 'simclr'))
     return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=m.views if train else 1, sections=m.sections if train else 1,
-                        channels=image_input(tower)['channels'], seed=cfg.seed if train else None)
+                        channels=in_channels(tower), seed=cfg.seed if train else None)
 
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None

@@ -3,7 +3,7 @@ import json, math
 import pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from medvlp.models import DualEncoder, clip_tokenizer, count_parameters, source_kind, tiny_clip, DEFAULT_CORPUS
+from medvlp.models import DualEncoder, clip_tokenizer, count_parameters, source_kind, dual_encoder_folder, tiny_clip, DEFAULT_CORPUS
 from medvlp.data import train_tokenizer
 from medvlp.losses import clip_loss
 
@@ -152,6 +152,9 @@ def test_bad_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='not loadable as a Hugging Face'): DualEncoder.from_pretrained('openai/clip-vit-base-patch16')
     (tmp_path/'w').mkdir(); (tmp_path/'w'/'open_clip_config.json').write_text(json.dumps(dict(model_cfg={})))
     with pytest.raises(FileNotFoundError, match='open_clip_model.safetensors'): DualEncoder.from_pretrained(tmp_path/'w')
+    (tmp_path/'bert').mkdir(); (tmp_path/'bert'/'config.json').write_text(json.dumps(dict(model_type='bert')))
+    with pytest.raises(ValueError, match="model_type='bert'; expected one of"): DualEncoder.from_pretrained(tmp_path/'bert')
+    assert [dual_encoder_folder(tmp_path/d) for d in ('bert', 'empty', 'missing', 'w')] == [False, False, False, True]
 
 def test_lora_on_hf_clip(hf_clip):
     "LoRA r=8 on q,k,v of both towers: only the adapters train (peft's own count) and a few steps lower the CLIP loss."
