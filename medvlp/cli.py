@@ -32,15 +32,23 @@ def _param_value(s):
     return {'true': True, 'false': False}.get(s.lower(), s)
 
 def parser() -> argparse.ArgumentParser:
-    "The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `synthcxr`, `tiny-clip` and `notebooks`."
+    "The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `benchmark`, `synthcxr`, `tiny-clip` and `notebooks`."
     p = argparse.ArgumentParser(prog='medvlp', description='medvlp: medical vision-language pretraining kit')
     sub = p.add_subparsers(dest='command', required=True)
-    for name, (mod, conf, fn, what) in COMMANDS.items():
-        pt = sub.add_parser(name, help=f'{what} ({mod}.{fn})')
+    def recipe(pt):
         pt.add_argument('-f', '--file', help='YAML recipe, e.g. params/clip.yaml')
         pt.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                         help='override one parameter (repeatable)')
+    for name, (mod, conf, fn, what) in COMMANDS.items():
+        pt = sub.add_parser(name, help=f'{what} ({mod}.{fn})'); recipe(pt)
         pt.add_argument('--print-config', action='store_true', help='print the resolved parameters and exit')
+    bm = sub.add_parser('benchmark', help="time a pretraining recipe's step, its whole loop, the bare towers and open_clip "
+                                          "(medvlp.pretrain.benchmark), and with --scaling batch and image sizes"); recipe(bm)
+    bm.add_argument('--steps', type=int, default=10)
+    bm.add_argument('--scaling', nargs='*', type=int, metavar='N', default=None,
+                    help='also the scaling table; its batch sizes (default 16 32 64), at --image-sizes')
+    bm.add_argument('--image-sizes', nargs='+', type=int, default=[32, 64])
+    bm.add_argument('--out', default=None, help='folder for the tables (default outputs/benchmarks/<run_name>)')
     sc = sub.add_parser('synthcxr', help='generate the SynthCXR benchmark (medvlp.synthcxr.generate_synthcxr)')
     sc.add_argument('--root', default=None, help='output folder (default: the cache)')
     sc.add_argument('--n-studies', type=int, default=3000)
@@ -70,6 +78,7 @@ def run(argv=None):
         print(f'medvlp {a.command}: the run folder is {run_dir(cfg)}')
         return res
     if a.command == 'notebooks': return execute_notebooks(a.folder, a.names)
+    if a.command == 'benchmark': return _benchmark(a)
     if a.command == 'tiny-clip':
         from medvlp.models import tiny_clip
         print(d := tiny_clip(a.folder)); return d
@@ -92,11 +101,27 @@ def main(argv=None) -> int:
         print(f'medvlp: error: {type(e).__name__}' + (f': {msg}' if msg else ''), file=sys.stderr); return 1
     return 0
 
-# %% ../nbs/09_cli.ipynb 7
+# %% ../nbs/09_cli.ipynb 6
+def _benchmark(a) -> dict:
+    "`medvlp benchmark`: the tables of `benchmark` (and `scaling`), printed and written to CSV + Markdown in `a.out`."
+    import json
+    from medvlp.pretrain import PretrainConfig, benchmark, scaling
+    from medvlp.runs import write_table, markdown_table
+    cfg = PretrainConfig.load(a.file, **{k: _param_value(v) for k, v in a.param})
+    out = Path(a.out or Path('outputs')/'benchmarks'/cfg.run_name)
+    tables = dict(benchmark=benchmark(cfg, steps=a.steps))
+    if a.scaling is not None:
+        tables['scaling'] = scaling(cfg, batch_sizes=a.scaling or (16, 32, 64), image_sizes=a.image_sizes, steps=max(2, a.steps//3))
+    for name, df in tables.items():
+        write_table(out, name, df, title=f'{name}: {json.dumps(df.attrs, default=str)}' if df.attrs else name)
+        print(f'{name} ({out/name}.csv)', json.dumps(df.attrs, default=str), markdown_table(df), sep='\n')
+    return tables
+
+# %% ../nbs/09_cli.ipynb 10
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
 
-# %% ../nbs/09_cli.ipynb 13
+# %% ../nbs/09_cli.ipynb 16
 NB_SKIP = ('slow', 'gpu')
 
 def _skip(cell, flags=NB_SKIP) -> bool:
@@ -130,7 +155,7 @@ def _tidy(out, subs, max_lines=30, max_png=150_000):
     if len(out.get('data', {}).get('image/png', '')) > max_png: out['data']['image/jpeg'] = _small_image(out['data'].pop('image/png'))
     return out
 
-# %% ../nbs/09_cli.ipynb 14
+# %% ../nbs/09_cli.ipynb 17
 def execute_notebook(path, flags=NB_SKIP):
     "Run notebook `path` top to bottom in its folder as `nbdev_test` does and save it with its tidied outputs; stop at an error."
     import warnings

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb 3
 from __future__ import annotations
-import contextlib, hashlib, json, math, os
+import contextlib, hashlib, json, math, os, random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
@@ -19,8 +20,8 @@ from torchvision.transforms import v2
 # %% auto 0
 __all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'MAX_PIXELS', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads',
            'Study', 'DataError', 'check_image', 'Studies', 'write_skipped', 'read_table', 'read_pairs_folder',
-           'load_image', 'write_test_dicom', 'TwoViews', 'image_transform', 'subsample', 'StudyDataset', 'Collate',
-           'train_tokenizer']
+           'load_image', 'write_test_dicom', 'augment', 'TwoViews', 'square', 'image_transform', 'subsample',
+           'StudyDataset', 'Collate', 'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -311,38 +312,74 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     return Path(path)
 
 # %% ../nbs/00_data.ipynb 50
-PRESETS = ('clip', 'simclr', 'cxr_clip')
+PRESETS = dict(  # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
+    clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
+    simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
+    cxr_clip=dict(scale=(0.7, 1.0), ratio=(0.9, 1.1), degrees=10, shift=0.0625, zoom=(0.9, 1.1), jitter=(0.2, 1.0)))
 
+def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 0.0), blur=0.0) -> list:
+    "One image's draws from `seed`: crop half-sizes and centre, angle, shift, zoom, brightness, contrast, blur sigma (0: none)."
+    r = random.Random(seed)
+    s, a = r.uniform(*scale), math.exp(r.uniform(math.log(ratio[0]), math.log(ratio[1])))
+    w, h = min(1.0, math.sqrt(s*a)), min(1.0, math.sqrt(s/a))  # in [-1, 1] coordinates: half-sizes = fractions of the side
+    cx, cy, ang = r.uniform(w - 1, 1 - w), r.uniform(h - 1, 1 - h), math.radians(r.uniform(-degrees, degrees))
+    tx, ty, z = r.uniform(-2*shift, 2*shift), r.uniform(-2*shift, 2*shift), r.uniform(*zoom)
+    b, c = (r.uniform(1 - jitter[0], 1 + jitter[0]), r.uniform(1 - jitter[0], 1 + jitter[0])) if r.random() < jitter[1] else (1.0, 1.0)
+    return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
+
+# %% ../nbs/00_data.ipynb 51
+def _blur(x, sigma, k):
+    "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
+    B, C, H, W = x.shape
+    t = torch.arange(k, device=x.device, dtype=x.dtype) - k//2
+    g = torch.exp(-t**2/(2*sigma.clamp(min=1e-6)[:, None]**2))
+    g = torch.where(sigma[:, None] > 0, g/g.sum(1, keepdim=True), (t == 0).to(x.dtype))  # a delta where there is no blur
+    g = g.repeat_interleave(C, 0)
+    y = F.pad(x.reshape(1, B*C, H, W), (k//2,)*4, mode='reflect')
+    y = F.conv2d(F.conv2d(y, g[:, None, :, None], groups=B*C), g[:, None, None, :], groups=B*C)
+    return y.reshape(B, C, H, W)
+
+def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
+    "The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1], image i's draws from `seeds[i]`, normalised."
+    if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {tuple(PRESETS)}')
+    B, C, S, _ = x.shape
+    w, h, cx, cy, ang, tx, ty, z, b, c, sig = torch.tensor([_draw(s, **PRESETS[preset]) for s in seeds], dtype=x.dtype).T.to(x.device)
+    cos, sin = torch.cos(ang)/z, torch.sin(ang)/z  # output -> input: undo the affine, then map into the crop
+    lin = torch.stack([torch.stack([w*cos, w*sin], -1), torch.stack([-h*sin, h*cos], -1)], 1)
+    theta = torch.cat([lin, (torch.stack([cx, cy], -1) - (lin @ torch.stack([tx, ty], -1)[..., None])[..., 0])[..., None]], -1)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    x = (x*b[:, None, None, None]).clamp(0, 1)
+    grey = x.mean(1, keepdim=True) if C == 1 else (x*torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1, keepdim=True)
+    x = (c[:, None, None, None]*x + (1 - c[:, None, None, None])*grey.mean((2, 3), keepdim=True)).clamp(0, 1)
+    if (sig > 0).any(): x = _blur(x, sig, max(3, S//20*2 + 1))
+    per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype, device=x.device)[:, None, None]
+    return (x - per(mean))/per(std)
+
+# %% ../nbs/00_data.ipynb 54
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
     def __call__(self, x): return self.tfm(x), self.tfm(x)
     def __repr__(self): return f'TwoViews({self.tfm})'
 
+def square(size): return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+
+class _Augment:
+    "`augment` for one image [C,H,W], squared to `size` first, its seed drawn from torch's generator."
+    def __init__(self, size, **kw): self.square, self.kw = square(size), kw
+    def __call__(self, x): return augment(self.square(x)[None], [int(torch.randint(2**62, ()))], **self.kw)[0]
+
 def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, std=0.5):
-    "A v2 transform for float image tensors [C,H,W] in [0,1]: the named `preset` for training, resize+crop for eval; `mean`/`std` one value or one per channel."
-    if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {PRESETS}')
+    "One image's transform (float [C,H,W] in [0,1]): resize + centre crop to `size`, `preset` augmentation when training, then normalisation."
+    if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {tuple(PRESETS)}')
     per = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)]*channels
     if len(per(mean)) != channels or len(per(std)) != channels:
         raise ValueError(f'mean={mean!r}, std={std!r}: expected one value or {channels} (one per channel)')
-    norm = [v2.Normalize(per(mean), per(std))]
-    if not train:
-        return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)] + norm)
-    if preset == 'clip':
-        aug = [v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), v2.RandomRotation(5),
-               v2.ColorJitter(brightness=0.2, contrast=0.2)]
-    elif preset == 'simclr':
-        aug = [v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True), v2.RandomRotation(10),
-               v2.RandomApply([v2.ColorJitter(0.4, 0.4)], p=0.8),
-               v2.RandomApply([v2.GaussianBlur(max(3, size//20*2 + 1), sigma=(0.1, 2.0))], p=0.5)]
-    else:
-        aug = [v2.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.9, 1.1), antialias=True),
-               v2.RandomAffine(degrees=10, translate=(0.0625, 0.0625), scale=(0.9, 1.1)),
-               v2.ColorJitter(brightness=0.2, contrast=0.2)]
-    t = v2.Compose(aug + norm)
+    if not train: return v2.Compose([*square(size).transforms, v2.Normalize(per(mean), per(std))])
+    t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 53
+# %% ../nbs/00_data.ipynb 57
 def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
@@ -355,23 +392,23 @@ def subsample(studies, frac=1.0, seed=0):
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 56
+# %% ../nbs/00_data.ipynb 60
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
-    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None):
+    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None, images=None):
         if views not in (1, 2) or sections not in (1, 2): raise ValueError('views and sections: expected 1 or 2')
         self.studies, self.transform, self.views, self.sections, self.channels = list(studies), transform, views, sections, channels
         self.label_names = list(label_names) if label_names is not None else sorted({k for s in self.studies for k in s.labels})
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.images = seed, 0, images  # images: a store of decoded images (`load(path)`), else the files
     def set_epoch(self, epoch): self.epoch = epoch
     def __len__(self): return len(self.studies)
     def _img(self, p):
-        x = load_image(p, self.channels)
+        x = self.images.load(p) if self.images is not None else load_image(p, self.channels)
         return self.transform(x) if self.transform is not None else x
     def __getitem__(self, i):
         if self.seed is None: return self._item(i)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(_score(f'{self.seed}:{self.epoch}', i)[:15], 16))
+            torch.default_generator.manual_seed(int(_score(f'{self.seed}:{self.epoch}', i)[:15], 16))  # the CPU generator only: 40x cheaper than torch.manual_seed
             return self._item(i)
     def _item(self, i):
         s = self.studies[i]
@@ -383,13 +420,17 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 58
+# %% ../nbs/00_data.ipynb 62
 class Collate:
-    "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated)."
-    def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length = tokenizer, max_length
+    "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each distinct text once."
+    def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length, self.ids = tokenizer, max_length, {}
     def _stack(self, xs):
         if isinstance(xs[0], (tuple, list)): return tuple(torch.stack(v) for v in zip(*xs))
         return torch.stack(xs)
+    def _encode(self, texts):
+        new = list(dict.fromkeys(t for t in texts if t not in self.ids))
+        if new: self.ids.update(zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
+        return self.tok.pad({'input_ids': [self.ids[t] for t in texts]}, return_tensors='pt')
     def __call__(self, items):
         b = {k: self._stack([it[k] for it in items]) for k in ('image', 'image2', 'labels') if k in items[0]}
         b['idx'] = torch.tensor([it['idx'] for it in items])
@@ -397,12 +438,11 @@ class Collate:
             if k not in items[0]: continue
             b[k] = [it[k] for it in items]
             if self.tok is not None:
-                enc = self.tok(b[k], padding=True, truncation=True, max_length=self.max_length, return_tensors='pt')
-                sfx = '' if k == 'text' else '2'
+                enc, sfx = self._encode(b[k]), '' if k == 'text' else '2'
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 60
+# %% ../nbs/00_data.ipynb 64
 def _drop_rare(texts, pre, min_frequency, key=str.strip) -> list:
     "`texts` without the words (pieces of `pre`, compared by `key`) that fewer than `min_frequency` of them hold."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_datasets.ipynb 3
 from __future__ import annotations
-import hashlib, inspect, json, os, random, re, time
+import contextlib, hashlib, inspect, json, os, random, re, shutil, time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -23,11 +23,12 @@ from .data import (Study, Studies, DataError, read_table, read_pairs_folder, loa
 
 # %% auto 0
 __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'VINDR_LABELS', 'CBIS_CLASSES', 'NIH14', 'BIRADS',
-           'BIRADS_TEXT', 'DENSITY', 'DENSITY_TEXT', 'PREP_VERSION', 'register', 'canonical_split', 'load_dataset',
-           'hash_split', 'apply_uncertainty', 'prompt_pools', 'labels_to_text', 'report_sections', 'report_texts',
-           'rle_encode', 'rle_decode', 'image_size', 'annotation_masks', 'mimic_cxr', 'chexpert', 'chexpert5x200',
-           'rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'covidx', 'roco', 'cbis_ddsm', 'embed_text', 'embed',
-           'chestxray14', 'csv_table', 'pairs_folder', 'synthcxr', 'preprocess', 'loader_kwargs', 'loader_speed']
+           'BIRADS_TEXT', 'DENSITY', 'DENSITY_TEXT', 'PREP_VERSION', 'ARRAY_VERSION', 'register', 'canonical_split',
+           'load_dataset', 'hash_split', 'apply_uncertainty', 'prompt_pools', 'labels_to_text', 'report_sections',
+           'report_texts', 'rle_encode', 'rle_decode', 'image_size', 'annotation_masks', 'mimic_cxr', 'chexpert',
+           'chexpert5x200', 'rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'covidx', 'roco', 'cbis_ddsm',
+           'embed_text', 'embed', 'chestxray14', 'csv_table', 'pairs_folder', 'synthcxr', 'preprocess', 'ImageArray',
+           'image_array', 'loader_kwargs', 'loader_speed']
 
 # %% ../nbs/00_datasets.ipynb 6
 DATASETS = {}
@@ -845,6 +846,76 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     return res
 
 # %% ../nbs/00_datasets.ipynb 83
+ARRAY_VERSION = 1
+_DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
+
+class ImageArray:
+    "Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats in [0, 1]."
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.index = {p: i for i, p in enumerate(json.loads((self.folder/'paths.json').read_text()))}
+        self._arr = None
+    @property
+    def arr(self) -> np.ndarray:
+        if self._arr is None: self._arr = np.load(self.folder/'images.npy', mmap_mode='r')  # opened in each worker
+        return self._arr
+    def __getstate__(self): return {**self.__dict__, '_arr': None}  # workers reopen the file, never copy the array
+    def __len__(self): return len(self.index)
+    def load(self, path) -> torch.Tensor:
+        i = self.index.get(str(path))
+        if i is None: raise DataError(f'{path}: not among the {len(self)} images of the array in {self.folder}')
+        a = self.arr[i]
+        return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
+
+# %% ../nbs/00_datasets.ipynb 84
+def _deep(path) -> bool:
+    "Whether the image at `path` has more than 8 bits per sample (DICOM, 16-bit or float PNG/TIFF)."
+    if Path(path).suffix.lower() in ('.dcm', '.dicom'): return True
+    try:
+        with Image.open(path) as im: return im.mode in _DEEP
+    except Exception: return False  # unreadable: decoding it raises the DataError that names it
+
+def _decode_one(task):
+    "Worker: image `src` as `load_image` reads it, short side resized to `size`, centre square, as integers of `dtype`."
+    src, size, channels, dtype = task
+    x = TF.center_crop(TF.resize(load_image(src, channels), size, antialias=True), size).clamp(0, 1)
+    return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
+
+def _build_array(folder, paths, size, channels, workers, progress):
+    "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
+    dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
+    tmp = folder.with_name(f'.{folder.name}.{os.getpid()}.tmp'); tmp.mkdir(parents=True, exist_ok=True)
+    arr = np.lib.format.open_memmap(tmp/'images.npy', mode='w+', dtype=dtype, shape=(len(paths), channels, size, size))
+    tasks = [(p, size, channels, dtype) for p in paths]
+    bar = dict(total=len(paths), desc=f'decode {len(paths)} images at {size}px', disable=not progress)
+    try:
+        with ProcessPoolExecutor(workers, initializer=_init_worker) if workers and len(paths) > 1 else contextlib.nullcontext() as ex:
+            it = ex.map(_decode_one, tasks, chunksize=max(1, min(64, len(tasks)//(8*workers)))) if ex else map(_decode_one, tasks)
+            for i, a in enumerate(tqdm(it, **bar)): arr[i] = a
+    except BaseException:  # an unreadable image (a DataError naming it) or an interrupt: leave nothing half-built
+        del arr; shutil.rmtree(tmp, ignore_errors=True); raise
+    arr.flush(); del arr
+    (tmp/'paths.json').write_text(json.dumps(paths))
+    os.replace(tmp, folder)
+
+def image_array(studies, size, channels=1, workers=2, cache=None, progress=True) -> ImageArray:
+    "Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built on first use)."
+    from filelock import FileLock
+    if not isinstance(size, int) or size <= 0: raise ValueError(f'size={size!r}: expected a positive int, e.g. 224')
+    paths = sorted({str(p) for s in studies for p in s.images})
+    stats = []
+    for p in paths:
+        try: st = os.stat(p)
+        except OSError: raise DataError(f'{p}: image file not found') from None
+        stats.append((p, st.st_size, st.st_mtime_ns))
+    key = hashlib.sha256(json.dumps([ARRAY_VERSION, size, channels, stats]).encode()).hexdigest()[:24]
+    folder = (Path(cache) if cache is not None else cache_dir('arrays'))/f'{size}px-{channels}ch-{key}'
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + '.lock'):
+        if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
+    return ImageArray(folder)
+
+# %% ../nbs/00_datasets.ipynb 87
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)

@@ -19,25 +19,21 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .cache import image_input, in_channels, tower_transform
-from .data import Studies, StudyDataset, Collate, image_transform, subsample, cache_dir, write_skipped, CHEXPERT_LABELS
+from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped,
+                         CHEXPERT_LABELS, _score)
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
-from .datasets import DATASETS, load_dataset
+from .datasets import DATASETS, load_dataset, image_array, loader_kwargs
 from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'build_model', 'compute_loss', 'latest_checkpoint',
-           'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'sync_grads', 'pretrain',
-           'save_figures', 'default_model', 'frozen_model', 'benchmark']
+__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
+           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'build_model', 'compute_loss',
+           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'pretrain',
+           'save_figures', 'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
-class _SlipViews:
-    "One CLIP view plus two SimCLR views of the same image."
-    def __init__(self, clip, simclr): self.clip, self.simclr = clip, simclr
-    def __call__(self, x): return (self.clip(x), *self.simclr(x))
-
 @dataclass(frozen=True)
 class Method:
     "A pretraining objective: its loss, the views and sections of a training item, its transform preset, its model extras."
@@ -106,6 +102,7 @@ class PretrainConfig(Params):
     data_options: dict = field(default_factory=dict)  # extra options of the dataset adapter (e.g. column mapping)
     data_pct: float = 1.0              # fraction of training patients kept
     image_size: int = 0                # pixels; 0 = the image tower's own (64 for the kit's tiny towers, 224 for a ViT-B/16 CLIP)
+    image_cache: bool = True           # decode and resize each training image once, into a memory-mapped array (image_array)
     batch_size: int = 64               # global batch, over all processes
     epochs: int = 8
     max_steps: int = 0                 # > 0 overrides epochs
@@ -126,7 +123,9 @@ class PretrainConfig(Params):
     icl_weight: float = 1.0            # CXR-CLIP
     tcl_weight: float = 0.5            # CXR-CLIP
     num_processes: int = 1
-    num_workers: int = 0
+    num_workers: int = -1              # DataLoader workers; -1 = none on a CPU, up to 8 per GPU
+    compile: bool = False              # torch.compile the model (Accelerate's dynamo_backend inductor)
+    fsdp: bool = False                 # shard weights, gradients and optimizer state over the processes (FSDP2) instead of DDP
     seed: int = 0
     run_name: str = 'pretrain'
     output_dir: str = ''               # '' = outputs/runs/<run_name> in the checkout
@@ -139,13 +138,14 @@ class PretrainConfig(Params):
     _choices = CHOICES
     _positive = ('batch_size', 'accum_steps', 'num_processes', 'emb_dim', 'ckpt_every', 'log_every',
                  'keep_ckpts', 'max_length', 'lora_r')
-    _nonneg = ('image_size', 'epochs', 'max_steps', 'warmup_steps', 'weight_decay', 'min_lr', 'num_workers', 'max_grad_norm',
+    _nonneg = ('image_size', 'epochs', 'max_steps', 'warmup_steps', 'weight_decay', 'min_lr', 'max_grad_norm',
                'lora_dropout', 'ssl_scale', 'icl_weight', 'tcl_weight', 'logit_scale_max', 'seed')
     _gt0 = ('lr', 'ssl_temp')
     _fraction = ('data_pct',)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_workers < -1: raise ValueError(f'num_workers={self.num_workers}: expected -1 (automatic) or a count >= 0')
         if self.max_steps == 0 and self.epochs == 0: raise ValueError('parameters epochs=0 and max_steps=0: the run would do no step')
         if self.batch_size % (self.num_processes*self.accum_steps):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
@@ -183,12 +183,24 @@ def load_studies(cfg, split='train'):
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
 def make_dataset(cfg, studies, tower, train=True):
-    "The `StudyDataset` with the transforms, views and sections the method needs (`METHODS`), feeding image `tower` as it takes images."
-    m, size = METHODS[cfg.method], cfg.image_size or None
-    t = tower_transform(tower, size, train, m.preset)
-    if m.simclr_views and train: t = _SlipViews(t, tower_transform(tower, size, True, 'simclr'))
-    return StudyDataset(studies, t, label_names=CHEXPERT_LABELS, views=m.views if train else 1, sections=m.sections if train else 1,
-                        channels=in_channels(tower), seed=cfg.seed if train else None)
+    "The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the tower's size that `augment_batch` augments; else the evaluation transform."
+    m, size = METHODS[cfg.method], cfg.image_size or tower.image_size
+    if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
+    images = image_array(studies, size, in_channels(tower), workers=_cpus()) if cfg.image_cache else None
+    return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views, sections=m.sections,
+                        channels=in_channels(tower), images=images)
+
+def augment_batch(b, cfg, tower, epoch) -> dict:
+    "Batch `b` with its images augmented on their device as `cfg.method` trains on them; image i's draws depend on (seed, epoch, i) only."
+    m, norm = METHODS[cfg.method], image_input(tower)
+    seeds = [int(_score(f'{cfg.seed}:{epoch}', i)[:15], 16) for i in b['idx'].tolist()]
+    aug = lambda x, k, preset: augment(x, [s + k for s in seeds], preset, norm['mean'], norm['std'])
+    x = b['image']
+    b = dict(b, image=(aug(x, 0, m.preset), aug(x, 1, 'simclr'), aug(x, 2, 'simclr')) if m.simclr_views else aug(x, 0, m.preset))
+    if 'image2' in b: b['image2'] = aug(b['image2'], 3, m.preset)
+    return b
+
+def _cpus() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
@@ -273,16 +285,20 @@ def _set_rng_state(ts, j):
 def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
     "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
     from safetensors.torch import save_file, save_model
-    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    local = lambda t: t.to_local() if hasattr(t, 'to_local') else t  # a shard of a sharded model
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(local(t)).all()]
+    if _sharded(model) and acc.reduce(torch.tensor(float(len(bad)), device=acc.device), 'sum').item() and not bad: bad = ['(another shard)']
     if bad: raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): not checkpointed')
+    full = (_full_state(model), _full_optim_state(model, opt)) if _sharded(model) else None  # gathered by every process
     ckdir = out/'checkpoints'; final = ckdir/f'step_{step:06d}'; tmp = ckdir/f'.tmp_step_{step:06d}'
     if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     ts, j = _rng_state()
     save_file(ts, str(tmp/f'rng_{acc.process_index}.safetensors')); (tmp/f'rng_{acc.process_index}.json').write_text(json.dumps(j))
     if acc.is_main_process:
-        save_model(model, str(tmp/'model.safetensors'))
-        ts, j = _tensors_json(opt.state_dict(), 'optimizer')
+        if full: save_file({k: v.contiguous() for k, v in full[0].items()}, str(tmp/'model.safetensors'))
+        else: save_model(model, str(tmp/'model.safetensors'))
+        ts, j = _tensors_json(full[1] if full else opt.state_dict(), 'optimizer')
         save_file(ts, str(tmp/'optimizer.safetensors'))
         extra = dict(scaler=acc.scaler.state_dict()) if acc.scaler is not None else {}
         (tmp/'trainer_state.json').write_text(json.dumps({**state, 'step': step, 'optimizer': j,
@@ -303,10 +319,17 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
         try: return fn(str(ckpt/f))
         except Exception as e: raise ValueError(f'{ckpt/f}: cannot read ({type(e).__name__}: {e}); refusing to resume') from e
     st = json.loads(read('trainer_state.json', lambda p: Path(p).read_text()))
-    read('model.safetensors', lambda p: load_model(model, p))
     o = _from_tensors_json(read('optimizer.safetensors', load_file), st['optimizer'])
-    o['state'] = {int(k): v for k, v in o['state'].items()}
-    opt.load_state_dict(o); sched.load_state_dict(st['scheduler'])
+    if _sharded(model):  # whole tensors, which each process shards as it loads them
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict, StateDictOptions
+        full = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, read('model.safetensors', load_file), options=full)
+        set_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), o, options=full)
+    else:
+        read('model.safetensors', lambda p: load_model(model, p))
+        o['state'] = {int(k): v for k, v in o['state'].items()}
+        opt.load_state_dict(o)
+    sched.load_state_dict(st['scheduler'])
     if acc.scaler is not None and 'scaler' in st: acc.scaler.load_state_dict(st['scaler'])
     r = acc.process_index
     _set_rng_state(read(f'rng_{r}.safetensors', load_file), json.loads(read(f'rng_{r}.json', lambda p: Path(p).read_text())))
@@ -343,16 +366,53 @@ def _param_groups(model, wd):
 
 def _launched(): return int(os.environ.get('WORLD_SIZE', '1')) > 1
 
-def sync_grads(model, world):
-    "Average the gradients of `model` over `world` processes in one all-reduce (no-op for one process)."
-    if world == 1: return
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for p in ps:
-        if p.grad is None: p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in ps])
-    torch.distributed.all_reduce(flat); flat /= world
-    i = 0
-    for p in ps: n = p.numel(); p.grad.copy_(flat[i:i + n].view_as(p.grad)); i += n
+def _to(b, device) -> dict: return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+
+def _sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+    return isinstance(model, FSDPModule)
+
+def _shard(net, device) -> list:
+    "Shard `net` (on `device`) over the processes with torch's FSDP2: each tower block, then the rest; the scalar parameters it cannot shard stay whole (returned)."
+    from torch.distributed.fsdp import fully_shard
+    net.to(device)
+    blocks = set(getattr(net.text.trunk, '_no_split_modules', None) or ()) | {'Block', 'BasicBlock', 'Bottleneck'}  # transformers', timm's
+    for m in list(net.modules()):
+        if type(m).__name__ in blocks: fully_shard(m)
+    whole = [p for p in net.parameters() if p.ndim == 0]  # logit scale and bias
+    fully_shard(net, ignored_params=set(whole))
+    return whole
+
+def _average_grads(params, world):
+    "Average the gradients of `params` (those FSDP left whole) over the processes, as DDP and FSDP average the rest."
+    for p in params:
+        if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
+
+def _grad_norm(acc, model, max_norm) -> torch.Tensor:
+    "The gradients' total norm, before they are clipped to `max_norm` (if > 0): Accelerate's, or over a sharded model's shards."
+    if not _sharded(model): return acc.clip_grad_norm_(model.parameters(), max_norm or float('inf'))
+    gs = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.stack([_full(g.detach().float().norm()) for g in gs]).norm()
+    if max_norm and torch.isfinite(norm):
+        for g in gs: g.mul_(float(torch.clamp(max_norm/(norm + 1e-6), max=1.0)))
+    return norm
+
+def _full(t): return t.full_tensor() if hasattr(t, 'full_tensor') else t
+
+def _full_state(model) -> dict:
+    "The whole state dict of sharded `model`, gathered into the main process's CPU memory (every process must call it)."
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, StateDictOptions
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+def _full_optim_state(model, opt) -> dict:
+    "The whole optimizer state of sharded `model`, keyed by parameter name, in the main process's CPU memory."
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, StateDictOptions
+    return get_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+def _workers(cfg, acc) -> int:
+    "DataLoader workers: `cfg.num_workers`, or when -1 none on a CPU (the step needs every core) and the CPUs shared out up to 8 per GPU."
+    if cfg.num_workers >= 0: return cfg.num_workers
+    return 0 if acc.device.type == 'cpu' else max(1, min(8, _cpus()//acc.num_processes - 1))
 
 def _resolve(cfg, overrides) -> PretrainConfig:
     "`cfg` (None, a YAML path, a dict or a `PretrainConfig`) with `overrides` on top, validated."
@@ -362,7 +422,7 @@ def _resolve(cfg, overrides) -> PretrainConfig:
 def _accelerator(cfg, **kw) -> Accelerator:
     "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."
     return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
-                       cpu=not torch.cuda.is_available(), **kw)
+                       cpu=not torch.cuda.is_available(), dynamo_backend='inductor' if cfg.compile else 'no', **kw)
 
 
 # %% ../nbs/02_pretrain.ipynb 30
@@ -388,7 +448,7 @@ def _result(out):
     m = json.loads((out/'metrics.json').read_text())
     return RunResult(out, out/'model', m, pd.read_csv(out/'metrics.csv'))
 
-_RUNTIME = ('resume', 'num_workers', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
+_RUNTIME = ('resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
 
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
@@ -438,21 +498,20 @@ def _fit(acc, cfg, out, studies, t_start):
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
     ds = make_dataset(cfg, studies, model.image)
     dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
-                    num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                    generator=torch.Generator().manual_seed(cfg.seed))  # its own RNG: a new iterator after resume leaves dropout's alone
-    if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    else: opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
+                    generator=torch.Generator().manual_seed(cfg.seed),  # its own RNG: a new iterator after resume leaves dropout's alone
+                    **loader_kwargs(_workers(cfg, acc), acc.device))  # workers only read images: the sampler and augmentation are here
+    net = model
+    whole = _shard(net, acc.device) if cfg.fsdp and acc.num_processes > 1 else None
+    model = net if whole is not None else acc.prepare(net)  # DDP (bucketed all-reduce overlapped with backward) on several processes
+    fused = dict(fused=True) if acc.device.type == 'cuda' else {}
+    if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(net, cfg.weight_decay), lr=cfg.lr, **fused)
+    else: opt = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
     sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, total, min_lr=cfg.min_lr)
-    # The model is not wrapped in DDP: losses call its encoders directly, and `sync_grads` averages gradients.
-    # The scheduler is not prepared either (a prepared one steps once per process); it steps once per optimizer step.
-    model = model.to(acc.device)
-    if acc.num_processes > 1:  # every process starts from rank 0's weights, as DDP would broadcast them
-        for t in model.state_dict().values(): torch.distributed.broadcast(t, 0)
-    opt = acc.prepare(opt)
+    opt = acc.prepare(opt)  # the scheduler is not prepared (a prepared one steps once per process): it steps once per optimizer step
     step = 0
     if resume_from:
-        step = load_checkpoint(acc, model, opt, sched, resume_from)['step']
+        step = load_checkpoint(acc, net, opt, sched, resume_from)['step']
         acc.print(f'resumed from {resume_from} at step {step}')
     hist = pd.read_csv(out/'metrics.csv').query('step <= @step').to_dict('records') \
         if resume_from and (out/'metrics.csv').exists() else []
@@ -462,24 +521,24 @@ def _fit(acc, cfg, out, studies, t_start):
         writer = SummaryWriter(str(out/'tb'))
     bar = tqdm(total=total, initial=step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
     t_log, n_log, last_good = time.time(), 0, resume_from
-    params = [p for p in model.parameters() if p.requires_grad]
     while step < total:
         epoch, done = divmod(step, steps_per_epoch)
-        sampler.set_epoch(epoch, start=done*cfg.accum_steps); ds.set_epoch(epoch)
+        sampler.set_epoch(epoch, start=done*cfg.accum_steps)
         model.train()
-        for i, b in enumerate(dl):
+        for b in dl:
+            b = augment_batch(_to(b, acc.device), cfg, net.image, epoch)
             with acc.accumulate(model), acc.autocast():
                 terms = compute_loss(model, b, cfg)
                 loss = terms['loss']
                 if not torch.isfinite(loss.detach()).all(): raise _stop(f'loss is {loss.item()}', step + 1, last_good)
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    sync_grads(model, acc.num_processes)
-                    gnorm = acc.clip_grad_norm_(params, cfg.max_grad_norm or float('inf'))  # clips only when max_grad_norm > 0
+                    if whole: _average_grads(whole, acc.num_processes)
+                    gnorm = _grad_norm(acc, model, cfg.max_grad_norm)  # clips only when max_grad_norm > 0
                     if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
                         raise _stop(f'gradient norm is {gnorm.item()}', step + 1, last_good)
                 opt.step()
-                if acc.sync_gradients: peft_update(model, step); sched.step()  # AdaLoRA reads the gradients: before zero_grad
+                if acc.sync_gradients: peft_update(net, step); sched.step()  # AdaLoRA reads the gradients: before zero_grad
                 opt.zero_grad()
             n_log += len(b['idx'])*acc.num_processes
             if not acc.sync_gradients: continue
@@ -487,7 +546,7 @@ def _fit(acc, cfg, out, studies, t_start):
             if step % cfg.log_every == 0 or step == total:
                 dt = time.time() - t_log
                 vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
-                rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=model.logit_scale.exp().item(),
+                rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=net.logit_scale.exp().item(),
                            grad_norm=gnorm.item(), pairs_per_s=n_log/max(dt, 1e-9), **vals)
                 hist.append(rec); t_log, n_log = time.time(), 0
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
@@ -496,20 +555,23 @@ def _fit(acc, cfg, out, studies, t_start):
                         if k not in ('step', 'epoch'): writer.add_scalar(f'train/{k}', v, step)
                 if acc.is_main_process: pd.DataFrame(hist).to_csv(out/'metrics.csv', index=False)
             if step % cfg.ckpt_every == 0 and step < total:
-                last_good = save_checkpoint(acc, model, opt, sched, out, step, dict(epoch=epoch), cfg.keep_ckpts)
+                last_good = save_checkpoint(acc, net, opt, sched, out, step, dict(epoch=epoch), cfg.keep_ckpts)
             if step >= total: break
     bar.close()
+    if whole is not None:  # the whole model on the main process, to save and check
+        full = _full_state(model)
+        if acc.is_main_process: net = build_model(cfg, tokenizer=net.tokenizer, total_steps=total); net.load_state_dict(full)
     acc.wait_for_everyone()
     metrics = dict(steps=step, final_loss=hist[-1]['loss'] if hist else None, wall_s=time.time() - t_start)
     if acc.is_main_process:
-        model.save_pretrained(out/'model')
+        net.save_pretrained(out/'model')
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):
-            accuracy, y, pred, classes = zero_shot_5x200(model, cfg)
+            accuracy, y, pred, classes = zero_shot_5x200(net, cfg)
             metrics['zero_shot_5x200_acc'] = accuracy
             pd.DataFrame(dict(y_true=[classes[i] for i in y], y_pred=[classes[i] for i in pred])).to_csv(
                 out/'zero_shot_5x200.csv', index=False)
         (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))  # what the tower was fed
+        image = dict(size=cfg.image_size or net.image.image_size, **image_input(net.image))  # what the tower was fed
         (out/'manifest.json').write_text(json.dumps(manifest(cfg, studies, wall_s=metrics['wall_s'], image_input=image,
                                          num_processes=acc.num_processes), indent=1, default=str))
         save_figures(out)
@@ -572,19 +634,43 @@ def _open_clip_model(model, cfg):
     oc.text.proj = torch.nn.Linear(model.text.out_dim, cfg.emb_dim, bias=False)
     return oc
 
-def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.DataFrame:
-    "Pairs/s and memory of the training step vs the bare towers' forward+backward (and open_clip's step), one batch."
+
+# %% ../nbs/02_pretrain.ipynb 41
+PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}  # dense bf16 tensor cores
+
+def peak_tflops(device) -> float | None:
+    "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
+    if torch.device(device).type != 'cuda': return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+def _flops(fn) -> float:
+    "The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products and convolutions, forward and backward)."
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc: fn()
+    return float(fc.get_total_flops())
+
+# %% ../nbs/02_pretrain.ipynb 42
+def _loop_row(cfg, steps) -> float:
+    "Pairs/s of `pretrain` itself (data from disk, augmentation, logging): its second window of `steps` steps."
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        h = pretrain(cfg, output_dir=d, resume=False, max_steps=2*steps, log_every=steps, ckpt_every=10**9, zero_shot=False).history
+    return float(h.pairs_per_s.iloc[-1])
+
+def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
+    "Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole loop."
     cfg = _resolve(cfg, overrides)
+    loop_pairs = _loop_row(cfg, steps) if loop else None
     set_seed(cfg.seed)
     acc = _accelerator(cfg)
     studies = load_studies(cfg)
     model = build_model(cfg, texts=[s.text for s in studies]).to(acc.device).train()
     ds = make_dataset(cfg, studies, model.image)
-    b = Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)])
-    b = {k: (tuple(t.to(acc.device) for t in v) if isinstance(v, tuple) else v.to(acc.device) if torch.is_tensor(v) else v)
-         for k, v in b.items()}
+    b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]), acc.device), cfg, model.image, 0)
     x = b['image'][0] if isinstance(b['image'], tuple) else b['image']
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    fused = dict(fused=True) if acc.device.type == 'cuda' else {}
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
     def ours():
         with acc.autocast(): loss = compute_loss(model, b, cfg)['loss']
         loss.backward(); opt.step(); opt.zero_grad()
@@ -597,26 +683,45 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, **overrides) -> pd.D
     if open_clip:
         from open_clip.loss import ClipLoss
         oc, oloss = _open_clip_model(model, cfg).to(acc.device).train(), ClipLoss()
-        oopt = torch.optim.AdamW(oc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        oopt = torch.optim.AdamW(oc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         def oc_step():
             with acc.autocast(): f = oc(x, b['input_ids']); loss = oloss(f['image_features'], f['text_features'], f['logit_scale']) \
                 if isinstance(f, dict) else oloss(*f[:3])
             loss.backward(); oopt.step(); oopt.zero_grad()
         fns['open_clip training step'] = oc_step
     sync = torch.cuda.synchronize if acc.device.type == 'cuda' else (lambda: None)
-    rows = []
-    for name, fn in fns.items():
+    for fn in fns.values():
         for _ in range(warmup): fn()
-        sync(); t0 = time.perf_counter()
-        for _ in range(steps): fn()
-        sync(); dt = time.perf_counter() - t0
-        rows.append(dict(step=name, pairs_per_s=steps*cfg.batch_size/dt, memory_mib=step_memory_mib(fn, acc.device)))
+    secs = {name: [] for name in fns}
+    for _ in range(rounds):  # interleaved rounds, the median of each: no row gains from running first or last
+        for name, fn in fns.items():
+            sync(); t0 = time.perf_counter()
+            for _ in range(steps): fn()
+            sync(); secs[name].append(time.perf_counter() - t0)
+    rows = [dict(step=name, pairs_per_s=steps*cfg.batch_size/np.median(secs[name]), memory_mib=step_memory_mib(fn, acc.device),
+                 gflop_per_pair=_flops(fn)/cfg.batch_size/1e9) for name, fn in fns.items()]
+    if loop: rows.append(dict(step='medvlp whole loop (data from disk)', pairs_per_s=loop_pairs, gflop_per_pair=rows[0]['gflop_per_pair']))
     df = pd.DataFrame(rows).set_index('step')
-    bare_row = df.loc['bare towers forward+backward']
-    df['throughput_vs_bare'] = df.pairs_per_s/bare_row.pairs_per_s
-    df['memory_vs_bare'] = df.memory_mib/bare_row.memory_mib
-    df.attrs.update(device=str(acc.device), memory='peak CUDA allocation' if acc.device.type == 'cuda' else 'autograd saved tensors',
-                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=model.image.image_size,
+    df['vs_step'] = df.pairs_per_s/df.pairs_per_s.iloc[0]
+    df['vs_bare'] = df.pairs_per_s/df.loc['bare towers forward+backward', 'pairs_per_s']
+    df['memory_vs_bare'] = df.memory_mib/df.loc['bare towers forward+backward', 'memory_mib']
+    df['tflop_per_s'] = df.pairs_per_s*df.gflop_per_pair/1e3
+    if peak := peak_tflops(acc.device): df['mfu'] = df.tflop_per_s/peak
+    df.attrs.update(device=str(acc.device) if acc.device.type == 'cpu' else torch.cuda.get_device_name(acc.device),
+                    memory='peak CUDA allocation' if acc.device.type == 'cuda' else 'autograd saved tensors',
+                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=model.image.image_size, peak_tflops=peak,
                     image_tower=cfg.image_tower, text_tower=cfg.text_tower, torch_threads=torch.get_num_threads())
     _reset_accelerate()
-    return df.round(3)
+    return df.round(4)
+
+# %% ../nbs/02_pretrain.ipynb 47
+def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8, **overrides) -> pd.DataFrame:
+    "Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` processes, with and without `local_loss`."
+    rows = []
+    for bs in batch_sizes:
+        for size in image_sizes:
+            r = benchmark(cfg, steps, warmup, open_clip=False, loop=False, rounds=1, **{**overrides, 'batch_size': bs, 'image_size': size}).iloc[0]
+            sim = lambda n: 2*4*n*bs/2**20
+            rows.append(dict(batch_size=bs, image_size=size, pairs_per_s=r.pairs_per_s, memory_mib=r.memory_mib,
+                             gflop_per_pair=r.gflop_per_pair, sim_mib_gathered=sim(bs), sim_mib_local_loss=sim(max(1, bs//world))))
+    return pd.DataFrame(rows).round(4)
