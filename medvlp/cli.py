@@ -26,7 +26,7 @@ def _param_value(s):
     for t in (int, float):
         try: return t(s)
         except ValueError: pass
-    if s.strip()[:1] in '[{':
+    if s.strip()[:1] in ('[', '{'):  # ('' is in '[{': an empty value would read as YAML's null)
         try: return yaml.safe_load(s)
         except yaml.YAMLError as e: raise ValueError(f'-p value {s!r}: not a YAML list or mapping: {e}') from None
     return {'true': True, 'false': False}.get(s.lower(), s)
