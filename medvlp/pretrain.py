@@ -97,7 +97,7 @@ class PretrainConfig(Params):
     logit_scale_init: float = 2.6593   # ln(1/0.07)
     logit_scale_max: float = 4.6052    # ln(100); 0 = no clamp
     max_length: int = 128              # tokens; SynthCXR reports are about 60-100 WordPiece tokens
-    dataset: str = 'synthcxr'          # a name from medvlp.datasets.DATASETS (adapters, csv_table, pairs_folder)
+    dataset: str = 'synthcxr'          # a name from medvlp.datasets.DATASETS (adapters, csv, pairs_folder)
     data_root: str = ''                # '' = the default SynthCXR in the cache
     data_options: dict = field(default_factory=dict)  # extra options of the dataset adapter (e.g. column mapping)
     data_pct: float = 1.0              # fraction of training patients kept
