@@ -429,8 +429,8 @@ class Collate:
         return torch.stack(xs)
     def _encode(self, texts):
         new = list(dict.fromkeys(t for t in texts if t not in self.ids))
-        if new: self.ids.update(zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
-        return self.tok.pad({'input_ids': [self.ids[t] for t in texts]}, return_tensors='pt')
+        if new: self.ids.update((t, np.array(ids, np.int32)) for t, ids in zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
+        return self.tok.pad({'input_ids': [self.ids[t].tolist() for t in texts]}, return_tensors='pt')  # int32 arrays: 4 bytes a token kept
     def __call__(self, items):
         b = {k: self._stack([it[k] for it in items]) for k in ('image', 'image2', 'labels') if k in items[0]}
         b['idx'] = torch.tensor([it['idx'] for it in items])
