@@ -349,8 +349,8 @@ def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
     theta = torch.cat([lin, (torch.stack([cx, cy], -1) - (lin @ torch.stack([tx, ty], -1)[..., None])[..., 0])[..., None]], -1)
     x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
     x = (x*b[:, None, None, None]).clamp(0, 1)
-    grey = x.mean(1, keepdim=True) if C == 1 else (x*torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1, keepdim=True)
-    x = (c[:, None, None, None]*x + (1 - c[:, None, None, None])*grey.mean((2, 3), keepdim=True)).clamp(0, 1)
+    grey = x if C == 1 else v2.functional.rgb_to_grayscale(x)  # torchvision's weights, as its ColorJitter uses
+    x = (c[:, None, None, None]*x + (1 - c[:, None, None, None])*grey.mean((1, 2, 3), keepdim=True)).clamp(0, 1)
     if (sig > 0).any(): x = _blur(x, sig, max(3, S//20*2 + 1))
     per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype, device=x.device)[:, None, None]
     return (x - per(mean))/per(std)

@@ -28,7 +28,7 @@ __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'VINDR_LABELS'
            'report_texts', 'rle_encode', 'rle_decode', 'image_size', 'annotation_masks', 'mimic_cxr', 'chexpert',
            'chexpert5x200', 'rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'covidx', 'roco', 'cbis_ddsm',
            'embed_text', 'embed', 'chestxray14', 'csv_table', 'pairs_folder', 'synthcxr', 'preprocess', 'ImageArray',
-           'image_array', 'loader_kwargs', 'loader_speed']
+           'image_array', 'cpus', 'loader_kwargs', 'loader_speed']
 
 # %% ../nbs/00_datasets.ipynb 6
 DATASETS = {}
@@ -916,9 +916,13 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True)
     return ImageArray(folder)
 
 # %% ../nbs/00_datasets.ipynb 87
+def cpus() -> int:
+    "The CPUs this process may use."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
-    if num_workers is None: num_workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+    if num_workers is None: num_workers = min(8, cpus())
     kw = dict(num_workers=num_workers, pin_memory=str(device).startswith('cuda'))
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw

@@ -23,7 +23,7 @@ from .data import (Studies, StudyDataset, Collate, image_transform, augment, squ
                          CHEXPERT_LABELS, _score)
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
-from .datasets import DATASETS, load_dataset, image_array, loader_kwargs
+from .datasets import DATASETS, load_dataset, image_array, loader_kwargs, cpus
 from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
@@ -187,7 +187,7 @@ def make_dataset(cfg, studies, tower, train=True):
     "The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the tower's size that `augment_batch` augments; else the evaluation transform."
     m, size = METHODS[cfg.method], cfg.image_size or tower.image_size
     if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
-    images = image_array(studies, size, in_channels(tower), workers=_cpus()) if cfg.image_cache else None
+    images = image_array(studies, size, in_channels(tower), workers=cpus()) if cfg.image_cache else None
     return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views, sections=m.sections,
                         channels=in_channels(tower), images=images)
 
@@ -201,7 +201,6 @@ def augment_batch(b, cfg, tower, epoch) -> dict:
     if 'image2' in b: b['image2'] = aug(b['image2'], 3, m.preset)
     return b
 
-def _cpus() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
@@ -413,7 +412,7 @@ def _full_optim_state(model, opt) -> dict:
 def _workers(cfg, acc) -> int:
     "DataLoader workers: `cfg.num_workers`, or when -1 none on a CPU (the step needs every core) and the CPUs shared out up to 8 per GPU."
     if cfg.num_workers >= 0: return cfg.num_workers
-    return 0 if acc.device.type == 'cpu' else max(1, min(8, _cpus()//acc.num_processes - 1))
+    return 0 if acc.device.type == 'cpu' else max(1, min(8, cpus()//acc.num_processes - 1))
 
 def _resolve(cfg, overrides) -> PretrainConfig:
     "`cfg` (None, a YAML path, a dict or a `PretrainConfig`) with `overrides` on top, validated."
