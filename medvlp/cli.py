@@ -19,6 +19,7 @@ COMMANDS = {  # subcommand: (module, config class, run function, what it does)
     'eval': ('medvlp.evaluate', 'EvalConfig', 'evaluate', 'zero-shot classification and retrieval with intervals'),
     'adaptor': ('medvlp.adaptor', 'AdaptorRunConfig', 'run_adaptor', 'Adaptor on frozen towers, classified at data fractions'),
     'segment': ('medvlp.segment', 'SegmentConfig', 'segment', 'a segmentation head over a frozen tower'),
+    'compare': ('medvlp.compare', 'CompareConfig', 'compare', 'every method side by side: same data, budget, seeds; paired intervals'),
 }
 
 def _param_value(s):

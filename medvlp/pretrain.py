@@ -22,7 +22,7 @@ from .cache import image_input, in_channels, tower_transform
 from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped,
                          CHEXPERT_LABELS, _score)
 from . import losses as L
-from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update
+from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters
 from .datasets import DATASETS, load_dataset, image_array, loader_kwargs, cpus
 from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
@@ -562,7 +562,8 @@ def _fit(acc, cfg, out, studies, t_start):
         full = _full_state(model)
         if acc.is_main_process: net = build_model(cfg, tokenizer=net.tokenizer, total_steps=total); net.load_state_dict(full)
     acc.wait_for_everyone()
-    metrics = dict(steps=step, final_loss=hist[-1]['loss'] if hist else None, wall_s=time.time() - t_start)
+    metrics = dict(steps=step, final_loss=hist[-1]['loss'] if hist else None, wall_s=time.time() - t_start,
+                   **{f'{k}_params': v for k, v in count_parameters(net).items()})
     if acc.is_main_process:
         net.save_pretrained(out/'model')
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):

@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import ROOT
 
 LAYERS = [('data', 'losses', 'metrics'), ('runs', 'datasets', 'synthcxr', 'models', 'cache'), ('zeroshot',), ('pretrain',),
-          ('evaluate', 'probe', 'prompt_tune'), ('adaptor', 'segment'), ('cli',)]
+          ('evaluate', 'probe', 'prompt_tune'), ('adaptor', 'segment'), ('compare',), ('cli',)]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
 
 

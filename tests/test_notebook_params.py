@@ -18,6 +18,7 @@ NOTEBOOKS = {  # notebook: (module, config class, the notebook's own extra param
     '05_eval': ('medvlp.evaluate', 'EvalConfig', ()),
     '06_adaptor': ('medvlp.adaptor', 'AdaptorRunConfig', ()),
     '07_segment': ('medvlp.segment', 'SegmentConfig', ('ablation',)),
+    '08_compare': ('medvlp.compare', 'CompareConfig', ()),
 }
 
 

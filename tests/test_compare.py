@@ -1,0 +1,51 @@
+"""The comparison (issue 16) on a user's data through parameters alone: `papermill nbs/08_compare.ipynb` on a CSV of
+colour and grey images with a messy label column, two methods, two learning rates and two seeds; then `medvlp compare`
+with the same parameters reuses every run (no folder is trained again) and gives the same table."""
+import json, subprocess, sys
+import numpy as np
+import pandas as pd
+import yaml
+
+from conftest import ROOT, env
+from test_any_data import KINDS, FINDING, _image, _options
+
+
+def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
+    (tmp_path / 'images').mkdir()
+    rows = []
+    for i in range(72):
+        kind = list(KINDS)[i % 3]
+        _image(kind, i, tmp_path / 'images' / f'{i}.png')
+        rows.append(dict(path=f'{i}.png', report=KINDS[kind][(i // 3) % 2], finding=FINDING[kind], patient=f'p{i // 2}',
+                         modality='CT' if i % 12 == 11 else 'X-ray'))
+    pd.DataFrame(rows).to_csv(tmp_path / 'meta.csv', index=False)
+    out = tmp_path / 'cmp'
+    params = dict(methods=['clip', 'medclip'], seeds=[0, 1], lrs=[1e-3, 3e-3], max_steps=20, batch_size=12, image_size=32,
+                  overrides=dict(emb_dim=32, warmup_steps=3, log_every=5), dataset='csv', data_root=str(tmp_path / 'meta.csv'),
+                  data_options=_options(tmp_path), tasks=['multiclass', 'retrieval'], classes=['Pneumonia', 'COVID-19', 'Normal'],
+                  probe_fractions=[1.0], n_boot=200, output_dir=str(out))
+    (tmp_path / 'p.yaml').write_text(yaml.safe_dump(params))
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '08_compare.ipynb'), str(tmp_path / 'out.ipynb'),
+                        '-f', str(tmp_path / 'p.yaml'), '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
+    assert r.returncode == 0, r.stderr[-4000:]
+    t = pd.read_csv(out / 'results.csv')
+    assert list(dict.fromkeys(t.method)) == ['clip', 'medclip']
+    assert set(t.metric) == {'multiclass AUROC', 'multiclass accuracy', 'retrieval R@1', 'retrieval R@5', 'retrieval R@10',
+                             'probe 100% AUROC', 'probe 100% accuracy'}
+    assert ((t.ci_low <= t.value + 1e-12) & (t.value <= t.ci_high + 1e-12)).all() and (t.n_seeds == 2).all()
+    runs = pd.read_csv(out / 'runs.csv')
+    assert len(runs) == 6 and runs.chosen.sum() == 4          # 2 methods x (2 rates at seed 0 + seed 1 at the chosen rate)
+    for m, d in runs[runs.seed == 0].groupby('method'):       # the chosen rate has the best validation retrieval
+        assert sorted(d.lr) == [1e-3, 3e-3] and d.loc[d.valid_recall.idxmax(), 'chosen']
+        assert runs[(runs.method == m) & (runs.seed == 1)].lr.item() == d[d.chosen].lr.item()
+    man = json.loads((out / 'manifest.json').read_text())
+    assert man['params']['dataset'] == 'csv' and man['recipes']['medclip']['label_temp'] == 0.1
+    assert man['data']['multiclass']['n_studies'] == t[t.metric == 'multiclass accuracy'].n_images.iloc[0] > 0
+    stamps = {f: (out / f / 'metrics.json').stat().st_mtime for f in runs.folder}
+    from medvlp.cli import run
+    again = run(['compare', '-f', str(tmp_path / 'p.yaml')])
+    assert {f: (out / f / 'metrics.json').stat().st_mtime for f in again.runs.folder} == stamps
+    pd.testing.assert_frame_equal(again.table.reset_index(drop=True), t, check_dtype=False)
+    report = (out / 'report.md').read_text()
+    assert '| clip |' in report and '## Paired difference from clip' in report and '[s1](runs/medclip-lr' in report
+    assert (out / 'differences.png').stat().st_size > 1000
