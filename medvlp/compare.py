@@ -277,7 +277,7 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
     write_table(out, 'results', table, results_table(table, runs), title=f'# Comparison\n\n{setting}', index=False)
     diff = _cells(table[table.method != base], ('diff', 'diff_low', 'diff_high'), '+.3f', bold=True)
     write_table(out, 'differences', table[table.method != base], diff, title=f'## Paired difference from {base} (bold: interval excludes 0)', index=False)
-    shown = claims.assign(effect=[v if np.isnan(v) else interval_cell(v, lo, hi, '+.3f') for v, lo, hi in zip(claims.effect, claims.low, claims.high)])
+    shown = claims.assign(effect=['' if np.isnan(v) else interval_cell(v, lo, hi, '+.3f') for v, lo, hi in zip(claims.effect, claims.low, claims.high)])
     write_table(out, 'claims', claims, shown[['source', 'claim', 'metric', 'effect', 'verdict']].set_index('source'), title='## Claims', index=False)
     fig = plot_differences(table, base); fig.savefig(out/'differences.png', dpi=110); plt.close(fig)
     report = '\n'.join((out/f).read_text() for f in ('results.md', 'differences.md', 'claims.md')) + '\n![differences](differences.png)\n'
