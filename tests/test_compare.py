@@ -2,7 +2,6 @@
 colour and grey images with a messy label column, two methods, two learning rates and two seeds; then `medvlp compare`
 with the same parameters reuses every run (no folder is trained again) and gives the same table."""
 import json, subprocess, sys
-import numpy as np
 import pandas as pd
 import yaml
 
