@@ -24,11 +24,12 @@ from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, _RUNTIME
 from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings
 from .zeroshot import zero_shot_scores
 from .probe import train_subset, fit_linear, head_scores
+from .prompt_tune import PromptTuneConfig, prompt_tune
 
 # %% auto 0
 __all__ = ['CLAIMS', 'method_recipe', 'CompareConfig', 'run_config', 'train_run', 'EvalSet', 'eval_sets', 'score_model',
-           'set_metrics', 'summarize', 'plot_differences', 'Claim', 'check_claims', 'CompareResult', 'results_table',
-           'write_report', 'compare']
+           'set_metrics', 'tuned_model', 'summarize', 'plot_differences', 'Claim', 'check_claims', 'CompareResult',
+           'results_table', 'write_report', 'compare']
 
 # %% ../nbs/08_compare.ipynb 6
 def method_recipe(method: str) -> tuple[str, dict]:
@@ -60,6 +61,8 @@ class CompareConfig(Params):
     tasks: list = field(default_factory=lambda: ['5x200', 'retrieval'])  # zero-shot and retrieval tasks (evaluate's presets or kinds)
     classes: list = field(default_factory=list)       # the kinds' and the probe's classes; [] = CheXpert's five on SynthCXR, else every label
     probe_fractions: list = field(default_factory=lambda: [1.0])  # linear-probe training fractions; [] = no probe
+    tune_prompts: bool = False     # also score each model with a context prompt tuned on the training split, as '<method>+prompt'
+    prompt_options: dict = field(default_factory=dict)  # medvlp.prompt_tune parameters for it (e.g. epochs, n_ctx, loss)
     n_boot: int = 1000
     ci: float = 0.95
     device: str = 'cpu'            # where the models are scored (training: Accelerate's choice)
@@ -124,8 +127,8 @@ def eval_sets(cfg: CompareConfig) -> dict:
 
 # %% ../nbs/08_compare.ipynb 18
 @torch.no_grad()
-def score_model(model_dir, sets: dict, seed: int = 0, device='cpu', C=0.1) -> dict:
-    "Per-image results of the model in `model_dir` on each of `sets`: zero-shot scores [N, C], image-to-text ranks [N] or probe probabilities [N, C]."
+def score_model(model_dir, sets: dict, seed: int = 0, device='cpu', prompts='hand', C=0.1) -> dict:
+    "Per-image results of the model in `model_dir` on each of `sets`: zero-shot scores [N, C] (with `prompts`), image-to-text ranks [N] or probe probabilities [N, C]."
     model, tfm = frozen_model(model_dir); model.to(device)
     pooled = lambda st: np.asarray(embed_images(model.image, st, tfm, desc=f'embed {len(st)} images').pooled)
     res = {}
@@ -136,7 +139,7 @@ def score_model(model_dir, sets: dict, seed: int = 0, device='cpu', C=0.1) -> di
             continue
         img = study_embeddings(model, s.studies, model.image_size)
         res[s.name] = retrieval_ranks(img, text_embeddings(model, s.classes), s.y, np.arange(len(s.classes))) \
-            if s.kind == 'retrieval' else zero_shot_scores(model, img, s.classes, 'hand', model_dir, s.kind)
+            if s.kind == 'retrieval' else zero_shot_scores(model, img, s.classes, prompts, model_dir, s.kind)
     return res
 
 def set_metrics(s: EvalSet, a, W, ks=(1, 5, 10)) -> dict:
@@ -148,7 +151,19 @@ def set_metrics(s: EvalSet, a, W, ks=(1, 5, 10)) -> dict:
     if s.kind != 'multilabel': out['accuracy'] = W @ (Y == P).all(1) / W.sum(1)
     return out
 
-# %% ../nbs/08_compare.ipynb 22
+# %% ../nbs/08_compare.ipynb 20
+def tuned_model(cfg: CompareConfig, pc: PretrainConfig) -> Path:
+    "Run `pc`'s model with a context prompt tuned on `cfg`'s training split: made once, in the run folder's `prompt_tune/`."
+    out = Path(pc.output_dir)/'prompt_tune'
+    if not (out/'model'/'prompt').is_dir():
+        classes = cfg.classes or (CHEXPERT5 if cfg.dataset == 'synthcxr' else [])
+        if not classes: raise ValueError(f'tune_prompts: pass classes, the classes of {cfg.dataset} to tune the prompt for')
+        prompt_tune(PromptTuneConfig.make(cfg.prompt_options, model_dir=str(Path(pc.output_dir)/'model'), dataset=cfg.dataset,
+                                          data_root=cfg.data_root, data_options=cfg.data_options, classes=list(classes),
+                                          seed=pc.seed, evaluate=False, output_dir=str(out)), progress=False)
+    return out/'model'
+
+# %% ../nbs/08_compare.ipynb 24
 def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, seed=0) -> pd.DataFrame:
     "Long table (method, metric, value, CI, paired difference from `baseline` with CI) of `results[method][seed_index][set]`."
     rng, rows = np.random.default_rng(seed), []
@@ -156,7 +171,7 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
     for s in sets.values():
         W = np.vstack([np.ones(len(s.y)), _counts(len(s.y), n_boot, seed)])     # row 0: the data as it is
         J = rng.integers(0, n_seeds, (n_boot, n_seeds))                                     # each draw's seeds
-        per = {m: [set_metrics(s, r[s.name], W) for r in runs] for m, runs in results.items()}
+        per = {m: [set_metrics(s, r[s.name], W) for r in runs] for m, runs in results.items() if s.name in runs[0]}
         boot = lambda v: v[J, np.arange(1, n_boot + 1)[:, None]].mean(1)
         for metric in per[baseline][0]:
             base = np.stack([d[metric] for d in per[baseline]])
@@ -167,27 +182,28 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
                                  n_seeds=n_seeds, n_images=len(s.y)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 25
+# %% ../nbs/08_compare.ipynb 27
 def _colour(lo, hi): return 'tab:green' if lo > 0 else 'tab:red' if hi < 0 else 'tab:gray'
 
 def plot_differences(table: pd.DataFrame, baseline: str):
     "Forest plot of each method's paired difference from `baseline` with its interval, one panel per metric."
     t = table[table.method != baseline]
     metrics = list(dict.fromkeys(t.metric))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6*len(metrics) + 1, 0.45*t.method.nunique() + 1.4), sharey=True, squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    cols = min(4, len(metrics)); rows = -(-len(metrics)//cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3*cols + 0.8, (0.32*t.method.nunique() + 1.1)*rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]: ax.axis('off')
+    for ax, metric in zip(axes.flat, metrics):
         d = t[t.metric == metric].reset_index(drop=True)
         for i, r in d.iterrows():
             ax.errorbar(r['diff'], i, xerr=[[r['diff'] - r.diff_low], [r.diff_high - r['diff']]], fmt='o', capsize=3, color=_colour(r.diff_low, r.diff_high))
         ax.axvline(0, color='k', lw=0.8, ls=':')
         ax.set(title=metric, yticks=range(len(d)), yticklabels=d.method, ylim=(-0.6, len(d) - 0.4))
-        ax.tick_params(labelsize=8); ax.title.set_fontsize(9)
-    axes[0, 0].invert_yaxis()
+        ax.tick_params(labelsize=8); ax.title.set_fontsize(9); ax.invert_yaxis()
     fig.suptitle(f'difference from {baseline} (paired bootstrap, 95% interval)', fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25/fig.get_figheight()))   # room for the title
     return fig
 
-# %% ../nbs/08_compare.ipynb 27
+# %% ../nbs/08_compare.ipynb 29
 @dataclass(frozen=True)
 class Claim:
     "A paper's claim as a test: `method` beats (`direction` 1) or trails (-1) `baseline` on `metric` of the comparison table."
@@ -205,11 +221,12 @@ CLAIMS = [
     Claim('MedCLIP (Wang et al., 2022)', 'soft semantic targets raise zero-shot classification', 'medclip', '5x200 accuracy'),
     Claim('SigLIP (Zhai et al., 2023)', 'the sigmoid loss beats the softmax loss at small batch sizes', 'siglip', '5x200 accuracy'),
     Claim('CLEFT (Du et al., 2024)', 'a LoRA-tuned causal-LM text tower raises zero-shot classification', 'cleft', '5x200 accuracy'),
+    Claim('CLEFT (Du et al., 2024)', 'context prompt tuning raises zero-shot classification (here: on CLIP)', 'clip+prompt', '5x200 accuracy'),
     Claim('CLIP fine-tuning (LoRA vs full)', 'LoRA fine-tuning is below full fine-tuning on retrieval',
           'clip_finetune_lora', 'retrieval R@10', baseline='clip_finetune_full', direction=-1),
 ]
 
-# %% ../nbs/08_compare.ipynb 28
+# %% ../nbs/08_compare.ipynb 30
 def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFrame:
     "Each claim with its measured effect (the paired difference from `baseline`, the table's), interval and verdict."
     rows, have = [], {(r.method, r.metric): r for r in table.itertuples()}
@@ -225,7 +242,7 @@ def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFr
                          verdict=why or ('reproduced' if on else 'not reproduced' if off else 'inconclusive')))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 31
+# %% ../nbs/08_compare.ipynb 33
 @dataclass
 class CompareResult:
     "What a comparison left behind: its folder, the long table, every run, and the claims."
@@ -245,14 +262,14 @@ def _valid_recall(model_dir, s: EvalSet) -> float:
     "Mean image-to-text R@1/5/10 on the validation set: the learning-rate choice."
     return float(np.mean(list(set_metrics(s, score_model(model_dir, {s.name: s})[s.name], np.ones(len(s.studies))).values())))
 
-# %% ../nbs/08_compare.ipynb 32
+# %% ../nbs/08_compare.ipynb 34
 def _cells(table, cols=('value', 'ci_low', 'ci_high'), fmt='.3f', bold=False) -> pd.DataFrame:
     "One row per method, one column per metric: `value [low, high]` (in bold where `bold` and the interval excludes 0)."
     def cell(r):
         c = interval_cell(*(r[k] for k in cols), fmt)
         return f'**{c}**' if bold and (r[cols[1]] > 0 or r[cols[2]] < 0) else c
     return table.assign(cell=table.apply(cell, axis=1)).pivot(index='method', columns='metric', values='cell') \
-        .reindex(index=list(dict.fromkeys(table.method)), columns=list(dict.fromkeys(table.metric)))
+        .reindex(index=list(dict.fromkeys(table.method)), columns=list(dict.fromkeys(table.metric))).fillna('')
 
 def results_table(table, runs) -> pd.DataFrame:
     "The wide table: per method each metric's cell, the chosen learning rate, trainable parameters, mean wall time and pairs/s, run folder links."
@@ -260,9 +277,9 @@ def results_table(table, runs) -> pd.DataFrame:
     cost = pd.DataFrame({'lr': g.lr.first().map('{:g}'.format), 'trainable params': g.trainable_params.first().map('{:,.0f}'.format),
                          'wall s / run': g.wall_s.mean().map('{:.0f}'.format), 'pairs/s': g.pairs_per_s.mean().map('{:.0f}'.format),
                          'runs': g.apply(lambda d: ' '.join(f'[s{s}]({f})' for s, f in zip(d.seed, d.folder)), include_groups=False)})
-    return _cells(table).join(cost).rename_axis('method')
+    return _cells(table).join(cost).fillna('').rename_axis('method')
 
-# %% ../nbs/08_compare.ipynb 33
+# %% ../nbs/08_compare.ipynb 35
 def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Path:
     "Write the tables, the forest plot and `report.md` of a comparison into `out`; the report's path."
     base = table.method.iloc[0]
@@ -284,7 +301,7 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
     (out/'report.md').write_text(report)
     return out/'report.md'
 
-# %% ../nbs/08_compare.ipynb 34
+# %% ../nbs/08_compare.ipynb 36
 def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> CompareResult:
     "Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, write the comparison."
     t0 = time.time()
@@ -305,6 +322,9 @@ def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Compa
                 pc = best if seed == cfg.seeds[0] else run_config(cfg, label, recipe, seed, best.lr)
                 if pc is not best: runs.append(_run_record(label, pc, train_run(pc), out, np.nan) | dict(chosen=True))
                 results[label].append(score_model(Path(pc.output_dir)/'model', tests, seed, cfg.device))
+                if cfg.tune_prompts:
+                    zs = {k: s for k, s in tests.items() if s.kind == 'multiclass'}
+                    results.setdefault(f'{label}+prompt', []).append(score_model(tuned_model(cfg, pc), zs, seed, cfg.device, 'tuned'))
         table, runs = summarize(results, tests, next(iter(recipes)), cfg.n_boot, cfg.ci), pd.DataFrame(runs)
         claims = check_claims(table, next(iter(recipes)))
         write_report(out, cfg, table, runs, claims, tests)

@@ -1,6 +1,7 @@
 """The comparison (issue 16) on a user's data through parameters alone: `papermill nbs/08_compare.ipynb` on a CSV of
-colour and grey images with a messy label column, two methods, two learning rates and two seeds; then `medvlp compare`
-with the same parameters reuses every run (no folder is trained again) and gives the same table."""
+colour and grey images with a messy label column, two methods, two learning rates, two seeds and a tuned prompt for
+each model; then `medvlp compare` with the same parameters reuses every run (no folder is trained again) and gives the
+same table."""
 import json, subprocess, sys
 import pandas as pd
 import yaml
@@ -22,21 +23,27 @@ def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
     params = dict(methods=['clip', 'medclip'], seeds=[0, 1], lrs=[1e-3, 3e-3], max_steps=20, batch_size=12, image_size=32,
                   overrides=dict(emb_dim=32, warmup_steps=3, log_every=5), dataset='csv', data_root=str(tmp_path / 'meta.csv'),
                   data_options=_options(tmp_path), tasks=['multiclass', 'retrieval'], classes=['Pneumonia', 'COVID-19', 'Normal'],
-                  probe_fractions=[1.0], n_boot=200, output_dir=str(out))
+                  probe_fractions=[1.0], tune_prompts=True, prompt_options=dict(n_ctx=4, init='', epochs=3), n_boot=200,
+                  output_dir=str(out))
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(params))
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '08_compare.ipynb'), str(tmp_path / 'out.ipynb'),
                         '-f', str(tmp_path / 'p.yaml'), '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
     assert r.returncode == 0, r.stderr[-4000:]
     t = pd.read_csv(out / 'results.csv')
-    assert list(dict.fromkeys(t.method)) == ['clip', 'medclip']
+    assert list(dict.fromkeys(t.method)) == ['clip', 'clip+prompt', 'medclip', 'medclip+prompt']
     assert set(t.metric) == {'multiclass AUROC', 'multiclass accuracy', 'retrieval R@1', 'retrieval R@5', 'retrieval R@10',
                              'probe 100% AUROC', 'probe 100% accuracy'}
+    assert set(t[t.method.str.endswith('+prompt')].metric) == {'multiclass AUROC', 'multiclass accuracy'}   # a prompt changes zero-shot only
     assert ((t.ci_low <= t.value + 1e-12) & (t.value <= t.ci_high + 1e-12)).all() and (t.n_seeds == 2).all()
     runs = pd.read_csv(out / 'runs.csv')
     assert len(runs) == 6 and runs.chosen.sum() == 4          # 2 methods x (2 rates at seed 0 + seed 1 at the chosen rate)
     for m, d in runs[runs.seed == 0].groupby('method'):       # the chosen rate has the best validation retrieval
         assert sorted(d.lr) == [1e-3, 3e-3] and d.loc[d.valid_recall.idxmax(), 'chosen']
         assert runs[(runs.method == m) & (runs.seed == 1)].lr.item() == d[d.chosen].lr.item()
+    for f in runs[runs.chosen].folder:                         # each chosen model has its tuned prompt, tuned with the run's seed
+        pt = json.loads((out / f / 'prompt_tune' / 'manifest.json').read_text())
+        assert (out / f / 'prompt_tune' / 'model' / 'prompt').is_dir() and pt['params']['n_ctx'] == 4
+        assert pt['params']['seed'] == runs.set_index('folder').seed[f]
     man = json.loads((out / 'manifest.json').read_text())
     assert man['params']['dataset'] == 'csv' and man['recipes']['medclip']['label_temp'] == 0.1
     assert man['data']['multiclass']['n_studies'] == t[t.metric == 'multiclass accuracy'].n_images.iloc[0] > 0

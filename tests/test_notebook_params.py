@@ -81,3 +81,28 @@ def test_every_field_is_read(nb):
 
 def test_every_experiment_has_a_subcommand():
     assert {(m, c) for m, c, _ in NOTEBOOKS.values()} <= {(m, c) for m, c, _, _ in COMMANDS.values()}
+
+
+def _bound(src: str) -> set:
+    "Names a cell's code binds at top level (imports, definitions, assignments); nbdev's `#|` lines are comments."
+    import ast
+    try: tree = ast.parse(src)
+    except SyntaxError: return set()   # IPython magics
+    out = set()
+    for n in tree.body:
+        if isinstance(n, (ast.Import, ast.ImportFrom)): out |= {(a.asname or a.name).split('.')[0] for a in n.names}
+        elif isinstance(n, (ast.FunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                out |= {x.id for x in ast.walk(t) if isinstance(x, ast.Name)}
+    return out
+
+
+@pytest.mark.parametrize('nb', NOTEBOOKS)
+def test_no_parameter_shadows_an_earlier_name(nb):
+    """`from_cell` reads only the names the parameters cell adds, so a parameter named like an earlier import or
+    definition (08's `prompt_tune` parameter and function were one such pair) would be dropped without a word."""
+    cells, i = _cells(nb)
+    earlier = set().union(*(_bound(_src(c)) for c in cells[:i] if c['cell_type'] == 'code'))
+    params = set(re.findall(r'^(\w+)\s*=', _src(cells[i]), re.M))
+    assert not params & earlier, params & earlier
