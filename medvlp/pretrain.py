@@ -295,6 +295,7 @@ def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, k
     acc.wait_for_everyone()
     ts, j = _rng_state()
     save_file(ts, str(tmp/f'rng_{acc.process_index}.safetensors')); (tmp/f'rng_{acc.process_index}.json').write_text(json.dumps(j))
+    acc.wait_for_everyone()  # every process's RNG files are written before the main process renames the folder
     if acc.is_main_process:
         if full: save_file({k: v.contiguous() for k, v in full[0].items()}, str(tmp/'model.safetensors'))
         else: save_model(model, str(tmp/'model.safetensors'))
