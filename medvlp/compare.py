@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import medvlp
 from .data import CHEXPERT5
 from .datasets import DATASETS
-from .metrics import _check_inputs, _counts, _interval, weighted_auroc, retrieval_ranks
+from .metrics import _check_inputs, _counts, _interval, weighted_metrics, retrieval_ranks
 from .runs import Params, run_dir, run_lock, repo_root, manifest, data_record, interval_cell, write_table
 from .cache import embed_images
 from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, _RUNTIME
@@ -146,10 +146,9 @@ def set_metrics(s: EvalSet, a, W, ks=(1, 5, 10)) -> dict:
     "Each headline metric of set `s` from a model's per-image results `a`, under bootstrap weights `W` [B, N]: name -> [B]."
     W = np.atleast_2d(W)
     if s.kind == 'retrieval': return {f'R@{k}': W @ (np.asarray(a) <= k) / W.sum(1) for k in ks}
-    Y, S, P = _check_inputs(s.y, a, s.classes, 'multiclass' if s.kind == 'probe' else s.kind, 0.5)
-    out = {'AUROC': np.mean([weighted_auroc(Y[:, c], S[:, c], W) for c in range(Y.shape[1])], 0)}
-    if s.kind != 'multilabel': out['accuracy'] = W @ (Y == P).all(1) / W.sum(1)
-    return out
+    task = 'multiclass' if s.kind == 'probe' else s.kind
+    m = weighted_metrics(*_check_inputs(s.y, a, s.classes, task, 0.5), W, s.classes, task)
+    return {'AUROC': m['auroc_macro'], **({} if task == 'multilabel' else {'accuracy': m['accuracy']})}
 
 # %% ../nbs/08_compare.ipynb 20
 def tuned_model(cfg: CompareConfig, pc: PretrainConfig) -> Path:

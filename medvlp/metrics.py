@@ -12,8 +12,8 @@ import torch
 TASKS = ('multiclass', 'binary', 'multilabel')  # what a score matrix can be
 
 # %% auto 0
-__all__ = ['TASKS', 'bootstrap_ci', 'weighted_auroc', 'classification_metrics', 'confusion', 'retrieval_ranks',
-           'retrieval_metrics']
+__all__ = ['TASKS', 'bootstrap_ci', 'weighted_auroc', 'weighted_metrics', 'classification_metrics', 'confusion',
+           'retrieval_ranks', 'retrieval_metrics']
 
 # %% ../nbs/00_metrics.ipynb 6
 def _boot_index(n, n_boot, seed) -> np.ndarray:
@@ -86,25 +86,29 @@ def _check_inputs(y_true, scores, classes, task, threshold):
     if task == 'multiclass': P = np.eye(C, dtype=bool)[s.argmax(1)]
     return Y, s, P
 
+def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
+    "Every metric of `classification_metrics` for `_check_inputs`' (Y, S, P) under each row of bootstrap weights `w` [B, N]: name -> [B]."
+    w = np.atleast_2d(w)
+    tp = np.einsum('bn,nc->bc', w, (Y & P).astype(float))
+    pp, pos = w @ P.astype(float), w @ Y.astype(float)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        prec = np.where(pp > 0, tp / pp, 0.0)
+        rec = np.where(pos > 0, tp / pos, 0.0)
+        f1 = np.where(pp + pos > 0, 2 * tp / (pp + pos), 0.0)
+    auc = np.stack([weighted_auroc(Y[:, c], S[:, c], w) for c in range(Y.shape[1])], 1)
+    micro = auc[:, 1] if task == 'binary' else weighted_auroc(Y.ravel(), S.ravel(), np.repeat(w, Y.shape[1], axis=1))
+    out = dict(accuracy=w @ (Y == P).all(1) / w.sum(1), auroc_macro=auc.mean(1), auroc_micro=micro,
+               f1_macro=f1.mean(1), precision_macro=prec.mean(1), recall_macro=rec.mean(1))
+    for name, m in (('precision', prec), ('recall', rec), ('auroc', auc)):
+        out.update({f'{name}[{c}]': m[:, i] for i, c in enumerate(classes)})
+    return out
+
 def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=1000, seed=0, ci=0.95,
                            threshold=0.5, max_cells=2**24) -> pd.DataFrame:
     "Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs."
     Y, S, P = _check_inputs(y_true, scores, classes, task, threshold)
     classes, (N, C) = list(classes), Y.shape
-    def compute(w):  # w: [B, N] weights -> dict name -> [B]
-        tp = np.einsum('bn,nc->bc', w, (Y & P).astype(float))
-        pp, pos = w @ P.astype(float), w @ Y.astype(float)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            prec = np.where(pp > 0, tp / pp, 0.0)
-            rec = np.where(pos > 0, tp / pos, 0.0)
-            f1 = np.where(pp + pos > 0, 2 * tp / (pp + pos), 0.0)
-        auc = np.stack([weighted_auroc(Y[:, c], S[:, c], w) for c in range(C)], 1)
-        micro = auc[:, 1] if task == 'binary' else weighted_auroc(Y.ravel(), S.ravel(), np.repeat(w, C, axis=1))
-        out = dict(accuracy=w @ (Y == P).all(1) / w.sum(1), auroc_macro=auc.mean(1), auroc_micro=micro,
-                   f1_macro=f1.mean(1), precision_macro=prec.mean(1), recall_macro=rec.mean(1))
-        for name, m in (('precision', prec), ('recall', rec), ('auroc', auc)):
-            out.update({f'{name}[{c}]': m[:, i] for i, c in enumerate(classes)})
-        return out
+    compute = lambda w: weighted_metrics(Y, S, P, w, classes, task)
     value = {k: float(v[0]) for k, v in compute(np.ones((1, N))).items()}
     W, chunk = _counts(N, n_boot, seed), max(1, max_cells // (N * C))
     boots = [compute(W[i:i + chunk]) for i in range(0, n_boot, chunk)]

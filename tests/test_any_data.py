@@ -73,10 +73,8 @@ def test_unknown_notebook_parameter_fails_naming_it(tmp_path):
     assert "unknown parameter(s) ['no_such_param']; valid parameters: ['model_dir', 'tasks'" in r.stderr + r.stdout
 
 
-@pytest.fixture(scope='module')
-def table(tmp_path_factory):
-    "studies.csv with a categorical `finding` column (messy values), a `modality` filter and images in another folder."
-    root = tmp_path_factory.mktemp('table')
+def write_table(root):
+    "meta.csv under `root` with a categorical `finding` column (messy values), a `modality` filter and images in `root/images`."
     (root / 'images').mkdir()
     rows = []
     for i in range(72):
@@ -86,6 +84,11 @@ def table(tmp_path_factory):
                          modality='CT' if i % 12 == 11 else 'X-ray'))
     pd.DataFrame(rows).to_csv(root / 'meta.csv', index=False)
     return root
+
+
+@pytest.fixture(scope='module')
+def table(tmp_path_factory):
+    return write_table(tmp_path_factory.mktemp('table'))
 
 
 def _options(root):

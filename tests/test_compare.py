@@ -7,18 +7,11 @@ import pandas as pd
 import yaml
 
 from conftest import ROOT, env
-from test_any_data import KINDS, FINDING, _image, _options
+from test_any_data import write_table, _options
 
 
 def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
-    (tmp_path / 'images').mkdir()
-    rows = []
-    for i in range(72):
-        kind = list(KINDS)[i % 3]
-        _image(kind, i, tmp_path / 'images' / f'{i}.png')
-        rows.append(dict(path=f'{i}.png', report=KINDS[kind][(i // 3) % 2], finding=FINDING[kind], patient=f'p{i // 2}',
-                         modality='CT' if i % 12 == 11 else 'X-ray'))
-    pd.DataFrame(rows).to_csv(tmp_path / 'meta.csv', index=False)
+    write_table(tmp_path)
     out = tmp_path / 'cmp'
     params = dict(methods=['clip', 'medclip'], seeds=[0, 1], lrs=[1e-3, 3e-3], max_steps=20, batch_size=12, image_size=32,
                   overrides=dict(emb_dim=32, warmup_steps=3, log_every=5), dataset='csv', data_root=str(tmp_path / 'meta.csv'),
