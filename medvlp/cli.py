@@ -132,17 +132,22 @@ def _skip(cell, flags=NB_SKIP) -> bool:
     d = extract_directives(cell, remove=False)
     return d.get('eval:', [''])[0].lower() == 'false' or bool(set(flags) & d.keys())
 
-def _small_image(png: str, max_width=1000, quality=75) -> str:
-    "A large base64 PNG as a base64 JPEG at most `max_width` pixels wide (photographic figures compress 10x so)."
+def _small_figure(b64: str, max_bytes=30_000, max_width=800) -> tuple:
+    "(mime type, base64) of a figure in at most `max_bytes`: the smaller of a 64-colour PNG (plots) and a JPEG (images), narrowed until it fits."
     import base64, io
     from PIL import Image
-    im = Image.open(io.BytesIO(base64.b64decode(png))).convert('RGB')
-    if im.width > max_width: im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
-    buf = io.BytesIO(); im.save(buf, 'JPEG', quality=quality, optimize=True)
-    return base64.b64encode(buf.getvalue()).decode()
+    def enc(im, fmt, **kw): buf = io.BytesIO(); im.save(buf, fmt, optimize=True, **kw); return buf.getvalue()
+    im = Image.open(io.BytesIO(base64.b64decode(b64))).convert('RGB')
+    width = min(im.width, max_width)
+    while True:
+        small = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS) if width < im.width else im
+        png = enc(small.quantize(64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE), 'PNG')
+        mime, data = min([('image/png', png), ('image/jpeg', enc(small, 'JPEG', quality=60))], key=lambda m: len(m[1]))
+        if len(data) <= max_bytes or width <= 200: return mime, base64.b64encode(data).decode()
+        width = int(width * 0.85)
 
-def _tidy(out, subs, max_lines=30, max_png=150_000):
-    "An output as a reader should see it: long text cut, this machine's paths replaced, big figures as JPEG."
+def _tidy(out, subs, max_lines=30):
+    "An output as a reader should see it: long text cut, this machine's paths replaced, every figure small."
     def clean(t):
         t = re.sub(r'/tmp/[\w.-]+', '<tmp>', t if isinstance(t, str) else ''.join(t))
         for a, b in subs: t = t.replace(a, b)
@@ -153,13 +158,15 @@ def _tidy(out, subs, max_lines=30, max_png=150_000):
         out['text'] = '\n'.join(lines)
     for k in ('text/plain', 'text/html', 'text/markdown'):
         if k in out.get('data', {}): out['data'][k] = clean(out['data'][k])
-    if len(out.get('data', {}).get('image/png', '')) > max_png: out['data']['image/jpeg'] = _small_image(out['data'].pop('image/png'))
+    for k in ('image/png', 'image/jpeg'):
+        if k in out.get('data', {}):
+            mime, data = _small_figure(out['data'].pop(k)); out['data'][mime] = data
     return out
 
 # %% ../nbs/09_cli.ipynb 17
 def execute_notebook(path, flags=NB_SKIP):
     "Run notebook `path` top to bottom in its folder as `nbdev_test` does and save it with its tidied outputs; stop at an error."
-    import warnings
+    import warnings, pandas as pd
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
@@ -168,8 +175,8 @@ def execute_notebook(path, flags=NB_SKIP):
     nb = read_nb(path)
     subs = [(str(cache_dir()), '$MEDVLP_CACHE'), (str(path.parents[1]) + '/', ''), (str(Path.home()), '~')]
     shell = CaptureShell(path)
-    with working_directory(path.parent), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+    with working_directory(path.parent), warnings.catch_warnings(), pd.option_context('display.max_rows', 20, 'display.min_rows', 10):
+        warnings.simplefilter('ignore')   # a table over 20 rows shows its first and last five
         shell.run_all(nb, exc_stop=True, preproc=lambda c: _skip(c, flags))
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
     for i, c in enumerate(nb.cells):
