@@ -716,7 +716,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     _reset_accelerate()
     return df.round(4)
 
-# %% ../nbs/02_pretrain.ipynb 47
+# %% ../nbs/02_pretrain.ipynb 48
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8, **overrides) -> pd.DataFrame:
     "Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` processes, with and without `local_loss`."
     rows = []

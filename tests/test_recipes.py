@@ -1,4 +1,5 @@
-"Every recipe in params/ is a valid configuration, and every tiny recipe trains a few steps offline."
+"""Every recipe in params/ is a valid configuration, and every tiny recipe trains a few steps offline (that MedCLIP's and
+SigLIP's whole tiny recipes learn is a `#| slow` cell of nbs/02_pretrain.ipynb)."""
 from pathlib import Path
 import json, math
 import pytest
@@ -44,12 +45,3 @@ def test_tiny_recipe_trains(path, tmp_path, synth_root, monkeypatch):
         assert (m.image.image_size, image_input(m.image)['channels'], round(m.image.mean[0], 4)) == (32, 3, 0.4815)
         assert bool(m.config.text.get('peft')) == (cfg.peft == 'lora')
 
-
-@pytest.mark.parametrize('name', ['medclip', 'siglip'])
-def test_tiny_recipe_learns(name, tmp_path):
-    """The whole tiny recipe on the default SynthCXR (about a minute each): the loss ends well below where it started and
-    zero-shot 5x200 is far above chance (0.2; measured 0.55 and 0.51; before their fixes 0.21 and 0.26)."""
-    from medvlp.pretrain import pretrain
-    r = pretrain(ROOT / 'params' / 'tiny' / f'{name}.yaml', output_dir=str(tmp_path))
-    assert r.history.loss.iloc[-5:].mean() < r.history.loss.iloc[:5].mean() - 0.5, r.history.loss
-    assert r.metrics['zero_shot_5x200_acc'] > 0.35, r.metrics
