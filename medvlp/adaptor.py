@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from .data import CHEXPERT5, DataError, StudyDataset, Collate, torch_threads
 from .datasets import load_dataset
-from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters
+from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters, refuse_code
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, in_channels, tower_transform
 from .metrics import classification_metrics
@@ -234,6 +234,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
     d = Path(save_dir).expanduser()
     if not (d/'adaptor.json').exists() or not (d/'adaptor.safetensors').exists():
         raise FileNotFoundError(f'{d}: expected adaptor.json and adaptor.safetensors (a folder written by adaptor_pretrain)')
+    refuse_code(d)   # its tokenizer and configs are read like any model folder's
     meta = json.loads((d/'adaptor.json').read_text())
     cfg, specs = AdaptorConfig.make(meta['config']), meta['specs']
     image = text = None

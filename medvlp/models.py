@@ -23,12 +23,13 @@ from transformers.pytorch_utils import Conv1D
 from .data import train_tokenizer
 
 # %% auto 0
-__all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS', 'LORA_TARGETS',
-           'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'build_image_tower',
-           'eos_index', 'pool_tokens', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
-           'DualEncoderConfig', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model',
-           'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer',
-           'from_hf', 'from_open_clip', 'tiny_clip', 'AdaptorFusion']
+__all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
+           'LORA_TARGETS', 'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'OPEN_CLIP_WEIGHTS', 'ImageTower',
+           'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower',
+           'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig', 'source_kind', 'dual_encoder_folder',
+           'resolve_source', 'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower',
+           'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip',
+           'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -200,6 +201,28 @@ def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> t
     raise _bad('pool', pool, TEXT_POOLS)
 
 # %% ../nbs/01_models.ipynb 34
+CODE_KEYS = ('auto_map', 'trust_remote_code')
+
+def _code_key(obj, path=''):
+    "The dotted path of the first `CODE_KEYS` key with a value in a JSON value (a vocabulary's token ids aside), else None."
+    for k, v in obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ():
+        p = f'{path}.{k}' if path else str(k)
+        if k in CODE_KEYS and v not in (False, None) and type(v) is not int: return p
+        if hit := _code_key(v, p): return hit
+
+def refuse_code(folder=None, config=None, what='config'):
+    "Raise if `config` (a dict, named `what`) or any JSON file in `folder` asks to run code from a model folder."
+    if config and (k := _code_key(config)):
+        raise ValueError(f"{what}: key {k!r} asks to run code from a model folder; medvlp never does (remove it)")
+    d = Path(str(folder)).expanduser() if folder else None
+    for f in sorted(d.rglob('*.json')) if d and d.is_dir() else ():
+        try: j = json.loads(f.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f'{f}: not valid JSON ({e})') from e
+        if k := _code_key(j):
+            raise ValueError(f"{f}: key {k!r} asks to run the folder's own code; medvlp never runs code from a model "
+                             f"folder (remove the key, or use a model that needs none)")
+
+# %% ../nbs/01_models.ipynb 37
 DEFAULT_CORPUS = [
     'No acute cardiopulmonary process.', 'The lungs are clear. No pleural effusion or pneumothorax.',
     'Heart size is normal. Mediastinal contours are within normal limits.', 'Mild cardiomegaly.',
@@ -299,15 +322,23 @@ def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
             if cls is None: raise
             return cls(config)
 
+def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConfig:
+    "`config` with `overrides` set: only keys it already has (an allow-list), so no loader argument rides along."
+    if bad := sorted(set(overrides) - set(config.to_dict())):
+        raise ValueError(f'text tower {str(name)!r}: config key(s) {bad} are not {type(config).__name__} parameters; '
+                         f'expected some of {sorted(config.to_dict())}')
+    for k, v in overrides.items(): setattr(config, k, v)
+    return config
+
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
                      config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, padding=True,
                      open_clip_cfg=None, **config_overrides) -> TextTower:
     "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
     if open_clip_cfg is not None: return _open_clip_text_tower(name, open_clip_cfg, tokenizer, max_length, device)
+    refuse_code(config={**(config if isinstance(config, dict) else {}), **config_overrides}, what='text config')
     if config is not None:
         if isinstance(config, dict): config = AutoConfig.for_model(**config)
-        for k, v in config_overrides.items(): setattr(config, k, v)
-        model = _hf_model(config, device)
+        model = _hf_model(_override(config, config_overrides, name), device)
     elif name in TEXT_PRESETS:
         if tokenizer is None:
             tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe', vocab_size,
@@ -316,8 +347,9 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
     elif str(name).startswith('tiny-'):
         raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, a hub id or a local folder')
     else:
+        refuse_code(name)  # a local folder: nothing in it may ask for code
         try:
-            cfg = AutoConfig.from_pretrained(name, **config_overrides)
+            cfg = _override(AutoConfig.from_pretrained(name), config_overrides, name)
             with _on(device): model = AutoModel.from_config(cfg) if pretrained is False else AutoModel.from_pretrained(name, config=cfg)
             if tokenizer is None: tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as e:
@@ -330,7 +362,7 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
     return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
-# %% ../nbs/01_models.ipynb 46
+# %% ../nbs/01_models.ipynb 49
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
 # defaults for timm image towers (peft's own tables cover transformers models)
 LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
@@ -418,7 +450,7 @@ def peft_update(model: nn.Module, step: int):
     for m in model.modules():
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel': m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 56
+# %% ../nbs/01_models.ipynb 59
 PROJECTIONS = ('linear', 'mlp', 'none')
 
 @dataclass
@@ -473,6 +505,7 @@ def source_kind(source) -> str:
     if s.startswith('hf-hub:'): return 'open_clip'
     d = Path(s).expanduser()
     if d.is_dir():
+        refuse_code(d)
         if (d/'config.json').exists():
             c = json.loads((d/'config.json').read_text())
             if c.get('model_type') in HF_DUAL_ENCODERS: return 'hf'
@@ -496,7 +529,7 @@ def resolve_source(source) -> str:
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 58
+# %% ../nbs/01_models.ipynb 61
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None, _text_config=None):
@@ -620,7 +653,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 66
+# %% ../nbs/01_models.ipynb 69
 class SourceImageTower(nn.Module):
     "A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), pooled as its source pools it."
     def __init__(self, model: nn.Module, kind='hf', name='', out_dim=None, image_size=224, in_chans=3, mean=None, std=None):
@@ -663,7 +696,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 67
+# %% ../nbs/01_models.ipynb 70
 class OpenClipTextTower(TextTower):
     "open_clip's text tower (its transformer or HF encoder, pooling and projection): `forward(input_ids)` gives [B, out_dim]."
     def __init__(self, model: nn.Module, tokenizer=None, name='', max_length=77, out_dim=None):
@@ -695,7 +728,7 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 68
+# %% ../nbs/01_models.ipynb 71
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
 def _scale_cfg(scale, bias=None) -> dict:
@@ -714,7 +747,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 69
+# %% ../nbs/01_models.ipynb 72
 def _hf_preprocess(source, vision_config) -> dict:
     "Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, else CLIP's defaults."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -747,7 +780,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 70
+# %% ../nbs/01_models.ipynb 73
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -796,7 +829,7 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     rename = lambda k: 'image.model.' + k[7:] if k.startswith('visual.') else 'text.model.' + k[5:] if k.startswith('text.') else k
     return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 72
+# %% ../nbs/01_models.ipynb 75
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
     "Write a tiny random transformers `CLIPModel` (2 layers of width 32 per tower, 8-pixel patches) to `folder`, loadable as OpenAI's is."
     from transformers import CLIPConfig, CLIPModel
@@ -811,7 +844,7 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 78
+# %% ../nbs/01_models.ipynb 81
 class AdaptorFusion(nn.Module):
     "Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, return normalised embeddings."
     def __init__(self, image_dim: int, text_dim: int, dim=768, num_layers=2, num_heads=12, mlp_ratio=4, dropout=0.1):

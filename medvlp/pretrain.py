@@ -22,7 +22,7 @@ from .cache import image_input, in_channels, tower_transform
 from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped,
                          CHEXPERT_LABELS, _score)
 from . import losses as L
-from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters
+from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
 from .datasets import DATASETS, load_dataset, image_array, loader_kwargs, cpus
 from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
@@ -494,6 +494,7 @@ def _fit(acc, cfg, out, studies, t_start):
     with acc.main_process_first():  # one tokenizer, trained once, shared by every process
         tok_dir = out/'tokenizer'
         from transformers import AutoTokenizer
+        refuse_code(tok_dir)  # a run folder is read like any model folder
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
         model = build_model(cfg, texts=texts, tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
