@@ -258,6 +258,8 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
             resolve_prompts(t.classes, p)
     mdir = resolve_source(cfg.model_dir) if cfg.model_dir else default_model()
     model, _ = frozen_model(mdir, cfg.image_size or None)
+    if bad := [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]:
+        raise FloatingPointError(f'{mdir}: {len(bad)} weight tensors are not finite (e.g. {bad[:3]}); nothing evaluated')
     model.to(cfg.device); size = model.image_size
     out = run_dir(cfg); out.mkdir(parents=True, exist_ok=True)
     res, long, comp, curves, cms, data, figs = {}, [], [], {}, {}, {}, {}

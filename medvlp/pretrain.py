@@ -282,13 +282,17 @@ def _set_rng_state(ts, j):
     np.random.set_state(('MT19937', ts['numpy'].numpy().astype(np.uint32), pos, gauss, cached))
     v, st, g = j['python']; random.setstate((v, tuple(st), g))
 
-def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
-    "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
-    from safetensors.torch import save_file, save_model
+def _bad_weights(acc, model) -> list:
+    "Names of `model`'s non-finite floating tensors (this process's shard of a sharded model), the same answer on every process."
     local = lambda t: t.to_local() if hasattr(t, 'to_local') else t  # a shard of a sharded model
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(local(t)).all()]
     if _sharded(model) and acc.reduce(torch.tensor(float(len(bad)), device=acc.device), 'sum').item() and not bad: bad = ['(another shard)']
-    if bad: raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): not checkpointed')
+    return bad
+
+def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
+    "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
+    from safetensors.torch import save_file, save_model
+    if bad := _bad_weights(acc, model): raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): not checkpointed')
     full = (_full_state(model), _full_optim_state(model, opt)) if _sharded(model) else None  # gathered by every process
     ckdir = out/'checkpoints'; final = ckdir/f'step_{step:06d}'; tmp = ckdir/f'.tmp_step_{step:06d}'
     if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
@@ -560,6 +564,8 @@ def _fit(acc, cfg, out, studies, t_start):
                 last_good = save_checkpoint(acc, net, opt, sched, out, step, dict(epoch=epoch), cfg.keep_ckpts)
             if step >= total: break
     bar.close()
+    if bad := _bad_weights(acc, net):  # the final model is checked like a checkpoint: no model/ is written
+        raise _stop(f'non-finite weights ({len(bad)} tensors, e.g. {bad[:3]})', step, last_good)
     if whole is not None:  # the whole model on the main process, to save and check
         full = _full_state(model)
         if acc.is_main_process: net = build_model(cfg, tokenizer=net.tokenizer, total_steps=total); net.load_state_dict(full)

@@ -79,6 +79,27 @@ def test_nan_gradient_with_finite_loss_never_reaches_a_checkpoint(tmp_path, synt
     assert _all_finite(tmp_path / 'g' / 'checkpoints' / 'step_000004')
 
 
+def test_non_finite_final_model_is_not_saved(tmp_path, synth_root):
+    "lr=inf with one step: the loss and gradient are finite, the updated weights are not; the run fails and writes no model/."
+    import medvlp.pretrain as P
+    with pytest.raises(FloatingPointError, match=r'non-finite weights \(\d+ tensors.* at step 1: run stopped; the last good checkpoint is none'):
+        P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'r', max_steps=1, warmup_steps=0, lr=float('inf'))))
+    assert not (tmp_path / 'r' / 'model').exists() and not (tmp_path / 'r' / 'metrics.json').exists()
+
+
+def test_eval_refuses_a_non_finite_model(tmp_path, synth_root):
+    "A model folder with a NaN weight: evaluate fails naming it, before any metric or run folder is written."
+    import torch
+    from medvlp.models import create_model, DEFAULT_CORPUS
+    from medvlp.evaluate import evaluate
+    m = create_model('tiny-resnet', 'tiny-bert', texts=DEFAULT_CORPUS, emb_dim=16)
+    with torch.no_grad(): m.text_proj.weight[0, 0] = float('nan')
+    m.save_pretrained(tmp_path / 'model')
+    with pytest.raises(FloatingPointError, match=r'model: 1 weight tensors are not finite.*text_proj'):
+        evaluate(model_dir=str(tmp_path / 'model'), data_root=str(synth_root), output_dir=str(tmp_path / 'eval'))
+    assert not (tmp_path / 'eval').exists()
+
+
 def test_max_grad_norm_clips(tmp_path, synth_root):
     import medvlp.pretrain as P
     free = P.pretrain(P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'free', max_steps=4)))
