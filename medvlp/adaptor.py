@@ -17,7 +17,7 @@ from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import CHEXPERT5, DataError, StudyDataset, Collate, torch_threads
+from .data import CHEXPERT5, DataError, StudyDataset, Collate, read_file, torch_threads
 from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters, refuse_code
 from .losses import adaptor_loss, clip_loss
@@ -25,7 +25,7 @@ from .cache import embed_images, embed_texts, tower_fingerprint, in_channels, to
 from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
-from .pretrain import default_model
+from .pretrain import default_model, patient_reports
 from .runs import Params, manifest, run_dir, step_memory_mib
 
 # %% auto 0
@@ -235,7 +235,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
     if not (d/'adaptor.json').exists() or not (d/'adaptor.safetensors').exists():
         raise FileNotFoundError(f'{d}: expected adaptor.json and adaptor.safetensors (a folder written by adaptor_pretrain)')
     refuse_code(d)   # its tokenizer and configs are read like any model folder's
-    meta = json.loads((d/'adaptor.json').read_text())
+    meta = read_file(d/'adaptor.json')
     cfg, specs = AdaptorConfig.make(meta['config']), meta['specs']
     image = text = None
     if towers:
@@ -247,7 +247,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
                 raise ValueError(f'{d}: the {kind} tower built from {specs[kind]} has fingerprint {fp[:12]}..., not the '
                                  f"{str(meta['fingerprints'].get(kind))[:12]}... the adaptor was trained on; its weights changed")
     a = Adaptor(cfg, meta['image_dim'], meta['text_dim'], image, text, specs)
-    missing, unexpected = a.load_state_dict(load_file(str(d/'adaptor.safetensors')), strict=False)
+    missing, unexpected = a.load_state_dict(read_file(d/'adaptor.safetensors', load_file), strict=False)
     missing = [k for k in missing if not k.startswith(('image.', 'text.'))]
     if missing or unexpected:
         raise ValueError(f'{d}/adaptor.safetensors does not match the adaptor it describes: missing {missing}, unexpected {unexpected}')
@@ -289,7 +289,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     out = run_dir('adaptor/adaptor', out_dir)
     train, valid = cfg.studies('train'), cfg.studies('valid')
     t0 = time.time()
-    image, text, specs = load_towers(cfg, texts=[s.text for s in train])
+    image, text, specs = load_towers(cfg, texts=patient_reports(train))
     t1 = time.time()
     xi, xt = (torch.tensor(np.asarray(a)).to(dev) for a in split_features(image, text, train, specs['image_size'], cache_root))
     vi, vt = (torch.tensor(np.asarray(a)).to(dev) for a in split_features(image, text, valid, specs['image_size'], cache_root))
@@ -576,7 +576,7 @@ def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **override
     if ct is not None: write_table(out, 'cost', ct.rename_axis('run'))
     save_figure(summ, res.history, out/'adaptor.png')
     train = cfg.studies('train')
-    meta = json.loads((res.adaptor_dir/'adaptor.json').read_text())
+    meta = read_file(res.adaptor_dir/'adaptor.json')
     extra = dict(run=asdict(run), towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
     if ct is not None:
         rr = ct.loc['ratio end-to-end / adaptor']

@@ -14,12 +14,12 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .data import Study, DataError, cache_dir, load_image, image_transform
+from .data import Study, DataError, cache_dir, load_image, image_transform, read_file
 from .losses import dist_info
 
 # %% auto 0
 __all__ = ['tower_fingerprint', 'files_fingerprint', 'Embeddings', 'in_channels', 'embed_images', 'embed_texts', 'image_input',
-           'tower_transform']
+           'min_image_size', 'check_image_size', 'tower_transform']
 
 # %% ../nbs/04_embed_cache.ipynb 6
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -76,10 +76,10 @@ class Embeddings:
         "Open a cache folder written by `embed_images` / `embed_texts` (arrays memory-mapped, read-only)."
         path = Path(path)
         if not (path/'meta.json').exists(): raise FileNotFoundError(f'{path}: no meta.json; not a complete embedding cache folder')
-        meta = json.loads((path/'meta.json').read_text())
-        tok = np.load(path/'tokens.npy', mmap_mode='r') if (path/'tokens.npy').exists() else None
-        return cls(np.load(path/'pooled.npy', mmap_mode='r'), tok, tuple(meta['grid']) if meta.get('grid') else None,
-                   json.loads((path/'ids.json').read_text()), path, meta)
+        meta, arr = read_file(path/'meta.json'), lambda p: np.load(p, mmap_mode='r')
+        tok = read_file(path/'tokens.npy', arr) if (path/'tokens.npy').exists() else None
+        return cls(read_file(path/'pooled.npy', arr), tok, tuple(meta['grid']) if meta.get('grid') else None,
+                   read_file(path/'ids.json'), path, meta)
 
     def __repr__(self):
         t = f', tokens={tuple(self.tokens.shape)}, grid={self.grid}' if self.tokens is not None else ''
@@ -235,6 +235,20 @@ def image_input(tower) -> dict:
     mean, std = getattr(tower, 'mean', None), getattr(tower, 'std', None)
     return dict(channels=in_channels(tower), mean=0.5 if mean is None else mean, std=0.5 if std is None else std)
 
+def min_image_size(tower) -> int:
+    "The smallest side `tower` takes: its patch size (timm, transformers or open_clip), and never under 16 px."
+    t = getattr(tower, 'trunk', None)
+    p = next((v for v in (getattr(getattr(t, 'patch_embed', None), 'patch_size', None),
+                          getattr(getattr(t, 'config', None), 'patch_size', None), getattr(t, 'patch_size', None)) if v), 1)
+    return max(16, *(p if isinstance(p, (tuple, list)) else [p]))
+
+def check_image_size(tower, size):
+    "`size`, or the tower's own size when it is 0 / None; a size under `min_image_size` fails, naming both."
+    if size and size < (m := min_image_size(tower)):
+        raise ValueError(f'image_size={size}: the image tower takes at least {m} px (its patch size, and never under 16); '
+                         f'0 means its own size, {tower.image_size}')
+    return size or tower.image_size
+
 def tower_transform(tower, image_size=None, train=False, preset='clip'):
     "The transform that feeds `tower`: `image_size` (default: the size it was built for), its channels and normalisation."
-    return image_transform(image_size or tower.image_size, train=train, preset=preset, **image_input(tower))
+    return image_transform(check_image_size(tower, image_size), train=train, preset=preset, **image_input(tower))

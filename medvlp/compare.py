@@ -15,7 +15,7 @@ import yaml
 import matplotlib.pyplot as plt
 
 import medvlp
-from .data import CHEXPERT5
+from .data import CHEXPERT5, read_file
 from .datasets import DATASETS
 from .metrics import _check_inputs, _counts, _interval, weighted_metrics, retrieval_ranks
 from .runs import Params, run_dir, run_lock, repo_root, manifest, data_record, interval_cell, write_table
@@ -96,7 +96,7 @@ def train_run(pc: PretrainConfig) -> dict:
     "Train `pc` unless its folder holds the finished run (then it is reused); the run's `metrics.json`."
     out = Path(pc.output_dir)
     if not ((out/'metrics.json').exists() and (out/'model'/'config.json').exists()): pretrain(pc)
-    return json.loads((out/'metrics.json').read_text())
+    return read_file(out/'metrics.json')
 
 # %% ../nbs/08_compare.ipynb 15
 @dataclass

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb 3
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, random
+import contextlib, hashlib, json, math, os, random, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +19,9 @@ from torchvision.transforms import v2
 
 # %% auto 0
 __all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'MAX_PIXELS', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads',
-           'Study', 'DataError', 'check_image', 'Studies', 'write_skipped', 'read_table', 'read_pairs_folder',
-           'load_image', 'write_test_dicom', 'augment', 'TwoViews', 'square', 'image_transform', 'subsample',
-           'StudyDataset', 'Collate', 'train_tokenizer']
+           'read_file', 'Study', 'DataError', 'check_image', 'Studies', 'write_skipped', 'read_table',
+           'read_pairs_folder', 'load_image', 'write_test_dicom', 'augment', 'TwoViews', 'square', 'image_transform',
+           'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -50,6 +50,15 @@ def torch_threads(n: int | None):
     finally: torch.set_num_threads(old)
 
 # %% ../nbs/00_data.ipynb 14
+def read_file(path, how=None):
+    "`path` read by `how(path)` (default: parsed as JSON); a failure other than a missing file is a `ValueError` naming it."
+    path = Path(path)
+    try: return how(path) if how else json.loads(path.read_text())
+    except FileNotFoundError: raise
+    except Exception as e: raise ValueError(f'{path}: cannot read it ({type(e).__name__}: {e})') from None
+
+
+# %% ../nbs/00_data.ipynb 17
 @dataclass
 class Study:
     "One study: image views, report sections, CheXpert-coded labels, ids and split."
@@ -69,7 +78,7 @@ class DataError(ValueError):
     "Bad input data: the message names the file, row and column and what was expected; `path`, the file at fault."
     def __init__(self, msg, path=None): super().__init__(msg); self.path = path
 
-# %% ../nbs/00_data.ipynb 17
+# %% ../nbs/00_data.ipynb 20
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 def _bomb(path, n, max_pixels):
@@ -95,7 +104,7 @@ def check_image(path, decode=False, max_pixels=None):
         raise DataError(f'{path}: over max_pixels={max_pixels} (a decompression bomb?): {e}', str(path)) from None
     except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})', str(path)) from e
 
-# %% ../nbs/00_data.ipynb 21
+# %% ../nbs/00_data.ipynb 24
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
 class Studies(list):
@@ -106,10 +115,14 @@ class Studies(list):
         self.label_table, self.split_counts = label_table, split_counts
         n = len(self) + len(self.skipped) + self.held_out + (self.filtered or 0)
         self.rows_in = n if rows_in is None else int(rows_in)
+    def duplicates(self) -> int:
+        "How many studies repeat an earlier one's images and report."
+        return len(self) - len({(tuple(s.images), tuple(s.texts)) for s in self})
     def counts(self) -> dict:
-        "Rows read, used, skipped, held out (another split) and, if a `where` filter ran, filtered: rows_in = their sum."
+        "Rows read, used, skipped, held out (another split) and, if a `where` filter ran, filtered: rows_in = their sum; and the duplicates among those used, if any."
         c = dict(rows_in=self.rows_in, used=len(self), skipped=len(self.skipped), held_out=self.held_out)
-        return c if self.filtered is None else {**c, 'filtered': self.filtered}
+        if self.filtered is not None: c['filtered'] = self.filtered
+        return {**c, 'duplicates': d} if (d := self.duplicates()) else c
     def narrow(self, items, skipped=(), held_out=0) -> Studies:
         "`items` (some of these studies) with more rows `skipped` and `held_out`; rows_in, filtered and the tables carried over."
         return Studies(items, [*self.skipped, *skipped], self.rows_in, self.held_out + held_out, self.filtered,
@@ -138,8 +151,10 @@ def _sep_hint(cols, sep=',') -> str:
 
 def _str(v) -> str: return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
+def _blank(v) -> bool: return _str(v).strip().lower() in ('', 'nan')  # a missing label, never a class
+
 def _label(v, path, row, col):
-    if _str(v).strip() == '': return float('nan')
+    if _blank(v): return float('nan')
     try: f = float(v)
     except ValueError: f = None
     if f not in LABEL_VALUES:
@@ -151,12 +166,19 @@ def write_skipped(skipped, log):
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(skipped, columns=['row', 'path', 'reason']).to_csv(log, index=False)
 
+def _noted(studies, path):
+    "`studies`, with one warning when some repeat an earlier row's images and report (they are used, and counted)."
+    if d := studies.duplicates():
+        warnings.warn(f"{path}: {d} row(s) repeat an earlier row's images and report; they are used, and counted as "
+                      "'duplicates' in the run's row counts")
+    return studies
+
 def _checked(p, where, on_bad):
     "`check_image(p)` (a full decode when `on_bad='skip'`) with `where` (file and row) in front of the reason."
     try: check_image(p, decode=on_bad == 'skip')
     except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
-# %% ../nbs/00_data.ipynb 23
+# %% ../nbs/00_data.ipynb 26
 def _where(df, where) -> pd.Series:
     "Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as stripped text."
     keep = pd.Series(True, index=df.index)
@@ -167,14 +189,14 @@ def _where(df, where) -> pd.Series:
 
 def _classes(values, label_map=None, sep=None):
     "Each value's stripped parts (split at `sep`; [''] if none), the value -> class map, the sorted classes and the table."
-    parts = [[p.strip() for p in (_str(v).split(sep) if sep else [_str(v)]) if p.strip()] or [''] for v in values]
+    parts = [[p.strip() for p in (_str(v).split(sep) if sep else [_str(v)]) if not _blank(p)] or [''] for v in values]
     if label_map is None: vmap = {p: p for p in sorted({p for ps in parts for p in ps if p})}
     else: vmap = {_str(k).strip(): c or None for k, c in label_map.items()}
     n = Counter(p for ps in parts for p in set(ps))
     table = pd.DataFrame([(v, vmap.get(v) or '', n[v]) for v in dict.fromkeys([*vmap, *n])], columns=['value', 'class', 'n'])
     return parts, vmap, sorted({c for c in vmap.values() if c}), table
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 29
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
                label_map=None, label_sep=None, where=None) -> Studies:
@@ -208,8 +230,9 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             lab = {c: _label(r[c], path, row, c) for c in labs}
             if label_column is not None:
                 bad = next((p for p in parts[j] if not vmap.get(p)), None)
-                if bad is not None: raise DataError(f'{path}: row {row}, column {label_column!r}: value {bad!r} maps to no '
-                                                    f'class; allowed values: {[v for v, c in vmap.items() if c]}')
+                if bad is not None: raise DataError(f'{path}: row {row}, column {label_column!r}: ' + (f'value {bad!r} maps to no '
+                                                    'class' if bad else 'no label (blank or NaN)') +
+                                                    f'; allowed values: {[v for v, c in vmap.items() if c]}')
                 got = {vmap[p] for p in parts[j]}
                 lab.update({c: float(c in got) for c in classes})
             out.append(Study(
@@ -221,10 +244,10 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             if on_bad == 'raise': raise
             skipped.append((row, e.path or str(path), str(e)))
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
-                   label_table=table if label_column is not None else None)
+    return _noted(Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
+                          label_table=table if label_column is not None else None), path)
 
-# %% ../nbs/00_data.ipynb 38
+# %% ../nbs/00_data.ipynb 41
 def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -248,9 +271,9 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
             if on_bad == 'raise': raise
             skipped.append((i, e.path or str(js), str(e)))
     if log is not None and skipped: write_skipped(skipped, log)
-    return Studies(out, skipped, rows_in=len(recs))
+    return _noted(Studies(out, skipped, rows_in=len(recs)), js)
 
-# %% ../nbs/00_data.ipynb 41
+# %% ../nbs/00_data.ipynb 44
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -290,7 +313,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 45
+# %% ../nbs/00_data.ipynb 48
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -311,7 +334,7 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 50
+# %% ../nbs/00_data.ipynb 53
 PRESETS = dict(  # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
     clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
     simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
@@ -327,7 +350,7 @@ def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 
     b, c = (r.uniform(1 - jitter[0], 1 + jitter[0]), r.uniform(1 - jitter[0], 1 + jitter[0])) if r.random() < jitter[1] else (1.0, 1.0)
     return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
 
-# %% ../nbs/00_data.ipynb 51
+# %% ../nbs/00_data.ipynb 54
 def _blur(x, sigma, k):
     "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
     B, C, H, W = x.shape
@@ -355,7 +378,7 @@ def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
     per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype, device=x.device)[:, None, None]
     return (x - per(mean))/per(std)
 
-# %% ../nbs/00_data.ipynb 54
+# %% ../nbs/00_data.ipynb 57
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
@@ -379,7 +402,7 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 57
+# %% ../nbs/00_data.ipynb 60
 def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
@@ -392,7 +415,7 @@ def subsample(studies, frac=1.0, seed=0):
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 60
+# %% ../nbs/00_data.ipynb 63
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None, images=None):
@@ -420,7 +443,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 62
+# %% ../nbs/00_data.ipynb 65
 class Collate:
     "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each distinct text once."
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length, self.ids = tokenizer, max_length, {}
@@ -442,27 +465,35 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 64
-def _drop_rare(texts, pre, min_frequency, key=str.strip) -> list:
-    "`texts` without the words (pieces of `pre`, compared by `key`) that fewer than `min_frequency` of them hold."
+# %% ../nbs/00_data.ipynb 67
+def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
+    "The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, fewer than `min_patients` patients."
+    n, who = Counter(), {}
+    for d, p in zip(docs, patients if patients is not None else range(len(docs))):
+        for w in set(d): n[w] += 1; who.setdefault(w, set()).add(p)
+    return {w for w in n if n[w] < min_frequency or len(who[w]) < min_patients}
+
+def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_patients=1) -> list:
+    "`texts` without the words (pieces of `pre`, compared by `key`) that `_rare` finds."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]
-    df = Counter(k for sp in spans for k in {k for k, _, _ in sp if k})
-    rare = {k for k, n in df.items() if n < min_frequency}
+    rare = _rare([[k for k, _, _ in sp if k] for sp in spans], min_frequency, patients, min_patients)
     return [t if not any(k in rare for k, _, _ in sp) else ''.join(t[a:b] for k, a, b in sp if k not in rare)
             for t, sp in zip(texts, spans)]
 
-def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1):
-    "Train a WordPiece or byte-level BPE tokenizer on `texts`, from words in at least `min_frequency` texts; save to `out_dir`."
+def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1,
+                    patients=None, min_patients=1):
+    "Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at least `min_frequency` texts and `min_patients` patients; save to `out_dir`."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
     from transformers import PreTrainedTokenizerFast
     texts = list(texts)
+    if patients is None and texts and not isinstance(texts[0], str): patients, texts = map(list, zip(*texts))
     if kind == 'wordpiece':
         norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
         docs = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
-        counts, df = Counter(w for d in docs for w in d), Counter(w for d in docs for w in set(d))
+        counts, rare = Counter(w for d in docs for w in d), _rare(docs, min_frequency, patients, min_patients)
         chars = sorted({c for w in counts for c in w})
         base = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + chars + ['##' + c for c in chars]
-        words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1 and df[w] >= min_frequency]
+        words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1 and w not in rare]
         vocab = {t: i for i, t in enumerate((base + words)[:max(vocab_size, len(base))])}
         tok = Tokenizer(models.WordPiece(vocab, unk_token='[UNK]'))
         tok.normalizer, tok.pre_tokenizer = norm, pre
@@ -475,7 +506,8 @@ def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, mode
         eos = '<|endoftext|>'
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        if min_frequency > 1: texts = _drop_rare(texts, tok.pre_tokenizer, min_frequency)
+        if min_frequency > 1 or min_patients > 1:
+            texts = _drop_rare(texts, tok.pre_tokenizer, min_frequency, patients=patients, min_patients=min_patients)
         tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos],
                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
         tok.post_processor = processors.TemplateProcessing(single=f'$A {eos}', special_tokens=[(eos, tok.token_to_id(eos))])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_datasets.ipynb 3
 from __future__ import annotations
-import contextlib, hashlib, inspect, json, os, random, re, shutil, time
+import contextlib, hashlib, inspect, json, os, random, re, shutil, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
-                         write_skipped, cache_dir, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
+                         write_skipped, cache_dir, read_file, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
                          _read_frame, _score, _checked)
 
 # %% auto 0
@@ -853,11 +853,11 @@ class ImageArray:
     "Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats in [0, 1]."
     def __init__(self, folder):
         self.folder = Path(folder)
-        self.index = {p: i for i, p in enumerate(json.loads((self.folder/'paths.json').read_text()))}
+        self.index = {p: i for i, p in enumerate(read_file(self.folder/'paths.json'))}
         self._arr = None
     @property
     def arr(self) -> np.ndarray:
-        if self._arr is None: self._arr = np.load(self.folder/'images.npy', mmap_mode='r')  # opened in each worker
+        if self._arr is None: self._arr = read_file(self.folder/'images.npy', lambda p: np.load(p, mmap_mode='r'))  # in each worker
         return self._arr
     def __getstate__(self): return {**self.__dict__, '_arr': None}  # workers reopen the file, never copy the array
     def __len__(self): return len(self.index)
@@ -880,6 +880,11 @@ def _decode_one(task):
     src, size, channels, dtype = task
     x = TF.center_crop(TF.resize(load_image(src, channels), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
+
+def _array_ok(folder, shape) -> bool:
+    "Whether `folder` holds a whole array of `shape` and its list of paths."
+    try: return np.load(folder/'images.npy', mmap_mode='r').shape == shape and len(json.loads((folder/'paths.json').read_text())) == shape[0]
+    except Exception: return False
 
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
@@ -911,7 +916,11 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True)
     key = hashlib.sha256(json.dumps([ARRAY_VERSION, size, channels, stats]).encode()).hexdigest()[:24]
     folder = (Path(cache) if cache is not None else cache_dir('arrays'))/f'{size}px-{channels}ch-{key}'
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + '.lock'):
+    with FileLock(str(folder) + '.lock'):  # held: any temporary folder of this key is an interrupted build's
+        for old in folder.parent.glob(f'.{folder.name}.*.tmp'): shutil.rmtree(old, ignore_errors=True)
+        if (folder/'images.npy').exists() and not _array_ok(folder, (len(paths), channels, size, size)):
+            warnings.warn(f'{folder}: a damaged image cache (truncated or changed); decoding the images again')
+            shutil.rmtree(folder)
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
     return ImageArray(folder)
 

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, GPT2C
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from transformers.pytorch_utils import Conv1D
 
-from .data import train_tokenizer
+from .data import read_file, train_tokenizer
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
@@ -216,9 +216,7 @@ def refuse_code(folder=None, config=None, what='config'):
         raise ValueError(f"{what}: key {k!r} asks to run code from a model folder; medvlp never does (remove it)")
     d = Path(str(folder)).expanduser() if folder else None
     for f in sorted(d.rglob('*.json')) if d and d.is_dir() else ():
-        try: j = json.loads(f.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f'{f}: not valid JSON ({e})') from e
-        if k := _code_key(j):
+        if k := _code_key(read_file(f)):
             raise ValueError(f"{f}: key {k!r} asks to run the folder's own code; medvlp never runs code from a model "
                              f"folder (remove the key, or use a model that needs none)")
 
@@ -331,7 +329,7 @@ def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConf
     return config
 
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
-                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, padding=True,
+                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5, padding=True,
                      open_clip_cfg=None, **config_overrides) -> TextTower:
     "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
     if open_clip_cfg is not None: return _open_clip_text_tower(name, open_clip_cfg, tokenizer, max_length, device)
@@ -342,7 +340,8 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
     elif name in TEXT_PRESETS:
         if tokenizer is None:
             tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe', vocab_size,
-                                        model_max_length=max_length, min_frequency=min_frequency if texts else 1)
+                                        model_max_length=max_length, min_frequency=min_frequency if texts else 1,
+                                        min_patients=min_patients if texts else 1)
         with _on(device): model = AutoModel.from_config(_preset_config(name, tokenizer, max_length, **config_overrides))
     elif str(name).startswith('tiny-'):
         raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, a hub id or a local folder')
@@ -478,7 +477,7 @@ class DualEncoderConfig:
         return cls(**d)
     def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=2))
     @classmethod
-    def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path): return cls.from_dict(read_file(path))
 
 def _steps(p) -> list:
     "A tower spec's `peft` entry as a list of `apply_peft` keyword dicts."
@@ -507,7 +506,7 @@ def source_kind(source) -> str:
     if d.is_dir():
         refuse_code(d)
         if (d/'config.json').exists():
-            c = json.loads((d/'config.json').read_text())
+            c = read_file(d/'config.json')
             if c.get('model_type') in HF_DUAL_ENCODERS: return 'hf'
             if {'image', 'text'} <= c.keys(): return 'medvlp'
             raise ValueError(f'{s!r}: model_type={c.get("model_type")!r}; expected one of {list(HF_DUAL_ENCODERS)} '
@@ -629,7 +628,7 @@ class DualEncoder(nn.Module):
         tc = AutoConfig.from_pretrained(d/'text_config') if (d/'text_config').exists() else None
         model = cls(build, tokenizer=tok, _text_config=tc)
         model.config = cfg
-        load_model(model, str(d/'model.safetensors'), strict=True, device=str(device))
+        read_file(d/'model.safetensors', lambda p: load_model(model, str(p), strict=True, device=str(device)))
         return model.to(device).eval()
 
     def __repr__(self):
@@ -754,7 +753,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     from transformers.utils import cached_file
     try: f = cached_file(str(source), 'preprocessor_config.json', _raise_exceptions_for_missing_entries=False)
     except OSError: f = None
-    p = json.loads(Path(f).read_text()) if f else {}
+    p = read_file(f) if f else {}
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
@@ -811,12 +810,12 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
     from safetensors.torch import load_file
     d = _open_clip_folder(source)
-    j = json.loads((d/'open_clip_config.json').read_text())
+    j = read_file(d/'open_clip_config.json')
     if 'model_cfg' not in j: raise ValueError(f"{d/'open_clip_config.json'}: no 'model_cfg'")
     mc, pc = j['model_cfg'], merge_preprocess_dict(PreprocessCfg(), j.get('preprocess_cfg', {}))
     w = next((d/f for f in OPEN_CLIP_WEIGHTS if (d/f).exists()), None)
     if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} beside open_clip_config.json')
-    sd = load_file(str(w)) if w.suffix == '.safetensors' else torch.load(w, map_location='cpu', weights_only=True)
+    sd = read_file(w, lambda p: load_file(str(p)) if p.suffix == '.safetensors' else torch.load(p, map_location='cpu', weights_only=True))
     if 'positional_embedding' in sd: sd = convert_to_custom_text_state_dict(sd)  # CLIP's built-in text -> a text tower
     common = dict(embed_dim=mc['embed_dim'], quick_gelu=mc.get('quick_gelu', False))
     vision, text = mc['vision_cfg'], mc['text_cfg']

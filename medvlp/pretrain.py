@@ -18,8 +18,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .cache import image_input, in_channels, tower_transform
-from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped,
+from .cache import check_image_size, image_input, in_channels, tower_transform
+from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped, read_file,
                          CHEXPERT_LABELS, _score)
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
@@ -29,9 +29,9 @@ from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
 __all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'build_model', 'compute_loss',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult', 'pretrain',
-           'save_figures', 'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
+           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model',
+           'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult',
+           'pretrain', 'save_figures', 'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def load_studies(cfg, split='train'):
 
 def make_dataset(cfg, studies, tower, train=True):
     "The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the tower's size that `augment_batch` augments; else the evaluation transform."
-    m, size = METHODS[cfg.method], cfg.image_size or tower.image_size
+    m, size = METHODS[cfg.method], check_image_size(tower, cfg.image_size)
     if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
     images = image_array(studies, size, in_channels(tower), workers=cpus()) if cfg.image_cache else None
     return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views, sections=m.sections,
@@ -211,6 +211,10 @@ def _peft_spec(cfg, method, total_steps=None):
         spec.update(target_modules=targets)
         if method != 'ia3': spec.update(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     return spec
+
+def patient_reports(studies) -> list:
+    "(patient, report) of each study, so that a trained tokenizer counts patients (a study without a patient id is its own)."
+    return [(s.patient_id or s.study_id, s.text) for s in studies]
 
 def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
     "The `DualEncoder` that `cfg` describes (or loads, `init_from`); tiny text presets get a tokenizer trained on `texts`; AdaLoRA plans over `total_steps`."
@@ -317,13 +321,14 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     "Restore what `save_checkpoint` wrote (nothing is unpickled; a file a checkpoint never holds is refused); the trainer state."
     import re
     from safetensors.torch import load_file, load_model
-    odd = sorted(p.name for p in ckpt.iterdir() if not re.fullmatch(CKPT_FILES, p.name))
-    if odd: raise ValueError(f'{ckpt}: unexpected file(s) {odd}; a checkpoint holds only safetensors and JSON '
-                             f'({CKPT_FILES}); refusing to resume from it')
+    odd = sorted(p.name for p in [ckpt, *ckpt.iterdir()] if p.is_symlink() or p != ckpt and
+                 (not p.is_file() or not re.fullmatch(CKPT_FILES, p.name)))
+    if odd: raise ValueError(f'{ckpt}: unexpected {odd}; a checkpoint holds only regular files (no links, no folders) of '
+                             f'safetensors and JSON ({CKPT_FILES}); refusing to resume from it')
     def read(f, fn):
         try: return fn(str(ckpt/f))
         except Exception as e: raise ValueError(f'{ckpt/f}: cannot read ({type(e).__name__}: {e}); refusing to resume') from e
-    st = json.loads(read('trainer_state.json', lambda p: Path(p).read_text()))
+    st = read('trainer_state.json', lambda p: json.loads(Path(p).read_text()))
     o = _from_tensors_json(read('optimizer.safetensors', load_file), st['optimizer'])
     if _sharded(model):  # whole tensors, which each process shards as it loads them
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict, StateDictOptions
@@ -337,7 +342,7 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     sched.load_state_dict(st['scheduler'])
     if acc.scaler is not None and 'scaler' in st: acc.scaler.load_state_dict(st['scaler'])
     r = acc.process_index
-    _set_rng_state(read(f'rng_{r}.safetensors', load_file), json.loads(read(f'rng_{r}.json', lambda p: Path(p).read_text())))
+    _set_rng_state(read(f'rng_{r}.safetensors', load_file), read(f'rng_{r}.json', lambda p: json.loads(Path(p).read_text())))
     return st
 
 
@@ -450,14 +455,14 @@ def _reset_accelerate():
     AcceleratorState._reset_state(reset_partial_state=True)
 
 def _result(out):
-    m = json.loads((out/'metrics.json').read_text())
+    m = read_file(out/'metrics.json')
     return RunResult(out, out/'model', m, pd.read_csv(out/'metrics.csv'))
 
 _RUNTIME = ('resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
 
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
-    old = yaml.safe_load((out/'params.yaml').read_text()) if (out/'params.yaml').exists() else {}
+    old = read_file(out/'params.yaml', lambda p: yaml.safe_load(p.read_text())) if (out/'params.yaml').exists() else {}
     diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _RUNTIME and old.get(k) != v}
     if diff: raise ValueError(f'{out}: its checkpoints were made with other parameters, (saved, now): {diff}; '
                               'pass resume=False to start over, or use another run_name')
@@ -491,7 +496,6 @@ def _fit(acc, cfg, out, studies, t_start):
         write_skipped(getattr(studies, 'skipped', []), out/'skipped.csv')
     acc.wait_for_everyone()
     set_seed(cfg.seed)
-    texts = [s.text for s in studies]
     sampler = GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
     steps_per_epoch = (len(studies)//sampler.bs)//cfg.accum_steps
     total = cfg.max_steps or cfg.epochs*steps_per_epoch
@@ -500,7 +504,7 @@ def _fit(acc, cfg, out, studies, t_start):
         from transformers import AutoTokenizer
         refuse_code(tok_dir)  # a run folder is read like any model folder
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
-        model = build_model(cfg, texts=texts, tokenizer=tok, total_steps=total)
+        model = build_model(cfg, texts=patient_reports(studies), tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
     ds = make_dataset(cfg, studies, model.image)
     dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
@@ -515,12 +519,13 @@ def _fit(acc, cfg, out, studies, t_start):
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
     sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, total, min_lr=cfg.min_lr)
     opt = acc.prepare(opt)  # the scheduler is not prepared (a prepared one steps once per process): it steps once per optimizer step
-    step = 0
-    if resume_from:
-        step = load_checkpoint(acc, net, opt, sched, resume_from)['step']
+    step, hist = 0, []
+    if resume_from:  # the log up to the checkpoint comes with it: a metrics.csv cut short loses nothing
+        st = load_checkpoint(acc, net, opt, sched, resume_from)
+        if 'history' not in st: raise ValueError(f'{resume_from}: no training log in its trainer_state.json (an older medvlp '
+                                                 'wrote it); pass resume=False to start over')
+        step, hist = st['step'], st['history']
         acc.print(f'resumed from {resume_from} at step {step}')
-    hist = pd.read_csv(out/'metrics.csv').query('step <= @step').to_dict('records') \
-        if resume_from and (out/'metrics.csv').exists() else []
     writer = None
     if acc.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
@@ -561,7 +566,7 @@ def _fit(acc, cfg, out, studies, t_start):
                         if k not in ('step', 'epoch'): writer.add_scalar(f'train/{k}', v, step)
                 if acc.is_main_process: pd.DataFrame(hist).to_csv(out/'metrics.csv', index=False)
             if step % cfg.ckpt_every == 0 and step < total:
-                last_good = save_checkpoint(acc, net, opt, sched, out, step, dict(epoch=epoch), cfg.keep_ckpts)
+                last_good = save_checkpoint(acc, net, opt, sched, out, step, dict(epoch=epoch, history=hist), cfg.keep_ckpts)
             if step >= total: break
     bar.close()
     if bad := _bad_weights(acc, net):  # the final model is checked like a checkpoint: no model/ is written
@@ -674,7 +679,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     set_seed(cfg.seed)
     acc = _accelerator(cfg)
     studies = load_studies(cfg)
-    model = build_model(cfg, texts=[s.text for s in studies]).to(acc.device).train()
+    model = build_model(cfg, texts=patient_reports(studies)).to(acc.device).train()
     ds = make_dataset(cfg, studies, model.image)
     b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]), acc.device), cfg, model.image, 0)
     x = b['image'][0] if isinstance(b['image'], tuple) else b['image']

@@ -44,6 +44,8 @@ class Params:
                              (self._gt0, lambda v: v > 0, '> 0'), (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
             for k in ks:
                 if not ok(getattr(self, k)): raise ValueError(f'parameter {k}={getattr(self, k)!r}: expected {want}')
+        if 0 < getattr(self, 'image_size', 0) < 16:  # each experiment also checks its tower's patch size
+            raise ValueError(f"parameter image_size={self.image_size}: expected 0 (the tower's own size) or at least 16")
 
     @classmethod
     def make(cls, cfg=None, **kw):

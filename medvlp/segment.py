@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 from torchvision.ops import sigmoid_focal_loss
 from tqdm.auto import tqdm
 
-from .data import DataError, load_image, image_transform, cache_dir, subsample
+from .data import DataError, load_image, image_transform, cache_dir, read_file, subsample
 from .datasets import load_dataset, DATASETS
 from .models import AdaptorFusion, DualEncoder, ImageTower, resolve_source
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
@@ -296,7 +296,7 @@ def load_segmenter(save_dir, tower: ImageTower | None = None) -> Segmenter:
     d = Path(save_dir).expanduser()
     if not (d/'segmenter.json').exists() or not (d/'head.safetensors').exists():
         raise FileNotFoundError(f'{d}: expected segmenter.json and head.safetensors (a folder written by save_segmenter)')
-    meta = json.loads((d/'segmenter.json').read_text())
+    meta = read_file(d/'segmenter.json')
     tower = tower if tower is not None else _tower_from(meta['tower'])
     fp = tower_fingerprint(tower)
     if fp != meta['tower']['fingerprint']:
@@ -305,7 +305,7 @@ def load_segmenter(save_dir, tower: ImageTower | None = None) -> Segmenter:
     a = meta['adaptor']
     fusion = None if a is None else AdaptorFusion(**a)
     seg = Segmenter(tower, fusion, kind=meta['kind'], image_size=meta['image_size'], **meta['head'])
-    seg.head.load_state_dict(load_file(str(d/'head.safetensors')), strict=True)
+    seg.head.load_state_dict(read_file(d/'head.safetensors', load_file), strict=True)
     seg.meta = meta
     return seg.eval()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader, Dataset
 
-from .data import StudyDataset, Collate, image_transform, CHEXPERT_LABELS
+from .data import StudyDataset, Collate, image_transform, read_file, CHEXPERT_LABELS
 from .models import DualEncoder, pool_tokens
 from .cache import tower_fingerprint, tower_transform, in_channels
 from .metrics import TASKS
@@ -256,7 +256,7 @@ def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
     if not ((p/'prompt.json').exists() and (p/'prompt.safetensors').exists()):
         raise FileNotFoundError(f'{d}: no tuned prompt (expected {p}/prompt.json and prompt.safetensors); '
                                 'run medvlp.prompt_tune.prompt_tune on this model first, or use hand prompts')
-    meta = json.loads((p/'prompt.json').read_text())
+    meta = read_file(p/'prompt.json')
     if classes is not None and sorted(classes) != sorted(meta['classes']):
         raise ValueError(f'{d}: the tuned prompt was trained for classes {meta["classes"]}; got {list(classes)} '
                          f'(missing: {[c for c in meta["classes"] if c not in classes]}, '
@@ -266,7 +266,7 @@ def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
         raise ValueError(f'{d}: the model\'s text tower and projection differ from those the prompt was tuned through '
                          f'(fingerprint {fp[:12]}, expected {meta["text_fingerprint"][:12]}): load the model strictly from '
                          f'this folder, DualEncoder.from_pretrained({str(d)!r}), not with a partial or non-strict load')
-    sd = load_file(str(p/'prompt.safetensors'))
+    sd = read_file(p/'prompt.safetensors', load_file)
     missing, unexpected = [k for k in PROMPT_KEYS if k not in sd], [k for k in sd if k not in PROMPT_KEYS]
     if missing or unexpected:
         raise ValueError(f'{p/"prompt.safetensors"}: expected tensors {list(PROMPT_KEYS)}; missing {missing}, unexpected {unexpected}')

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from medvlp.data import DataError, Studies, load_image, read_pairs_folder, read_table, subsample, write_test_dicom
+from medvlp.data import DataError, Studies, Study, load_image, read_pairs_folder, read_table, subsample, write_test_dicom
 from medvlp.datasets import load_dataset
 
 # file name -> a phrase the reason must hold
@@ -152,5 +152,6 @@ def test_no_pickle_read(tmp_path):
 
 
 def test_studies_counts_default():
-    st = Studies([1, 2], [(3, 'x', 'bad')], held_out=4)
+    st = Studies([Study(['a.png'], ['t']), Study(['b.png'], ['u'])], [(3, 'x', 'bad')], held_out=4)
     assert st.counts() == dict(rows_in=7, used=2, skipped=1, held_out=4)
+    assert Studies([*st, st[0]]).counts() == dict(rows_in=3, used=3, skipped=0, held_out=0, duplicates=1)

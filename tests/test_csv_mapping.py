@@ -99,20 +99,20 @@ def test_unknown_filter_column(table):
 def test_unmapped_value_names_row_and_allowed_values(table):
     csv, imgs = table
     with pytest.raises(DataError) as e: load_dataset('csv', csv, None, **opts(imgs))
-    assert str(e.value) == f"{csv}: row 6, column 'finding': value '' maps to no class; {ALLOWED}"
+    assert str(e.value) == f"{csv}: row 6, column 'finding': no label (blank or NaN); {ALLOWED}"
     with pytest.raises(DataError) as e:  # a value the map sends to None names no class either
         load_dataset('csv', csv, None, **opts(imgs, label_map={**MAP, 'normal': None, '': 'No Finding'}))
     assert str(e.value) == (f"{csv}: row 5, column 'finding': value 'normal' maps to no class; "
                             "allowed values: ['COVID-19', 'covid-19', 'Pneumonia', '']")
     with pytest.raises(DataError) as e: read_table(csv, root=imgs, label_column='finding')  # no map: blank is no class
-    assert str(e.value) == (f"{csv}: row 6, column 'finding': value '' maps to no class; "
+    assert str(e.value) == (f"{csv}: row 6, column 'finding': no label (blank or NaN); "
                             "allowed values: ['COVID-19', 'Pneumonia', 'covid-19', 'normal']")
 
 
 def test_skip_records_the_reason(table, tmp_path):
     csv, imgs = table
     st = load_dataset('csv', csv, None, on_bad='skip', log=tmp_path / 'skipped.csv', **opts(imgs))
-    reason = f"{csv}: row 6, column 'finding': value '' maps to no class; {ALLOWED}"
+    reason = f"{csv}: row 6, column 'finding': no label (blank or NaN); {ALLOWED}"
     assert st.skipped == [(6, str(csv), reason)]
     assert pd.read_csv(tmp_path / 'skipped.csv', keep_default_na=False).values.tolist() == [[6, str(csv), reason]]
 

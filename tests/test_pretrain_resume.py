@@ -109,6 +109,24 @@ def test_max_grad_norm_clips(tmp_path, synth_root):
     assert (free.history.loss.iloc[2:] != clip.history.loss.iloc[2:]).all()  # clipped updates differ (step 1 has lr 0)
 
 
+def test_a_checkpoint_is_what_it_says(tmp_path, synth_root):
+    "A linked file in a checkpoint is refused by name; a metrics.csv cut short comes back whole from the checkpoint."
+    import shutil
+    import medvlp.pretrain as P
+    cfg = P.PretrainConfig.make(**tiny_params(synth_root, tmp_path / 'run', max_steps=4, ckpt_every=2))
+    whole = P.pretrain(cfg).history
+    ck = tmp_path / 'run' / 'checkpoints' / 'step_000002'
+    w = ck / 'model.safetensors'; shutil.move(w, tmp_path / 'elsewhere.safetensors'); w.symlink_to(tmp_path / 'elsewhere.safetensors')
+    with pytest.raises(ValueError, match=r"step_000002: unexpected \['model.safetensors'\].*no links.*refusing to resume"):
+        P.pretrain(cfg)
+    w.unlink(); shutil.move(tmp_path / 'elsewhere.safetensors', w)
+    m = tmp_path / 'run' / 'metrics.csv'; m.write_text(''.join(m.read_text().splitlines(True)[:2]))  # header and step 1
+    again = P.pretrain(cfg).history
+    assert again.step.tolist() == whole.step.tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(again.loss.values, whole.loss.values, rtol=0, atol=1e-6)
+    assert pd.read_csv(m).step.tolist() == [1, 2, 3, 4]
+
+
 PAYLOAD = "import os, pickle\nclass P:\n    def __reduce__(self): return (os.system, ('touch {marker}',))\n"
 
 

@@ -84,3 +84,18 @@ def test_papermill_outside_the_checkout(tmp_path):
     assert sorted(os.listdir(work / 'outputs' / 'runs')) == ['mine']
     assert (sorted(os.listdir(ROOT / 'outputs' / 'runs')) if (ROOT / 'outputs' / 'runs').exists() else []) == before
     assert {p.relative_to(cache).parts[0] for p in cache.rglob('*')} == {'arrays'}, sorted(cache.rglob('*'))[:10]
+
+
+def test_a_name_in_one_patients_reports_stays_out_of_the_run_folder(tmp_path):
+    "Six readable reports of one training patient name him and his MRN: the trained tokenizer keeps neither, nor does any file of the run."
+    import medvlp.pretrain as P
+    data = write_csv_dataset(tmp_path / 'data')
+    t = pd.read_csv(data / 'studies.csv')
+    t.loc[:6, 'report'] = 'Mr Vexmoor, MRN 8841273: ' + t.loc[:6, 'report']; t.loc[:6, 'patient'] = 'P901'  # in train
+    t.to_csv(data / 'studies.csv', index=False)
+    out = tmp_path / 'run'
+    P.pretrain(P.PretrainConfig.make(dataset='csv', data_root=str(data / 'studies.csv'), output_dir=str(out), zero_shot=False,
+                                     data_options=dict(image='path', text='report', patient='patient', on_bad='skip'), **TINY))
+    assert (out / 'model' / 'tokenizer').is_dir()
+    found = [f for f in out.rglob('*') if f.is_file() and any(m in f.read_bytes().lower() for m in (b'vexmoor', b'8841273'))]
+    assert found == [], found
