@@ -481,12 +481,12 @@ def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_pati
             for t, sp in zip(texts, spans)]
 
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1,
-                    patients=None, min_patients=1):
+                    min_patients=1):
     "Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at least `min_frequency` texts and `min_patients` patients; save to `out_dir`."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
     from transformers import PreTrainedTokenizerFast
-    texts = list(texts)
-    if patients is None and texts and not isinstance(texts[0], str): patients, texts = map(list, zip(*texts))
+    texts, patients = list(texts), None
+    if texts and not isinstance(texts[0], str): patients, texts = map(list, zip(*texts))
     if kind == 'wordpiece':
         norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
         docs = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
