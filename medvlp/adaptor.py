@@ -26,7 +26,7 @@ from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model, patient_reports
-from .runs import Params, manifest, run_dir, step_memory_mib
+from .runs import Params, run_dir, start_run, step_memory_mib
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
@@ -561,26 +561,27 @@ class AdaptorRunConfig(AdaptorConfig):
 
 def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **overrides) -> dict:
     "Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to the run folder."
-    t0 = time.time()
-    run = AdaptorRunConfig.make(cfg, **overrides)
-    cfg = AdaptorConfig(**{f.name: getattr(run, f.name) for f in fields(AdaptorConfig)})
-    out = run_dir(run)
-    out.mkdir(parents=True, exist_ok=True)
+    rc = AdaptorRunConfig.make(cfg, **overrides)
+    with start_run(rc, 'adaptor') as run: return _adaptor_run(rc, run, cache_root)
+
+def _adaptor_run(rc, run, cache_root) -> dict:
+    "`run_adaptor`'s work, written to the run folder `run.out`."
+    cfg, out = AdaptorConfig(**{f.name: getattr(rc, f.name) for f in fields(AdaptorConfig)}), run.out
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
-    cls = adaptor_classify(res.adaptor, run.fractions, run.seeds, test_set=run.test_set, n_boot=run.n_boot, steps=run.head_steps,
+    cls = adaptor_classify(res.adaptor, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot, steps=rc.head_steps,
                            cache_root=cache_root)
     summ = summarize(cls)
-    ct = cost_table(res.adaptor, cache_root=cache_root) if run.cost else None
+    ct = cost_table(res.adaptor, cache_root=cache_root) if rc.cost else None
     cls.to_csv(out/'classification.csv', index=False)
     write_table(out, 'classification_summary', summ, _cells(summ), index=False)
     if ct is not None: write_table(out, 'cost', ct.rename_axis('run'))
     save_figure(summ, res.history, out/'adaptor.png')
     train = cfg.studies('train')
     meta = read_file(res.adaptor_dir/'adaptor.json')
-    extra = dict(run=asdict(run), towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
+    extra = dict(towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
     if ct is not None:
         rr = ct.loc['ratio end-to-end / adaptor']
         extra['cost'] = dict(epoch_time_ratio=float(rr.epoch_s), peak_memory_ratio=float(rr.peak_mib),
                              trainable_params_ratio=float(rr.trainable_params), **ct.attrs)
-    (out/'manifest.json').write_text(json.dumps(manifest(cfg, train, wall_s=time.time() - t0, **extra), indent=1, default=str))
+    run.record.update(studies=train, **extra)
     return dict(output_dir=out, result=res, classification=cls, summary=summ, cost=ct)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_embed_cache.ipynb 3
 from __future__ import annotations
-import hashlib, json, os, shutil, time, uuid
+import hashlib, json, os, shutil, socket, time, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,12 +127,24 @@ def _assemble(tmp: Path, world: int, names) -> dict:
         for r in range(world): (tmp/f'part{r}_{k}.npy').unlink(missing_ok=True)
     return shapes
 
+def _gone(pid: int) -> bool:
+    try: os.kill(pid, 0); return False
+    except ProcessLookupError: return True
+    except PermissionError: return False
+
+def _remove_stale(base: Path, key: str):
+    "Remove the temporary folders that killed builds of `key` on this host left behind (their process is gone)."
+    for d in base.glob(f'.tmp-{key}-*'):
+        host, pid = d.name[len(f'.tmp-{key}-'):].rpartition('-')[0].rpartition('-')[::2]   # .tmp-<key>-<host>-<pid>-<uuid>
+        if host == socket.gethostname() and pid.isdigit() and _gone(int(pid)): shutil.rmtree(d, ignore_errors=True)
+
 def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra=None) -> Embeddings:
     "The cache folder for key `parts`: read it if complete, else compute it (sharded under torch.distributed)."
     base = Path(root) if root is not None else cache_dir('embeddings')
     key = _key(parts); final = base/key
     rank, world = dist_info()
-    state = [(final/'meta.json').exists(), f'.tmp-{key}-{uuid.uuid4().hex[:8]}']
+    state = [(final/'meta.json').exists(), f'.tmp-{key}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}']
+    if rank == 0 and not state[0]: _remove_stale(base, key)
     if world > 1: torch.distributed.broadcast_object_list(state, src=0)  # rank 0 decides for all: reuse, or one temp folder
     if state[0]: return Embeddings.load(final)
     tmp = base/state[1]
@@ -201,7 +213,7 @@ def embed_images(tower, studies, transform, tokens=False, batch_size=64, num_wor
     try: return _cached(parts, ids, loader, fn, root, desc or f'embed {len(paths)} images')
     finally: tower.train(was)
 
-# %% ../nbs/04_embed_cache.ipynb 31
+# %% ../nbs/04_embed_cache.ipynb 32
 def _tokenizer_fingerprint(tok) -> str:
     if tok is None: return ''
     if hasattr(tok, 'backend_tokenizer'):  # the fast tokenizer's full definition, less the padding/truncation state a call leaves
@@ -229,7 +241,7 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
     try: return _cached(parts, list(range(len(texts))), loader, fn, root, desc or f'embed {len(texts)} texts')
     finally: tower.train(was)
 
-# %% ../nbs/04_embed_cache.ipynb 34
+# %% ../nbs/04_embed_cache.ipynb 35
 def image_input(tower) -> dict:
     "The channels, mean and std image `tower` takes (recorded when it was built or loaded; grey 0.5 / 0.5 if it records none)."
     mean, std = getattr(tower, 'mean', None), getattr(tower, 'std', None)

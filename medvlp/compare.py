@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_compare.ipynb 3
 from __future__ import annotations
-import hashlib, json, time
+import hashlib, json
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import medvlp
 from .data import CHEXPERT5, read_file
 from .datasets import DATASETS
 from .metrics import _check_inputs, _counts, _interval, weighted_metrics, retrieval_ranks
-from .runs import Params, run_dir, run_lock, repo_root, manifest, data_record, interval_cell, write_table
+from .runs import Params, run_dir, start_run, repo_root, data_record, interval_cell, write_table
 from .cache import embed_images
 from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, _RUNTIME
 from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings
@@ -303,14 +303,13 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
 # %% ../nbs/08_compare.ipynb 36
 def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> CompareResult:
     "Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, write the comparison."
-    t0 = time.time()
     cfg = CompareConfig.load(cfg, **overrides) if isinstance(cfg, (str, Path)) else CompareConfig.make(cfg, **overrides)
     recipes = dict(method_recipe(m) for m in cfg.methods)
     if len(recipes) < len(cfg.methods): raise ValueError(f'methods {cfg.methods}: two have the same label; rename a recipe file')
     sets, out = eval_sets(cfg), run_dir(cfg)   # bad data fails here, before any training
     tests = {k: s for k, s in sets.items() if k != 'valid'}
     runs, results = [], {}
-    with run_lock(out):
+    with start_run(cfg, 'compare') as run:
         for label, recipe in recipes.items():
             tried = [(pc := run_config(cfg, label, recipe, cfg.seeds[0], lr), train_run(pc)) for lr in cfg.lrs or [None]]
             valid = [_valid_recall(Path(pc.output_dir)/'model', sets['valid']) for pc, _ in tried]
@@ -327,6 +326,5 @@ def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Compa
         table, runs = summarize(results, tests, next(iter(recipes)), cfg.n_boot, cfg.ci), pd.DataFrame(runs)
         claims = check_claims(table, next(iter(recipes)))
         write_report(out, cfg, table, runs, claims, tests)
-        (out/'manifest.json').write_text(json.dumps(manifest(cfg, data={k: data_record(s.studies) for k, s in sets.items()},
-                                                         recipes=recipes, wall_s=round(time.time() - t0, 1)), indent=1, default=str))
+        run.record.update(data={k: data_record(s.studies) for k, s in sets.items()}, recipes=recipes)
     return CompareResult(out, table, runs, claims)

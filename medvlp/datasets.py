@@ -36,10 +36,10 @@ SPLITS = ('train', 'valid', 'test')
 _SPLIT_NAMES = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validate': 'valid',
                 'validation': 'valid', 'test': 'test', 'testing': 'test'}
 
-def register(name, layout, source):
-    "Decorator: register an adapter as `DATASETS[name]`, with the folder `layout` it expects and the `source` it follows."
+def register(name, layout, source, public=False):
+    "Decorator: register an adapter as `DATASETS[name]`, with the folder `layout` it expects, the `source` it follows and whether its report text is `public` (shown in figures)."
     def deco(f):
-        f.dataset_name, f.layout, f.source = name, layout.strip('\n'), source
+        f.dataset_name, f.layout, f.source, f.public = name, layout.strip('\n'), source, public
         DATASETS[name] = f
         return f
     return deco
@@ -780,7 +780,7 @@ def pairs_folder(root, split=None, on_bad='raise', log=None, check_files=True) -
     return Studies(out, skipped, rows_in=n)
 
 # %% ../nbs/00_datasets.ipynb 67
-@register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', layout="""
+@register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', public=True, layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     "The embedded SynthCXR benchmark through `medvlp.synthcxr.load_synthcxr` (imported on first use)."

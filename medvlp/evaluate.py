@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
 from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
-from .runs import Params, run_dir, manifest, data_fingerprint
+from .runs import Params, run_dir, start_run, shareable, data_fingerprint
 from .pretrain import default_model, frozen_model
 from .cache import tower_transform
 from .probe import task_targets
@@ -147,12 +147,15 @@ def plot_confusion(matrices: dict):
     fig.tight_layout()
     return fig
 
-def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, gt=None):
-    "Query images and their top-`k` texts (`gt`: each image's text index, default its own); the right one in green, its rank when missed."
+def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, gt=None, public=True):
+    "Query images and their top-`k` texts (`gt`: each image's text index, default its own); the right one in green, its rank when missed. Not `public`: each text shown as the id of a study it belongs to."
     from medvlp.data import load_image
     q = np.sort(np.random.default_rng(seed).choice(len(studies), min(n, len(studies)), replace=False))
     g = np.arange(len(studies)) if gt is None else np.asarray(gt)
     ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, g[q], None, topk=k)
+    owner = {}
+    for i, t in enumerate(g): owner.setdefault(int(t), studies[i].study_id)
+    show = lambda t, w: textwrap.shorten(texts[t], w, placeholder=' ...') if public else f'report of study {owner.get(int(t), "?")}'
     fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]), squeeze=False)
     for (ax_i, ax_t), i, r, tk in zip(axes, q, ranks, top):
         im = load_image(studies[i].images[0], 3).permute(1, 2, 0).numpy()
@@ -161,10 +164,9 @@ def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, g
         ax_t.axis('off')
         for j, t in enumerate(tk):
             ok = t == g[i]
-            line = textwrap.shorten(texts[t], 150, placeholder=' ...')
-            ax_t.text(0, 1 - (j + 0.5) / (k + 1), f"{'✓' if ok else ' '} {j + 1}. {line}", fontsize=7.5,
+            ax_t.text(0, 1 - (j + 0.5) / (k + 1), f"{'✓' if ok else ' '} {j + 1}. {show(t, 150)}", fontsize=7.5,
                       color='green' if ok else 'black', weight='bold' if ok else 'normal', va='center', family='DejaVu Sans')
-        if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + textwrap.shorten(texts[g[i]], 120, placeholder=' ...'),
+        if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + show(g[i], 120),
                             fontsize=7.5, color='firebrick', va='center')
     fig.suptitle(f'image-to-text retrieval: top {k} reports', fontsize=10)
     fig.tight_layout()
@@ -192,7 +194,7 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 25
+# %% ../nbs/05_eval.ipynb 26
 @dataclass
 class EvalConfig(Params):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
@@ -227,7 +229,7 @@ class EvalConfig(Params):
         "The `EvalTask`s of `tasks`."
         return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 27
+# %% ../nbs/05_eval.ipynb 28
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
@@ -244,10 +246,9 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 28
+# %% ../nbs/05_eval.ipynb 29
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
-    t0 = time.time()
     if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
     cfg = EvalConfig.make(cfg, **overrides)
     tasks = cfg.task_list()
@@ -260,8 +261,12 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     model, _ = frozen_model(mdir, cfg.image_size or None)
     if bad := [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]:
         raise FloatingPointError(f'{mdir}: {len(bad)} weight tensors are not finite (e.g. {bad[:3]}); nothing evaluated')
-    model.to(cfg.device); size = model.image_size
-    out = run_dir(cfg); out.mkdir(parents=True, exist_ok=True)
+    model.to(cfg.device)
+    with start_run(cfg, 'eval') as run: return _score(cfg, tasks, model, mdir, run)
+
+def _score(cfg, tasks, model, mdir, run) -> dict:
+    "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
+    out, size = run.out, model.image_size
     res, long, comp, curves, cms, data, figs = {}, [], [], {}, {}, {}, {}
     for task in tasks:
         name, kind = task.name, task.kind
@@ -274,7 +279,7 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
                                   gt=None if len(classes) == len(studies) else y)
             label = 'retrieval'
             if 'retrieval_grid.png' not in figs: figs['retrieval_grid.png'] = plot_retrieval_grid(
-                studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y)
+                studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y, public=DATASETS[task.dataset].public)
         else:
             p = _task_prompts(cfg.prompts, name); label = _label(p)
             s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name)
@@ -297,12 +302,10 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
         cell = res['prompts'].apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high), axis=1).unstack('metric')
         write_table(out, 'prompts', res['prompts'], cell.reindex(res['prompts'].index.droplevel('metric').unique()))
         md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
-    (out/'metrics.md').write_text('\n'.join(md))
+    (out/'metrics.md').write_text(shareable('\n'.join(md), out))
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
-    man = manifest(cfg, data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir),
-                   tasks=[asdict(t) for t in tasks], image_size=size, wall_s=round(time.time() - t0, 2),
-                   files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
-    (out/'manifest.json').write_text(json.dumps(man, indent=2, default=str))
+    run.record.update(data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir), tasks=[asdict(t) for t in tasks],
+                      image_size=size, files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
     return res

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_pretrain.ipynb 3
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shutil, time
+import dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 from pathlib import Path
@@ -24,7 +24,7 @@ from .data import (Studies, StudyDataset, Collate, image_transform, augment, squ
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
 from .datasets import DATASETS, load_dataset, image_array, loader_kwargs, cpus
-from .runs import Params, run_dir, run_lock, data_fingerprint, manifest, step_memory_mib
+from .runs import Params, run_dir, start_run, shareable, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
@@ -462,6 +462,7 @@ _RUNTIME = ('resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep
 
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
+    if not (cfg.resume and latest_checkpoint(out)): return
     old = read_file(out/'params.yaml', lambda p: yaml.safe_load(p.read_text())) if (out/'params.yaml').exists() else {}
     diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _RUNTIME and old.get(k) != v}
     if diff: raise ValueError(f'{out}: its checkpoints were made with other parameters, (saved, now): {diff}; '
@@ -479,21 +480,20 @@ def _train(cfg):
         cfg = dataclasses.replace(cfg, num_processes=acc.num_processes)
     studies = load_studies(cfg)  # bad data fails here, before anything is written
     GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps)  # so does a dataset smaller than a batch
-    with run_lock(run_dir(cfg)) if acc.is_main_process else contextlib.nullcontext():
+    with start_run(cfg, 'pretrain', lambda out: _check_resume(out, cfg), main=acc.is_main_process) as run:
         acc.wait_for_everyone()
-        return _fit(acc, cfg, run_dir(cfg), studies, t_start)
+        return _fit(acc, cfg, run, studies, t_start)
 
 def _stop(what, step, last_good):
     return FloatingPointError(f'{what} at step {step}: run stopped; the last good checkpoint is '
                               f'{last_good or "none (no checkpoint written yet)"}')
 
-def _fit(acc, cfg, out, studies, t_start):
+def _fit(acc, cfg, run, studies, t_start):
+    out = run.out
     resume_from = latest_checkpoint(out) if cfg.resume else None
-    if resume_from: _check_resume(out, cfg)
     if acc.is_main_process:
         if not resume_from and (out/'checkpoints').exists(): shutil.rmtree(out/'checkpoints')
-        (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-        write_skipped(getattr(studies, 'skipped', []), out/'skipped.csv')
+        write_skipped(shareable(getattr(studies, 'skipped', []), out), out/'skipped.csv')  # paths relative to the run folder
     acc.wait_for_everyone()
     set_seed(cfg.seed)
     sampler = GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
@@ -586,8 +586,7 @@ def _fit(acc, cfg, out, studies, t_start):
                 out/'zero_shot_5x200.csv', index=False)
         (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
         image = dict(size=cfg.image_size or net.image.image_size, **image_input(net.image))  # what the tower was fed
-        (out/'manifest.json').write_text(json.dumps(manifest(cfg, studies, wall_s=metrics['wall_s'], image_input=image,
-                                         num_processes=acc.num_processes), indent=1, default=str))
+        run.record.update(studies=studies, wall_s=metrics['wall_s'], image_input=image, num_processes=acc.num_processes)
         save_figures(out)
         writer.close()
     acc.wait_for_everyone()

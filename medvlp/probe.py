@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_linear_probe.ipynb 3
 from __future__ import annotations
-import copy, json, math, time
+import copy, math, time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
 from .metrics import classification_metrics
-from .runs import markdown_table, interval_cell
+from .runs import markdown_table, interval_cell, data_record
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
@@ -143,7 +143,7 @@ def _choose_C(Cs, Xtr, ytr, Xva, yva, task, classes, seed):
 def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2),
                  classes=None, data_root=None, data_options=None, test='test', uncertain='zeros', C=0.1,
                  ensure_classes=True, fine_tune=False, ft_seeds=None, ft_epochs=3, ft_lr=3e-4, ft_min_steps=30, ft_threads=None, n_boot=1000,
-                 batch_size=64, out_dir=None, image_size=None) -> pd.DataFrame:
+                 batch_size=64, image_size=None) -> pd.DataFrame:
     "Linear probe (and optionally fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`."
     t0 = time.time()
     check_choice('task', task, TASKS); check_choice('uncertain', uncertain, UNCERTAIN)
@@ -198,14 +198,8 @@ def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=
         .join(g[['n_train', 'n_patients']].mean()).join(g.size().rename('n_seeds'))
     res.attrs.update(per_seed=per_seed.to_dict('records'), task=task, dataset=dataset, test=test, uncertain=uncertain, classes=classes,
                      n_test=len(y_te), wall_s=time.time() - t0,
-                     model_dir=str(model_dir or 'default_model()'), tower=tower_fingerprint(model.image))
-    if out_dir is not None:
-        save_results(res, out_dir, params=dict(model_dir=str(model_dir), dataset=dataset, task=task, fractions=fractions,
-                     seeds=seeds, classes=classes, data_root=str(data_root or ''), data_options=opts, test=test,
-                     uncertain=uncertain, C=[float(c) for c in Cs], ensure_classes=ensure_classes, fine_tune=fine_tune,
-                     ft_seeds=ft_seeds, ft_epochs=ft_epochs, ft_lr=ft_lr, ft_min_steps=ft_min_steps, ft_threads=ft_threads,
-                     n_boot=n_boot),
-                     studies=dict(train=train, test=test_st))
+                     model_dir=str(model_dir or 'default_model()'), tower=tower_fingerprint(model.image),
+                     data=dict(train=data_record(train), test=data_record(test_st)))
     return res
 
 # %% ../nbs/04_linear_probe.ipynb 22
@@ -228,11 +222,10 @@ def per_class_table(res: pd.DataFrame, metrics=('precision', 'recall', 'auroc'))
                                                   aggfunc='first', sort=False)
     return t[[m for m in metrics if m in t.columns]].rename_axis(columns=None)
 
-def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
-    "Write the probe's CSV and Markdown tables, its figure and a manifest to `out_dir`."
+def save_results(res: pd.DataFrame, out_dir) -> Path:
+    "Write the probe's CSV and Markdown tables and its figure to `out_dir`."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
-    from medvlp.runs import manifest
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out/'results.csv'); pd.DataFrame(res.attrs['per_seed']).to_csv(out/'per_seed.csv', index=False)
     md = [f"# Linear probe: {res.attrs['task']} on {res.attrs['dataset']} (test: {res.attrs['test']}, "
@@ -250,15 +243,12 @@ def save_results(res: pd.DataFrame, out_dir, params=None, studies=None) -> Path:
         ax.set_xticks(x, [f'{v:g}' for v in x])
         ax.legend()
     fig.tight_layout(); fig.savefig(out/'probe.png', dpi=100); plt.close(fig)
-    man = manifest(params or {}, studies, created=time.strftime('%Y-%m-%dT%H:%M:%S'), wall_s=round(res.attrs['wall_s'], 2),
-                   tower_fingerprint=res.attrs['tower'])
-    (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
     return out
 
 # %% ../nbs/04_linear_probe.ipynb 24
 from dataclasses import dataclass, field, asdict
 from .datasets import DATASETS
-from .runs import Params, run_dir
+from .runs import Params, start_run
 
 @dataclass
 class ProbeConfig(Params):
@@ -296,5 +286,9 @@ def probe(cfg: ProbeConfig | None = None, **overrides) -> pd.DataFrame:
     "`linear_probe` with a `ProbeConfig`, written to its run folder."
     c = ProbeConfig.make(cfg, **overrides)
     kw = {k: v for k, v in asdict(c).items() if k not in ('run_name', 'output_dir')}
-    return linear_probe(**dict(kw, classes=c.classes or None, data_root=c.data_root or None, ft_seeds=c.ft_seeds or None,
-                               ft_threads=c.ft_threads or None, image_size=c.image_size or None, out_dir=run_dir(c)))
+    with start_run(c, 'probe') as run:
+        res = linear_probe(**dict(kw, classes=c.classes or None, data_root=c.data_root or None, ft_seeds=c.ft_seeds or None,
+                                  ft_threads=c.ft_threads or None, image_size=c.image_size or None))
+        save_results(res, run.out)
+        run.record.update(data=res.attrs['data'], tower_fingerprint=res.attrs['tower'])
+    return res

@@ -20,7 +20,7 @@ from .data import DataError, check_choice, torch_threads
 from .datasets import DATASETS, SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens, resolve_source
-from .runs import Params, run_dir, manifest, data_fingerprint
+from .runs import Params, run_dir, start_run, shareable, data_fingerprint
 from .cache import tower_fingerprint
 from .pretrain import default_model, frozen_model
 from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint, save_prompt, load_prompt,
@@ -171,13 +171,16 @@ def comparison_table(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f
 # %% ../nbs/03_prompt_tune.ipynb 15
 def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> PromptTuneResult:
     "Tune a shared context prompt on a frozen model (`cfg` may be its folder); write a new model folder with `prompt/`, tables, curves and a manifest."
-    t0 = time.time()
     if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
     c = PromptTuneConfig.make(cfg, **overrides)
     base = Path(resolve_source(c.model_dir)) if c.model_dir else default_model()
     out = run_dir(c)
     if (out/'model').resolve() == base.resolve(): raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
-    params = dict(asdict(c), model_dir=str(base))
+    with start_run(c, 'prompt-tune') as run: return _tune(c, base, run, progress)
+
+def _tune(c, base, run, progress) -> PromptTuneResult:
+    "The prompt-tuning run of `prompt_tune` in the run folder `run.out`."
+    t0, out, params = time.time(), run.out, dict(asdict(c), model_dir=str(base))
     device = torch.device(c.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model, _ = frozen_model(base, c.image_size or None)
     size = model.image_size
@@ -192,13 +195,10 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
         hist, per_ep = _train(learner, x, y_t, c.loss, c.epochs, c.lr, c.optimizer, c.momentum, c.weight_decay, c.batch_size,
                               c.warmup_steps, c.min_lr, c.balance, c.seed, progress)
     # the new model folder: the base folder copied, plus prompt/
-    out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out/'model', ignore_errors=True)
     if base.is_dir(): shutil.copytree(base, out/'model')
     else: model.save_pretrained(out/'model')  # a hub id: the model as loaded
-    save_prompt(learner, out/'model', base_model=str(base), train=dict(params, n_images=len(studies)))
-    if (base.parent/'params.yaml').exists(): shutil.copy(base.parent/'params.yaml', out/'params.yaml')  # the base run's recipe, for readers
-    (out/'prompt_tune.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
+    save_prompt(learner, out/'model', **shareable(dict(base_model=str(base), train=dict(params, n_images=len(studies))), out))
     hist.to_csv(out/'history.csv', index=False); per_ep.to_csv(out/'epochs.csv', index=False)
     metrics = dict(n_train=len(studies), steps=len(hist), final_loss=float(hist.loss.iloc[-5:].mean()),
                    train_balanced_acc_init=float(per_ep.train_balanced_acc.iloc[0]),
@@ -218,11 +218,10 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
                        init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)), test=asdict(task))
     metrics['wall_s'] = time.time() - t0
-    (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
+    (out/'metrics.json').write_text(json.dumps(shareable(metrics, out), indent=1))
     save_curves(out, per_ep, hist, metrics)
-    man = manifest(params, dict(train=studies, **({'test': test} if test else {})), wall_s=metrics['wall_s'],
-                   base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
-    (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
+    run.record.update(studies=dict(train=studies, **({'test': test} if test else {})),
+                      base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
     return PromptTuneResult(out, out/'model', hist, per_ep, table, metrics, learner)
 
 @torch.no_grad()

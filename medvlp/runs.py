@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_runs.ipynb 3
 from __future__ import annotations
-import importlib, json, os, platform, subprocess, time
+import importlib, json, os, platform, re, subprocess, time
 from contextlib import contextmanager
-from dataclasses import fields, asdict
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,12 @@ import pandas as pd
 import torch
 import yaml
 
-from .data import Studies
+from .data import Studies, read_file
 
 # %% auto 0
 __all__ = ['PACKAGES', 'Params', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint', 'git_state', 'data_record', 'manifest',
-           'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
+           'shareable', 'Run', 'start_run', 'markdown_table', 'interval_cell', 'write_table', 'show_run',
+           'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
 class Params:
@@ -142,7 +143,50 @@ def manifest(cfg, studies=None, data=None, **extra) -> dict:
                 python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/00_runs.ipynb 18
+# %% ../nbs/00_runs.ipynb 19
+_ABS_PATH = re.compile(r'(?<![\w.:/~-])/[^\s\'",;:|)\]}`]+')
+
+def shareable(obj, out):
+    "`obj` (a string, a path, or dicts and lists of them) with each absolute path in it written relative to the run folder `out`."
+    if isinstance(obj, dict): return {k: shareable(v, out) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [shareable(v, out) for v in obj]
+    if isinstance(obj, os.PathLike): obj = os.fspath(obj)
+    return _ABS_PATH.sub(lambda m: os.path.relpath(m.group(), out), obj) if isinstance(obj, str) else obj
+
+# %% ../nbs/00_runs.ipynb 21
+@dataclass
+class Run:
+    "A run folder taken by `start_run`: where to write (`out`), the command, and what its manifest will record."
+    out: Path
+    command: str
+    record: dict = field(default_factory=dict)   # keywords of `manifest`: studies, data, wall_s, ...
+
+def _refuse_other(out: Path, command: str):
+    "Fail, naming `out`, if it holds another command's run, or a run that names no command (`params.yaml` or `manifest.json` without `run.json`)."
+    if (out/'run.json').exists():
+        other = read_file(out/'run.json', lambda p: json.loads(p.read_text())).get('command')
+        if other != command: raise RuntimeError(f'{out} holds a {other!r} run (run.json), which a {command!r} run would '
+                                                'overwrite; choose another run_name or output_dir')
+    elif old := [f for f in ('params.yaml', 'manifest.json') if (out/f).exists()]:
+        raise RuntimeError(f'{out} holds a run that names no command ({old} without run.json), which a {command!r} run would '
+                           'overwrite; choose another run_name or output_dir')
+
+@contextmanager
+def start_run(cfg, command: str, check=None, main=True):
+    "Take `cfg`'s run folder for `command` (lock, refusal of another run, `check(out)`, `run.json`, `params.yaml`); yields a `Run` whose `record` becomes the manifest on a clean exit. `main=False` (another process of the run) only yields."
+    t0, out = time.time(), run_dir(cfg)
+    run = Run(out, command)
+    if not main: yield run; return
+    with run_lock(out):
+        _refuse_other(out, command)
+        if check: check(out)
+        (out/'run.json').write_text(json.dumps(dict(command=command)))
+        (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+        yield run
+        rec = dict(wall_s=round(time.time() - t0, 2)) | run.record
+        (out/'manifest.json').write_text(json.dumps(shareable(manifest(cfg, command=command, **rec), out), indent=1, default=str))
+
+# %% ../nbs/00_runs.ipynb 24
 def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
@@ -160,12 +204,12 @@ def interval_cell(value, low, high, fmt='.3f') -> str:
 def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, title='', index=True) -> Path:
     "Write `df` to `out/name.csv` and as Markdown (`shown` if given, under `title`) to `out/name.md`; the CSV's path."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out/f'{name}.csv', index=index)
-    (out/f'{name}.md').write_text((f'{title}\n\n' if title else '') + markdown_table(df if shown is None else shown))
+    (out/f'{name}.csv').write_text(shareable(df.to_csv(index=index), out))
+    (out/f'{name}.md').write_text(shareable((f'{title}\n\n' if title else '') + markdown_table(df if shown is None else shown), out))
     return out/f'{name}.csv'
 
 
-# %% ../nbs/00_runs.ipynb 21
+# %% ../nbs/00_runs.ipynb 27
 def show_run(out, *files) -> list:
     "Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; the names found."
     from IPython.display import display, Markdown, Image
@@ -173,7 +217,7 @@ def show_run(out, *files) -> list:
     display(*[Markdown((Path(out)/f).read_text()) if f.endswith('.md') else Image(filename=str(Path(out)/f)) for f in found])
     return found
 
-# %% ../nbs/00_runs.ipynb 24
+# %% ../nbs/00_runs.ipynb 30
 def step_memory_mib(fn, device, exclude=()) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, less `exclude`'s), in MiB."
     if device.type == 'cuda':

@@ -13,7 +13,6 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from safetensors.torch import save_file, load_file
 from torch.utils.data import Dataset, DataLoader
 from torchvision import tv_tensors
@@ -27,7 +26,7 @@ from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .metrics import bootstrap_ci
 from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
 from .pretrain import default_model
-from .runs import Params, manifest, run_dir, markdown_table, interval_cell, write_table
+from .runs import Params, start_run, markdown_table, interval_cell, write_table
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
@@ -405,12 +404,13 @@ def shown(tab: pd.DataFrame) -> pd.DataFrame:
 def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> SegmentResult:
     "Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder."
     import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
     cfg = SegmentConfig.make(cfg, **overrides)
-    t0 = time.time()
-    out = run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    with start_run(cfg, 'segment') as run: return _segment(cfg, run, progress)
+
+def _segment(cfg, run, progress) -> SegmentResult:
+    "`segment`'s training and scoring, written to the run folder `run.out`."
+    import matplotlib.pyplot as plt
+    out = run.out
     studies = load_dataset(cfg.dataset, cfg.data_root or None, split=None, **cfg.data_options)
     target = resolve_target(studies, cfg.target)
     split = {sp: [s for s in studies if s.split == sp] for sp in ('train', 'valid', 'test')}
@@ -440,8 +440,6 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Seg
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
     save_segmenter(seg, out/'head', source, target=target, dataset=cfg.dataset)
-    wall = time.time() - t0
-    man = manifest(cfg, studies, wall_s=wall, target=target, tower_source=source, kind=seg.kind, image_size=size,
-                   trainable_parameters=sum(p.numel() for p in seg.head.parameters() if p.requires_grad))
-    (out/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
+    run.record.update(studies=studies, target=target, tower_source=source, kind=seg.kind, image_size=size,
+                      trainable_parameters=sum(p.numel() for p in seg.head.parameters() if p.requires_grad))
     return SegmentResult(out, tab, hist, seg)

@@ -37,3 +37,13 @@ def free_port() -> int:
     "A free local TCP port."
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def leaks(folder, *markers, skip=('params.yaml',)) -> dict:
+    "{file: the `markers` (strings) it holds} for every file under `folder` but `skip`, binary files read as latin-1."
+    found = {}
+    for p in sorted(Path(folder).rglob('*')):
+        if p.is_file() and p.name not in skip:
+            text = p.read_bytes().decode('latin-1').lower()
+            if hit := [m for m in markers if m.lower() in text]: found[str(p.relative_to(folder))] = hit
+    return found

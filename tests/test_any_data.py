@@ -1,19 +1,20 @@
 """Every stage past pretraining on data that is not SynthCXR (issue 12): a pairs folder and a CSV with a categorical
 label column and a row filter, both written here with colour and grey images. Pretrain on each, then evaluate (05 by
 papermill parameters alone for the pairs folder) and prompt-tune (03) on the CSV."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import ROOT, env
+from conftest import ROOT, env, leaks
 from medvlp.datasets import load_dataset
 from medvlp.pretrain import pretrain
 
 KINDS = {'left': ('left lung opacity.', 'opacity in the left lung.'), 'right': ('right lung opacity.', 'opacity in the right lung.'),
          'top': ('apical opacity.', 'opacity at the apex.')}
 FINDING = {'left': 'Pneumonia', 'right': ' covid-19 ', 'top': 'normal'}   # messy categorical values, mapped below
+NAME, MRN = 'Mr Vexmoor', '8841273'
 
 
 def _image(kind, i, path):
@@ -60,7 +61,7 @@ def test_eval_on_a_pairs_folder_by_papermill_parameters(pairs, tmp_path):
     assert m.loc['image_to_text_R@10', 'value'] == 1.0   # 6 distinct captions: every image finds its own in the top 10
     man = json.loads((out / 'manifest.json').read_text())
     assert (man['data']['retrieval']['used'], man['data']['retrieval']['texts']) == (18, 6)
-    assert man['tasks'][0] == dict(name='retrieval', kind='retrieval', dataset='pairs_folder', data_root=str(pairs),
+    assert man['tasks'][0] == dict(name='retrieval', kind='retrieval', dataset='pairs_folder', data_root=os.path.relpath(pairs, out),
                                    data_options={}, split='valid', classes=[])
     assert '6 distinct texts' in (out / 'metrics.md').read_text()
 
@@ -82,6 +83,7 @@ def write_table(root):
         _image(kind, i, root / 'images' / f'{i}.png')
         rows.append(dict(path=f'{i}.png', report=KINDS[kind][(i // 3) % 2], finding=FINDING[kind], patient=f'p{i // 2}',
                          modality='CT' if i % 12 == 11 else 'X-ray'))
+        if i in (6, 7): rows[-1]['report'] = f"{NAME}, MRN {MRN}: {rows[-1]['report']}"   # one patient's two reports name him
     pd.DataFrame(rows).to_csv(root / 'meta.csv', index=False)
     return root
 
@@ -185,3 +187,10 @@ def test_every_stage_starts_from_a_transformers_clip_folder(table, synth_root, t
                  output_dir=str(tmp_path / 'seg'), progress=False)
     d = sg.metrics.loc['segmenter']   # over ViT patch tokens of the CLIP tower (no class token), images in 3 channels
     assert sg.segmenter.kind == 'tokens' and 0 <= d.ci_low <= d.dice <= d.ci_high <= 1 and d.n == 29
+    # every run folder is shareable: no planted name or MRN, no path of this machine (params.yaml keeps them as given, and
+    # the Adaptor's and the head's own files the folders they reload their towers from)
+    tmp, runs = str(tmp_path.parents[1]), ('eval', 'pt', 'eval_tuned', 'probe', 'adaptor', 'seg')
+    assert NAME in (table / 'meta.csv').read_text() and str(table).startswith(tmp)
+    found = {run: leaks(tmp_path / run, 'vexmoor', MRN) for run in runs}
+    found |= {f'{run} (paths)': leaks(tmp_path / run, tmp, skip=('params.yaml', 'adaptor.json', 'segmenter.json')) for run in runs}
+    assert {k: v for k, v in found.items() if v} == {}

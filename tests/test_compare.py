@@ -6,7 +6,7 @@ import json, subprocess, sys
 import pandas as pd
 import yaml
 
-from conftest import ROOT, env
+from conftest import ROOT, env, leaks
 from test_any_data import write_table, _options
 
 
@@ -48,3 +48,4 @@ def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
     report = (out / 'report.md').read_text()
     assert '| clip |' in report and '## Paired difference from clip' in report and '[s1](runs/medclip-lr' in report
     assert (out / 'differences.png').stat().st_size > 1000
+    assert leaks(out, str(tmp_path.parents[1])) == {}   # no path of this machine in any file of the comparison, params.yaml aside

@@ -8,6 +8,7 @@ from PIL import Image
 
 from medvlp.datasets import load_dataset, preprocess
 from fixtures import PLANTED_PHI, write_example
+import conftest
 
 DICOM_SETS = ['rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'cbis_ddsm', 'embed']
 
@@ -81,5 +82,6 @@ def test_pretrain_outputs_hold_no_image_paths(tmp_path, monkeypatch):
     stems = [n[:-4] for n in names]
     leaks = {str(p.relative_to(out)): [s for s in stems if s in p.read_bytes().decode('latin-1')] for p in files}
     assert {k: v for k, v in leaks.items() if v} == {}
+    assert conftest.leaks(out, str(tmp_path.parents[1])) == {}   # no path of this machine in the run folder, params.yaml aside
     saved = [d for d in out.rglob('tokenizer.json')]
     assert saved and all('vantrebel' not in vocab_text(d.parent) and 'finding' in vocab_text(d.parent) for d in saved)
