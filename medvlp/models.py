@@ -329,7 +329,7 @@ def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConf
     return config
 
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
-                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=1, padding=True,
+                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5, padding=True,
                      open_clip_cfg=None, **config_overrides) -> TextTower:
     "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
     if open_clip_cfg is not None: return _open_clip_text_tower(name, open_clip_cfg, tokenizer, max_length, device)

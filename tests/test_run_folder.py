@@ -4,7 +4,6 @@ import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from PIL import Image
 from conftest import ROOT, env, cli_args
@@ -87,8 +86,6 @@ def test_papermill_outside_the_checkout(tmp_path):
     assert {p.relative_to(cache).parts[0] for p in cache.rglob('*')} == {'arrays'}, sorted(cache.rglob('*'))[:10]
 
 
-@pytest.mark.xfail(strict=True, reason='min_patients defaults to 1 until the tiny SigLIP recipe learns with the 5-patient '
-                   'vocabulary (0.212 zero-shot at seed 0, against 0.512); flip the default in build_text_tower, then drop this mark')
 def test_a_name_in_one_patients_reports_stays_out_of_the_run_folder(tmp_path):
     "Six readable reports of one training patient name him and his MRN: the trained tokenizer keeps neither, nor does any file of the run."
     import medvlp.pretrain as P
