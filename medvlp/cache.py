@@ -5,6 +5,7 @@
 # %% ../nbs/04_embed_cache.ipynb 3
 from __future__ import annotations
 import hashlib, json, os, shutil, socket, time, uuid
+import psutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,16 +128,11 @@ def _assemble(tmp: Path, world: int, names) -> dict:
         for r in range(world): (tmp/f'part{r}_{k}.npy').unlink(missing_ok=True)
     return shapes
 
-def _gone(pid: int) -> bool:
-    try: os.kill(pid, 0); return False
-    except ProcessLookupError: return True
-    except PermissionError: return False
-
 def _remove_stale(base: Path, key: str):
     "Remove the temporary folders that killed builds of `key` on this host left behind (their process is gone)."
     for d in base.glob(f'.tmp-{key}-*'):
         host, pid = d.name[len(f'.tmp-{key}-'):].rpartition('-')[0].rpartition('-')[::2]   # .tmp-<key>-<host>-<pid>-<uuid>
-        if host == socket.gethostname() and pid.isdigit() and _gone(int(pid)): shutil.rmtree(d, ignore_errors=True)
+        if host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid)): shutil.rmtree(d, ignore_errors=True)
 
 def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra=None) -> Embeddings:
     "The cache folder for key `parts`: read it if complete, else compute it (sharded under torch.distributed)."
