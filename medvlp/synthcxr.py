@@ -28,11 +28,13 @@ def _soft(d, pw):
     "Anti-aliased indicator of `d > 0` (a signed distance), ramping over about `pw`."
     return np.clip(0.5 + d/pw, 0.0, 1.0)
 
+# %% ../nbs/00_synthcxr.ipynb 7
 def _grid(size):
     "Pixel-centre coordinates in [-1, 1]: `u` grows left to right, `v` top to bottom."
     t = ((np.arange(size) + 0.5)/size*2 - 1).astype(np.float32)
     return np.meshgrid(t, t)
 
+# %% ../nbs/00_synthcxr.ipynb 9
 def _polyline(x, y, pts, width, pw):
     "Soft band of half-width `width` around the polyline through `pts` [(x, y), ...]."
     p = np.asarray(pts, dtype=np.float32)
@@ -48,12 +50,13 @@ def _polyline(x, y, pts, width, pw):
     out[sel] = _soft(width - d, pw)
     return out
 
+# %% ../nbs/00_synthcxr.ipynb 10
 def _bezier(p0, p1, p2, n=10):
     "Points of the quadratic Bezier curve p0 -> p2 pulled towards p1."
     t = np.linspace(0, 1, n)[:, None]
     return (1 - t)**2*np.asarray(p0) + 2*(1 - t)*t*np.asarray(p1) + t**2*np.asarray(p2)
 
-# %% ../nbs/00_synthcxr.ipynb 8
+# %% ../nbs/00_synthcxr.ipynb 13
 def _textures(seed, size):
     "Per-patient noise fields on a grid over anatomy coordinates [-1.25, 1.25]^2: markings, blobs, mottle, bronchi."
     rng = np.random.default_rng(seed)
@@ -69,13 +72,14 @@ def _textures(seed, size):
     mottle = band(1.2, 3.5)
     return np.stack([mark, br, blob, mottle])
 
+# %% ../nbs/00_synthcxr.ipynb 14
 def _sample_fields(tex, x, y):
     "Sample the texture bank at anatomy coordinates (x, y) (bilinear)."
     n = tex.shape[-1]
     r, c = (y + 1.25)/2.5*(n - 1), (x + 1.25)/2.5*(n - 1)
     return [ndimage.map_coordinates(t, [r, c], order=1, mode='reflect') for t in tex]
 
-# %% ../nbs/00_synthcxr.ipynb 11
+# %% ../nbs/00_synthcxr.ipynb 17
 def sample_anatomy(rng) -> dict:
     "Draw one patient's anatomy: lung, heart, mediastinum, diaphragm and rib geometry, body habitus, texture seed."
     return dict(xl=rng.uniform(0.60, 0.70), xm=rng.uniform(0.05, 0.08), top=rng.uniform(-0.80, -0.70),
@@ -84,7 +88,7 @@ def sample_anatomy(rng) -> dict:
                 mw=rng.uniform(0.085, 0.11), bw=rng.uniform(0.82, 0.95), density=rng.uniform(0.50, 0.60),
                 ribgap=rng.uniform(0.115, 0.135), ribph=rng.uniform(0.0, 0.05), tex=int(rng.integers(2**31)))
 
-# %% ../nbs/00_synthcxr.ipynb 14
+# %% ../nbs/00_synthcxr.ipynb 20
 FINDING_LABEL = {'cardiomegaly': 'Cardiomegaly', 'mediastinum': 'Enlarged Cardiomediastinum', 'edema': 'Edema',
                  'effusion': 'Pleural Effusion', 'pneumothorax': 'Pneumothorax', 'consolidation': 'Consolidation',
                  'atelectasis': 'Atelectasis', 'nodule': 'Lung Lesion', 'pleural_other': 'Pleural Other',
@@ -95,28 +99,31 @@ _SEV_P = [0.5, 0.35, 0.15]
 
 def _choice(rng, xs, p=None): return xs[int(rng.choice(len(xs), p=p))]
 
+# %% ../nbs/00_synthcxr.ipynb 22
 def finding_attrs(finding, rng, **fixed) -> dict:
     "Random attributes (side, severity, lobe, zone, ...) of `finding`; `fixed` ones are kept as given."
     if finding not in FINDING_LABEL:
         raise ValueError(f'finding={finding!r}: expected one of {list(FINDING_LABEL)}')
     sev = int(rng.choice([1, 2, 3], p=_SEV_P))
     lr, lrb = ['right', 'left'], ['right', 'left', 'bilateral']
+    p_dev = dict(ett=.45, cvc=.45, ngt=.3, pacer=.2, picc=.2)
     a = {'cardiomegaly': lambda: dict(sev=sev), 'mediastinum': lambda: dict(sev=sev), 'edema': lambda: dict(sev=sev),
          'effusion': lambda: dict(side=_choice(rng, lrb, [.4, .3, .3]), sev=sev),
          'pneumothorax': lambda: dict(side=_choice(rng, lr), sev=sev),
-         'consolidation': lambda: dict(side=_choice(rng, lrb, [.5, .38, .12]), lobe=_choice(rng, ['upper', 'lower'], [.35, .65]),
+         'consolidation': lambda: dict(side=_choice(rng, lrb, [.5, .38, .12]),
+                                       lobe=_choice(rng, ['upper', 'lower'], [.35, .65]),
                                        sev=sev, pneumonia=bool(rng.random() < 0.7)),
          'atelectasis': lambda: dict(side=_choice(rng, lrb, [.35, .3, .35]), sev=sev),
          'nodule': lambda: dict(side=_choice(rng, lr), zone=_choice(rng, ['upper', 'mid', 'lower']), sev=sev,
                                 mm=int(rng.integers(*[(7, 13), (13, 22), (30, 46)][sev - 1]))),
          'pleural_other': lambda: dict(side=_choice(rng, lr), sev=1),
          'fracture': lambda: dict(side=_choice(rng, lr), rib=int(rng.integers(4, 9)), sev=sev),
-         'devices': lambda: dict(kinds=[k for k in DEVICES if rng.random() < dict(ett=.45, cvc=.45, ngt=.3, pacer=.2, picc=.2)[k]]
+         'devices': lambda: dict(kinds=[k for k in DEVICES if rng.random() < p_dev[k]]
                                  or [_choice(rng, list(DEVICES))])}[finding]()
     a.update(fixed)
     return a
 
-# %% ../nbs/00_synthcxr.ipynb 17
+# %% ../nbs/00_synthcxr.ipynb 25
 _P_FIND = dict(cardiomegaly=.20, mediastinum=.05, edema=.08, effusion=.16, pneumothorax=.06, consolidation=.13,
                atelectasis=.18, nodule=.07, pleural_other=.04, fracture=.04)
 _CHRONIC = ('cardiomegaly', 'mediastinum', 'nodule', 'pleural_other', 'fracture', 'devices')
@@ -137,7 +144,7 @@ def sample_findings(rng, prior=None, exclude=(), p_normal=0.3) -> dict:
         t['devices'] = finding_attrs('devices', rng)
     return t
 
-# %% ../nbs/00_synthcxr.ipynb 20
+# %% ../nbs/00_synthcxr.ipynb 28
 def _sides(side): return ['right', 'left'] if side == 'bilateral' else [side]
 
 def _geometry(find, rng) -> dict:
@@ -156,13 +163,15 @@ def _geometry(find, rng) -> dict:
                          r=[0.085, 0.12, 0.17][s]*U(0.9, 1.15), e=U(0.7, 1.0), dens=[0.6, 0.75, 0.88][s])
                      for sd in _sides(a['side'])]
         elif f == 'atelectasis':
-            g[f] = [dict(side=sd, yf=U(0.6, 0.78), tilt=U(-0.25, 0.25), half=U(0.18, 0.3), th=[0.013, 0.018, 0.024][s],
-                         lift=[0.02, 0.045, 0.07][s], bands=1 if s == 0 else 2, basal=s == 2) for sd in _sides(a['side'])]
+            g[f] = [dict(side=sd, yf=U(0.6, 0.78), tilt=U(-0.25, 0.25), half=U(0.18, 0.3),
+                         th=[0.013, 0.018, 0.024][s], lift=[0.02, 0.045, 0.07][s], bands=1 if s == 0 else 2,
+                         basal=s == 2) for sd in _sides(a['side'])]
         elif f == 'nodule':
-            g[f] = dict(side=a['side'], t=U(0.3, 0.85), yf=dict(upper=U(0.15, 0.35), mid=U(0.4, 0.6), lower=U(0.62, 0.78))[a['zone']],
-                        r=a['mm']/400)
+            g[f] = dict(side=a['side'], t=U(0.3, 0.85),
+                        yf=dict(upper=U(0.15, 0.35), mid=U(0.4, 0.6), lower=U(0.62, 0.78))[a['zone']], r=a['mm']/400)
         elif f == 'pleural_other': g[f] = dict(side=a['side'], width=U(0.05, 0.08))
-        elif f == 'fracture': g[f] = dict(side=a['side'], rib=a['rib'], at=U(0.35, 0.55), off=[0.012, 0.02, 0.03][s])
+        elif f == 'fracture':
+            g[f] = dict(side=a['side'], rib=a['rib'], at=U(0.35, 0.55), off=[0.012, 0.02, 0.03][s])
         elif f == 'devices':
             g[f] = dict(kinds=list(a['kinds']), ett_tip=U(0.05, 0.12), cvc_tip=U(0.0, 0.12), ngt_x=U(0.15, 0.3),
                         pacer=(U(0.4, 0.6), U(0.05, 0.15)), picc_tip=U(0.0, 0.12))
@@ -172,43 +181,60 @@ def _geometry(find, rng) -> dict:
     g['marker'] = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
     return g
 
-# %% ../nbs/00_synthcxr.ipynb 22
-def _render(anat, geom, tex, size=128, view='pa', rng=None, with_masks=False):
-    "Draw one view: a float image in [0, 1] and, if asked, the masks of the findings with extent."
-    rng = np.random.default_rng() if rng is None else rng
-    A, ap = anat, view == 'ap'
-    # nuisance pose: rotation, scale, position (AP: closer to the source, so slightly magnified)
+# %% ../nbs/00_synthcxr.ipynb 31
+def _pose(A, tex, size, ap, rng) -> dict:
+    "Start a view's scene: the pose's anatomy coordinates of each pixel, the textures there, empty finding layers."
     rot, sc = np.deg2rad(rng.normal(0, 3.0)), rng.uniform(0.88, 1.03)*(1.04 if ap else 1.0)
     tx, ty = (float(t) for t in rng.normal(0, 0.035, 2))
     u, v = _grid(size)
     c, s = math.cos(rot), math.sin(rot)
     x, y = ((u - tx)*c + (v - ty)*s)/sc, (-(u - tx)*s + (v - ty)*c)/sc
-    pw = 2.0/size/sc
     mark, bron, blob, mottle = _sample_fields(tex, x, y)
-    # volume loss (atelectasis) lifts the hemidiaphragm and pulls the mediastinum towards its side
+    return dict(A=A, ap=ap, size=size, u=u, v=v, x=x, y=y, pw=2.0/size/sc, mark=mark, bron=bron, blob=blob,
+                mottle=mottle, insp=0.04 if ap else 0.0,  # AP films are taken in shallower inspiration
+                lucent=np.zeros_like(x), extra=np.zeros_like(x), masks={})
+
+# %% ../nbs/00_synthcxr.ipynb 34
+def _volume_loss(s, atel):
+    "Lift each hemidiaphragm by its atelectases (`lift`) and shift the mediastinum towards them (`ms`)."
     lift, ms = {'right': 0.0, 'left': 0.0}, 0.0
-    for at in geom.get('atelectasis', []):
+    for at in atel:
         lift[at['side']] += at['lift']; ms += SIDE_SIGN[at['side']]*0.3*at['lift']
-    insp = 0.04 if ap else 0.0  # AP films are taken in shallower inspiration
-    # body
+    s.update(lift=lift, ms=ms)
+
+# %% ../nbs/00_synthcxr.ipynb 37
+def _draw_body(s):
+    "The body outline (`body`) and its soft-tissue density (`dens`)."
+    A, x, y, pw = s['A'], s['x'], s['y'], s['pw']
     wy = 0.25 + (A['bw'] - 0.25)*np.sqrt(np.clip((y + 1.05)/0.3, 0, 1))
-    body = _soft(wy - np.abs(x), pw)
-    dens = A['density']*(0.85 + 0.15*np.clip(1 - (x/A['bw'])**2, 0, 1))
-    # lungs: a tapered superellipse per side cut by the diaphragm dome
-    L = {}
-    for side, sg in SIDE_SIGN.items():
-        xm, xl, top = A['xm'], A['xl'], A['top']
-        cpy = A['cp'] + (A['lcp'] if side == 'left' else 0.0) - lift[side] - insp
-        a, b = (xl - xm)/2, (cpy + 0.25 - top)/2
-        cx, cy = sg*(xm + xl)/2, top + b
-        t, yf = (sg*x - xm)/(xl - xm), (y - top)/(cpy - top)
-        taper = 1 + 0.5*np.clip(1 - yf/0.45, 0, 1)**2
-        r = (np.abs((x - cx)/a*taper)**3 + np.abs((y - cy)/b)**3)**(1/3)
-        shape = _soft((1 - r)*a, pw)
-        ydia = cpy - A['dome']*np.clip(1 - ((t - 0.4)/0.6)**2, 0, None)
-        L[side] = dict(sg=sg, t=t, yf=yf, r=r, a=a, cpy=cpy, top=top, shape=shape, lung=shape*_soft(ydia - y, pw))
-    lungs = L['right']['lung'] + L['left']['lung']
-    # heart and mediastinum
+    s['body'] = _soft(wy - np.abs(x), pw)
+    s['dens'] = A['density']*(0.85 + 0.15*np.clip(1 - (x/A['bw'])**2, 0, 1))
+
+# %% ../nbs/00_synthcxr.ipynb 40
+def _draw_lung(s, side) -> dict:
+    "One lung field (`lung`; `shape` before the diaphragm cuts it) and its lung-relative coordinates."
+    A, x, y, pw, sg = s['A'], s['x'], s['y'], s['pw'], SIDE_SIGN[side]
+    xm, xl, top = A['xm'], A['xl'], A['top']
+    cpy = A['cp'] + (A['lcp'] if side == 'left' else 0.0) - s['lift'][side] - s['insp']
+    a, b = (xl - xm)/2, (cpy + 0.25 - top)/2
+    cx, cy = sg*(xm + xl)/2, top + b
+    t, yf = (sg*x - xm)/(xl - xm), (y - top)/(cpy - top)
+    taper = 1 + 0.5*np.clip(1 - yf/0.45, 0, 1)**2
+    r = (np.abs((x - cx)/a*taper)**3 + np.abs((y - cy)/b)**3)**(1/3)
+    shape = _soft((1 - r)*a, pw)
+    ydia = cpy - A['dome']*np.clip(1 - ((t - 0.4)/0.6)**2, 0, None)
+    return dict(sg=sg, t=t, yf=yf, r=r, a=a, cpy=cpy, top=top, shape=shape, lung=shape*_soft(ydia - y, pw))
+
+# %% ../nbs/00_synthcxr.ipynb 42
+def _draw_lungs(s):
+    "Both lung fields (`L`, by side) and their sum (`lungs`)."
+    s['L'] = {side: _draw_lung(s, side) for side in SIDE_SIGN}
+    s['lungs'] = s['L']['right']['lung'] + s['L']['left']['lung']
+
+# %% ../nbs/00_synthcxr.ipynb 45
+def _draw_heart(s, geom):
+    "Heart (`heart`, centred at `hx, hy`), mediastinum and aortic knob; the lungs they leave are the `air`."
+    A, x, y, pw, ap, ms, insp = s['A'], s['x'], s['y'], s['pw'], s['ap'], s['ms'], s['insp']
     ctr = geom['cardiomegaly']['ctr'] if 'cardiomegaly' in geom else A['ctr']
     hw = ctr*A['xl']*(1.08 if ap else 1.0)
     hh = A['hh']*(1 + 0.5*(ctr - A['ctr']))*(1.05 if ap else 1.0)
@@ -219,35 +245,50 @@ def _render(anat, geom, tex, size=128, view='pa', rng=None, with_masks=False):
     med = _soft(mw - np.abs(x - ms), pw)*_soft(hy - 0.6*hh - y, pw)
     knob = _soft(0.05 - np.hypot(x - ms - mw, y + 0.28), pw)
     card = np.maximum(np.maximum(heart, med), knob)
-    air = lungs*(1 - card)
-    lucent, extra = np.zeros_like(x), np.zeros_like(x)
-    masks = {}
-    # findings
-    for side, h in geom.get('effusion', {}).items():
-        Ls = L[side]
+    s.update(heart=heart, hx=hx, hy=hy, air=s['lungs']*(1 - card))
+
+# %% ../nbs/00_synthcxr.ipynb 50
+def _draw_effusion(s, g):
+    "Pleural fluid at the base of each side in `g` {side: height}, with a meniscus higher laterally."
+    y, pw, air, masks = s['y'], s['pw'], s['air'], s['masks']
+    for side, h in g.items():
+        Ls = s['L'][side]
         yfl = Ls['cpy'] - h*(0.55 + 0.75*np.clip(Ls['t'], 0, 1)**1.5)  # meniscus, higher laterally
         fl = Ls['shape']*_soft(y - yfl, pw + 0.015 + 0.05*h)
         air *= 1 - 0.92*fl
         masks['effusion'] = masks.get('effusion', 0) + fl*Ls['lung']
-    if 'pneumothorax' in geom:
-        p = geom['pneumothorax']; Ls = L[p['side']]
-        r0, gate = 1 - p['depth'], _soft((p['ycut'] - Ls['yf'])*(Ls['cpy'] - Ls['top']), 3*pw)*Ls['lung']
-        P = _soft((Ls['r'] - r0)*Ls['a'], pw)*gate
-        mark = mark*(1 - P)
-        lucent += 0.07*P
-        extra += 0.12*np.exp(-(((Ls['r'] - r0)*Ls['a'])/(0.8*pw))**2)*gate  # visceral pleural line
-        masks['pneumothorax'] = P
-    for cn in geom.get('consolidation', []):
-        Ls = L[cn['side']]
+
+# %% ../nbs/00_synthcxr.ipynb 53
+def _draw_pneumothorax(s, p):
+    "Air between the lung and the chest wall on one side, down to `ycut`: no markings, a visceral pleural line."
+    Ls, pw = s['L'][p['side']], s['pw']
+    r0, gate = 1 - p['depth'], _soft((p['ycut'] - Ls['yf'])*(Ls['cpy'] - Ls['top']), 3*pw)*Ls['lung']
+    P = _soft((Ls['r'] - r0)*Ls['a'], pw)*gate
+    s['mark'] = s['mark']*(1 - P)
+    s['lucent'] += 0.07*P
+    s['extra'] += 0.12*np.exp(-(((Ls['r'] - r0)*Ls['a'])/(0.8*pw))**2)*gate  # visceral pleural line
+    s['masks']['pneumothorax'] = P
+
+# %% ../nbs/00_synthcxr.ipynb 56
+def _draw_consolidation(s, cons):
+    "An irregular airspace opacity for each of `cons`, with air bronchograms in its core."
+    A, x, y, pw, mottle, air, masks = s['A'], s['x'], s['y'], s['pw'], s['mottle'], s['air'], s['masks']
+    for cn in cons:
+        Ls = s['L'][cn['side']]
         bx = Ls['sg']*(A['xm'] + cn['t']*(A['xl'] - A['xm']))
         by = Ls['top'] + cn['yf']*(Ls['cpy'] - Ls['top'])
-        f = np.hypot((x - bx)/cn['r'], (y - by)/(cn['r']*cn['e'])) + 0.3*blob + 0.12*mottle
+        f = np.hypot((x - bx)/cn['r'], (y - by)/(cn['r']*cn['e'])) + 0.3*s['blob'] + 0.12*mottle
         bl = _soft((1 - f)*cn['r'], pw + 0.025)*Ls['lung']*np.clip(0.8 + 0.2*mottle, 0, 1)
         core = _soft((0.7 - f)*cn['r'], pw)
-        air *= 1 - cn['dens']*bl*(1 - 0.75*bron*core)  # air bronchograms in the core
+        air *= 1 - cn['dens']*bl*(1 - 0.75*s['bron']*core)  # air bronchograms in the core
         masks['consolidation'] = np.maximum(masks.get('consolidation', 0), bl)
-    for at in geom.get('atelectasis', []):
-        Ls = L[at['side']]
+
+# %% ../nbs/00_synthcxr.ipynb 59
+def _draw_atelectasis(s, atel):
+    "Plate-like bands at the base of each of `atel`, and a basal opacity where severe."
+    A, x, y, pw, air = s['A'], s['x'], s['y'], s['pw'], s['air']
+    for at in atel:
+        Ls = s['L'][at['side']]
         x0 = Ls['sg']*(A['xm'] + 0.55*(A['xl'] - A['xm']))
         for k in range(at['bands']):
             y0 = Ls['top'] + (at['yf'] - 0.09*k)*(Ls['cpy'] - Ls['top'])
@@ -255,31 +296,45 @@ def _render(anat, geom, tex, size=128, view='pa', rng=None, with_masks=False):
             band = _soft(at['th'] - d, pw)*_soft(at['half']*(A['xl'] - A['xm']) - np.abs(x - x0), 0.05)
             air *= 1 - 0.6*band*Ls['lung']
         if at['basal']: air *= 1 - 0.45*Ls['lung']*_soft(Ls['yf'] - 0.82, 0.05)
-    if 'edema' in geom:
-        e = geom['edema']; haze = 0.0
-        for side, Ls in L.items():
-            hxl, hyl = Ls['sg']*(A['xm'] + 0.12), Ls['top'] + 0.45*(Ls['cpy'] - Ls['top'])
-            haze = haze + np.exp(-((x - hxl)/e['spread'])**2 - ((y - hyl)/(1.3*e['spread']))**2)
-            if e['kerley']:  # septal lines at the lateral bases
-                kb = (Ls['t'] > 0.82)*(Ls['yf'] > 0.62)*np.clip(np.cos(2*np.pi*y/0.045)*4 - 3, 0, 1)
-                air *= 1 - 0.4*kb*Ls['lung']
-        air *= 1 - np.clip(e['amp']*haze*(0.8 + 0.2*mottle), 0, 0.9)
-    if 'nodule' in geom:
-        n = geom['nodule']; Ls = L[n['side']]
-        nx = Ls['sg']*(A['xm'] + n['t']*(A['xl'] - A['xm']))
-        ny = Ls['top'] + n['yf']*(Ls['cpy'] - Ls['top'])
-        disk = _soft(n['r'] - np.hypot(x - nx, y - ny), pw)
-        air *= 1 - 0.9*disk; extra += 0.03*disk
-    if 'pleural_other' in geom:
-        po = geom['pleural_other']; Ls = L[po['side']]
-        band = _soft((Ls['r'] - (1 - po['width']))*Ls['a'], pw)*_soft(0.5 - Ls['yf'], 0.1)*Ls['lung']
-        air *= 1 - 0.75*band
-    # bones: posterior and anterior ribs, clavicles, spine (AP: flatter, lordotic ribs; scapulae over the lungs)
+
+# %% ../nbs/00_synthcxr.ipynb 62
+def _draw_edema(s, e):
+    "A perihilar haze over both lungs, with septal (Kerley) lines at the lateral bases if `e['kerley']`."
+    A, x, y, air = s['A'], s['x'], s['y'], s['air']
+    haze = 0.0
+    for side, Ls in s['L'].items():
+        hxl, hyl = Ls['sg']*(A['xm'] + 0.12), Ls['top'] + 0.45*(Ls['cpy'] - Ls['top'])
+        haze = haze + np.exp(-((x - hxl)/e['spread'])**2 - ((y - hyl)/(1.3*e['spread']))**2)
+        if e['kerley']:  # septal lines at the lateral bases
+            kb = (Ls['t'] > 0.82)*(Ls['yf'] > 0.62)*np.clip(np.cos(2*np.pi*y/0.045)*4 - 3, 0, 1)
+            air *= 1 - 0.4*kb*Ls['lung']
+    air *= 1 - np.clip(e['amp']*haze*(0.8 + 0.2*s['mottle']), 0, 0.9)
+
+# %% ../nbs/00_synthcxr.ipynb 65
+def _draw_nodule(s, n):
+    "A dense disk of radius `n['r']` at its place in one lung."
+    A, x, y, pw = s['A'], s['x'], s['y'], s['pw']
+    Ls = s['L'][n['side']]
+    nx = Ls['sg']*(A['xm'] + n['t']*(A['xl'] - A['xm']))
+    ny = Ls['top'] + n['yf']*(Ls['cpy'] - Ls['top'])
+    disk = _soft(n['r'] - np.hypot(x - nx, y - ny), pw)
+    s['air'] *= 1 - 0.9*disk; s['extra'] += 0.03*disk
+
+# %% ../nbs/00_synthcxr.ipynb 68
+def _draw_pleural_other(s, po):
+    "Apical pleural thickening: a band of width `po['width']` inside the upper lung's edge."
+    Ls, pw = s['L'][po['side']], s['pw']
+    band = _soft((Ls['r'] - (1 - po['width']))*Ls['a'], pw)*_soft(0.5 - Ls['yf'], 0.1)*Ls['lung']
+    s['air'] *= 1 - 0.75*band
+
+# %% ../nbs/00_synthcxr.ipynb 71
+def _ribs(s, fr):
+    "Posterior ribs (one broken and displaced if `fr`) and anterior ribs: two images."
+    A, x, y, pw, ap = s['A'], s['x'], s['y'], s['pw'], s['ap']
     sx, side_of = np.abs(x), np.sign(x)
     k = np.arange(10)[:, None, None]
     yk = A['top'] - 0.06 + A['ribph'] + k*A['ribgap'] - (0.04 if ap else 0.0)
     curve = yk - 0.25*sx + (0.6 if ap else 0.85)*sx**2
-    fr = geom.get('fracture')
     if fr is not None:  # a displaced break in one rib
         hit = (k == fr['rib'])*(side_of == SIDE_SIGN[fr['side']])
         cut = A['xm'] + fr['at']*(A['xl'] - A['xm'])
@@ -290,57 +345,120 @@ def _render(anat, geom, tex, size=128, view='pa', rng=None, with_masks=False):
     ka = np.arange(6)[:, None, None]
     ya = A['top'] + 0.12 + ka*A['ribgap']*1.15 + 0.35*(A['xl'] - sx)
     ribs_a = (_soft(0.03 - np.abs(y - ya), pw)).sum(0)*_soft(sx - 0.12, pw)*_soft(A['xl'] + 0.02 - sx, pw)
+    return ribs, ribs_a
+
+# %% ../nbs/00_synthcxr.ipynb 74
+def _draw_bones(s, fr):
+    "All the bones (`bones`): ribs, clavicles, spine and, on AP films, the scapulae."
+    A, x, y, pw, ap = s['A'], s['x'], s['y'], s['pw'], s['ap']
+    ribs, ribs_a = _ribs(s, fr)
     lord = -0.06 if ap else 0.0
     clav = sum(_polyline(x, y, _bezier((sg*0.05, A['top'] - 0.02 + lord), (sg*0.3, A['top'] - 0.02 + lord),
                                        (sg*0.62, A['top'] - 0.14 + lord), 6), 0.022, pw) for sg in (-1, 1))
     spine = _soft(0.055 - np.abs(x), pw)*(0.6 + 0.4*np.cos(2*np.pi*(y - A['ribph'])/0.105)**2)
     bones = 0.05*ribs + 0.03*ribs_a + 0.08*clav + 0.06*spine
-    if ap: bones = bones + 0.05*sum(_soft(1 - np.hypot((x - sg*0.64)/0.13, (y - A['top'] - 0.28)/0.3), 0.1) for sg in (-1, 1))
-    # airways, hila, stomach bubble
+    if ap: bones = bones + 0.05*sum(_soft(1 - np.hypot((x - sg*0.64)/0.13, (y - A['top'] - 0.28)/0.3), 0.1)
+                                    for sg in (-1, 1))
+    s['bones'] = bones
+
+# %% ../nbs/00_synthcxr.ipynb 77
+def _draw_airways(s, rng):
+    "Trachea and main bronchi (`trach`), hila, the falloff of the markings from the hila, and a stomach bubble."
+    A, x, y, pw, ms = s['A'], s['x'], s['y'], s['pw'], s['ms']
     carina = A['top'] + 0.5
     trach = _soft(0.022 - np.abs(x - 0.5*ms), pw)*_soft(carina - y, pw)
-    trach = np.maximum(trach, sum(_polyline(x, y, [(0.5*ms, carina), (sg*0.13, carina + 0.1)], 0.014, pw) for sg in (-1, 1)))
+    trach = np.maximum(trach, sum(_polyline(x, y, [(0.5*ms, carina), (sg*0.13, carina + 0.1)], 0.014, pw)
+                                  for sg in (-1, 1)))
     hila = sum(_soft(1 - np.hypot((x - sg*(A['xm'] + 0.09))/0.06, (y - carina - 0.12)/0.09), 0.15) for sg in (-1, 1))
-    fall = 0.5 + 0.5*np.exp(-np.minimum(np.hypot(x + A['xm'] + 0.09, y - carina - 0.12), np.hypot(x - A['xm'] - 0.09, y - carina - 0.12))/0.35)
-    bubble = _soft(1 - np.hypot((x - 0.3)/0.08, (y - L['left']['cpy'] - 0.1)/0.05), 0.2)*rng.uniform(0, 1)
-    # devices (labelled) and distractors (not labelled)
-    dev = np.zeros_like(x)
-    d = geom.get('devices')
-    if d is not None:
-        ks = d['kinds']
-        if 'ett' in ks: dev += 0.25*_polyline(x, y, [(0.5*ms + 0.01, -1.2), (0.5*ms + 0.01, carina - d['ett_tip'])], 0.014, pw)
-        if 'cvc' in ks: dev += 0.35*_polyline(x, y, _bezier((-0.3, -1.2), (-0.18, -0.6), (ms - 0.05, carina + d['cvc_tip'])), 0.008, pw)
-        if 'ngt' in ks: dev += 0.3*_polyline(x, y, _bezier((0.0, -1.2), (-0.02, 0.1), (d['ngt_x'], L['left']['cpy'] + 0.2)), 0.01, pw)
-        if 'picc' in ks: dev += 0.35*_polyline(x, y, _bezier((-1.1, A['top'] + 0.15), (-0.5, A['top'] - 0.05), (ms - 0.04, carina + d['picc_tip'])), 0.008, pw)
-        if 'pacer' in ks:
-            gx, gy = d['pacer'][0], A['top'] + d['pacer'][1]
-            dev += 0.6*_soft(0.06 - np.abs(x - gx), pw)*_soft(0.04 - np.abs(y - gy), pw)
-            for off in (0.0, 0.06):
-                dev += 0.45*_polyline(x, y, _bezier((gx, gy), (0.1, A['top'] + 0.2), (hx - 0.08 + off, hy + 0.05 + off)), 0.006, pw)
-    for ex, ey, bend in geom.get('ecg', []):
+    fall = 0.5 + 0.5*np.exp(-np.minimum(np.hypot(x + A['xm'] + 0.09, y - carina - 0.12),
+                                        np.hypot(x - A['xm'] - 0.09, y - carina - 0.12))/0.35)
+    bubble = _soft(1 - np.hypot((x - 0.3)/0.08, (y - s['L']['left']['cpy'] - 0.1)/0.05), 0.2)*rng.uniform(0, 1)
+    s.update(carina=carina, trach=trach, hila=hila, fall=fall, bubble=bubble)
+
+# %% ../nbs/00_synthcxr.ipynb 80
+def _draw_devices(s, d):
+    "The support devices of `d` (`dev`): tubes and lines as thin dense curves, a pacemaker and its leads."
+    A, x, y, pw, ms, carina = s['A'], s['x'], s['y'], s['pw'], s['ms'], s['carina']
+    s['dev'] = dev = np.zeros_like(x)
+    if d is None: return
+    ks = d['kinds']
+    if 'ett' in ks:
+        dev += 0.25*_polyline(x, y, [(0.5*ms + 0.01, -1.2), (0.5*ms + 0.01, carina - d['ett_tip'])], 0.014, pw)
+    if 'cvc' in ks:
+        dev += 0.35*_polyline(x, y, _bezier((-0.3, -1.2), (-0.18, -0.6), (ms - 0.05, carina + d['cvc_tip'])), 0.008, pw)
+    if 'ngt' in ks:
+        dev += 0.3*_polyline(x, y, _bezier((0.0, -1.2), (-0.02, 0.1), (d['ngt_x'], s['L']['left']['cpy'] + 0.2)),
+                             0.01, pw)
+    if 'picc' in ks:
+        dev += 0.35*_polyline(x, y, _bezier((-1.1, A['top'] + 0.15), (-0.5, A['top'] - 0.05),
+                                            (ms - 0.04, carina + d['picc_tip'])), 0.008, pw)
+    if 'pacer' in ks:
+        gx, gy = d['pacer'][0], A['top'] + d['pacer'][1]
+        dev += 0.6*_soft(0.06 - np.abs(x - gx), pw)*_soft(0.04 - np.abs(y - gy), pw)
+        for off in (0.0, 0.06):
+            lead = _bezier((gx, gy), (0.1, A['top'] + 0.2), (s['hx'] - 0.08 + off, s['hy'] + 0.05 + off))
+            dev += 0.45*_polyline(x, y, lead, 0.006, pw)
+
+# %% ../nbs/00_synthcxr.ipynb 83
+def _draw_ecg(s, ecg):
+    "ECG electrodes at the `(x, y, bend)` of `ecg`, each with a wire running off the top of the image."
+    x, y, pw, dev = s['x'], s['y'], s['pw'], s['dev']
+    for ex, ey, bend in ecg:
         rr = np.hypot(x - ex, y - ey)
         dev += 0.3*(_soft(0.03 - rr, pw) - 0.5*_soft(0.015 - rr, pw))
         dev += 0.18*_polyline(x, y, _bezier((ex, ey), (ex + 0.3*bend, ey - 0.3), (ex + 0.6*bend, -1.2), 8), 0.005, pw)
-    # attenuation -> exposure -> detector blur and noise; the side marker is burnt into the image frame
-    att = (dens*body + 0.04*heart - 0.40*air*(0.85 + 0.15*blob.clip(-1, 1)*0.5 + 0.1*np.clip(1 - y, 0, 1)) + 0.11*mark*air*fall + 0.06*hila*lungs - lucent + extra + bones*body
-           - 0.10*trach - 0.12*bubble + dev)
-    mi, mj = geom.get('marker', (0, 0))
+
+# %% ../nbs/00_synthcxr.ipynb 86
+def _attenuation(s):
+    "The patient's attenuation at each pixel: the sum of the scene's layers."
+    dens, body, air, blob, y = s['dens'], s['body'], s['air'], s['blob'], s['y']
+    return (dens*body + 0.04*s['heart'] - 0.40*air*(0.85 + 0.15*blob.clip(-1, 1)*0.5 + 0.1*np.clip(1 - y, 0, 1))
+            + 0.11*s['mark']*air*s['fall'] + 0.06*s['hila']*s['lungs'] - s['lucent'] + s['extra'] + s['bones']*body
+            - 0.10*s['trach'] - 0.12*s['bubble'] + s['dev'])
+
+# %% ../nbs/00_synthcxr.ipynb 89
+def _expose(s, att, marker, rng):
+    "The image: the side `marker` burnt in, a random exposure window and gamma, a gradient, detector blur and noise."
+    u, v, size = s['u'], s['v'], s['size']
+    mi, mj = marker
     mu, mv = (0.82 if mi else -0.88), (-0.88 if mj else 0.82)
     att = att + 0.8*_soft(0.03 - np.abs(u - mu), 2/size)*_soft(0.045 - np.abs(v - mv), 2/size)
     lo, hi, gamma = rng.uniform(-0.06, 0.04), rng.uniform(0.72, 0.92), rng.uniform(0.8, 1.25)
     img = np.clip((att - lo)/(hi - lo), 0, 1)**gamma + rng.uniform(-0.06, 0.06)*u + rng.uniform(-0.04, 0.04)*v
-    img = ndimage.gaussian_filter(img, rng.uniform(0.3, 0.8)*size/128) + rng.normal(0, rng.uniform(0.008, 0.03), img.shape)
-    img = np.clip(img, 0, 1)
-    if not with_masks: return img, {}
+    img = ndimage.gaussian_filter(img, rng.uniform(0.3, 0.8)*size/128)   # detector blur
+    img = img + rng.normal(0, rng.uniform(0.008, 0.03), img.shape)       # and noise
+    return np.clip(img, 0, 1)
+
+# %% ../nbs/00_synthcxr.ipynb 92
+def _binary_masks(masks) -> dict:
+    "Boolean masks: above 0.5, or (for a tiny finding) at least half its maximum."
     out = {}
     for f, m in masks.items():
         m = np.asarray(m)
         mk = m > 0.5
         if not mk.any() and m.max() > 0: mk = m >= 0.5*m.max()  # a tiny finding still gets its pixels
         out[f] = mk
-    return img, out
+    return out
 
-# %% ../nbs/00_synthcxr.ipynb 24
+# %% ../nbs/00_synthcxr.ipynb 95
+_FINDING_STEPS = dict(effusion=_draw_effusion, pneumothorax=_draw_pneumothorax, consolidation=_draw_consolidation,
+                      atelectasis=_draw_atelectasis, edema=_draw_edema, nodule=_draw_nodule,
+                      pleural_other=_draw_pleural_other)  # the order they are drawn in
+
+def _render(anat, geom, tex, size=128, view='pa', rng=None, with_masks=False):
+    "Draw one view: a float image in [0, 1] and, if asked, the masks of the findings with extent."
+    rng = np.random.default_rng() if rng is None else rng
+    s = _pose(anat, tex, size, view == 'ap', rng)
+    _volume_loss(s, geom.get('atelectasis', []))
+    _draw_body(s); _draw_lungs(s); _draw_heart(s, geom)
+    for f, step in _FINDING_STEPS.items():
+        if f in geom: step(s, geom[f])
+    _draw_bones(s, geom.get('fracture')); _draw_airways(s, rng)
+    _draw_devices(s, geom.get('devices')); _draw_ecg(s, geom.get('ecg', []))
+    img = _expose(s, _attenuation(s), geom.get('marker', (0, 0)), rng)
+    return img, (_binary_masks(s['masks']) if with_masks else {})
+
+# %% ../nbs/00_synthcxr.ipynb 98
 VIEWS = ('pa', 'ap')
 
 def draw_study(findings=None, anatomy=None, size=128, seed=0, views=VIEWS):
@@ -358,13 +476,15 @@ def draw_study(findings=None, anatomy=None, size=128, seed=0, views=VIEWS):
         imgs.append(np.rint(img*255).astype(np.uint8)); masks.update(m)
     return imgs, masks
 
-# %% ../nbs/00_synthcxr.ipynb 27
+# %% ../nbs/00_synthcxr.ipynb 101
 PATHOLOGIES = [l for l in CHEXPERT_LABELS if l not in ('No Finding', 'Support Devices')]
 OPACITY_CHILDREN = ['Consolidation', 'Atelectasis', 'Edema', 'Lung Lesion', 'Pneumonia']
-UNCERTAIN = r'\bpossibl[ey]\b|cannot (?:be )?exclude|cannot be excluded|not excluded|\bquestionabl[ey]\b|\bborderline\b'
+UNCERTAIN = (r'\bpossibl[ey]\b|cannot (?:be )?exclude|cannot be excluded|not excluded|\bquestionabl[ey]\b'
+             r'|\bborderline\b')
 NEGATION = r'\bno\b|\bnot (?:enlarged|widened)\b|\bnormal\b|within normal limits|\bunremarkable\b|\bclear\b'
 MENTIONS = {
-    'Cardiomegaly': r'cardiomegaly|heart (?:size|is)|cardiac (?:silhouette|size)|enlarged heart|cardiomediastinal silhouette',
+    'Cardiomegaly': r'cardiomegaly|heart (?:size|is)|cardiac (?:silhouette|size)|enlarged heart'
+                    r'|cardiomediastinal silhouette',
     'Enlarged Cardiomediastinum': r'mediastin',
     'Lung Opacity': r'lungs are (?:well expanded and )?clear|clear lungs',
     'Lung Lesion': r'nodul|\bmass\b',
@@ -381,16 +501,18 @@ _RX = {k: re.compile(v) for k, v in MENTIONS.items()}
 _UNC, _NEG = re.compile(UNCERTAIN), re.compile(NEGATION)
 _RANK = {1.0: 2, -1.0: 1, 0.0: 0}
 
+# %% ../nbs/00_synthcxr.ipynb 102
 def _derive(lab):
-    "Fill the parent labels as CheXpert does: Lung Opacity from its children, No Finding when nothing is (possibly) there."
+    "Fill the parent labels as CheXpert does: Lung Opacity from its children, No Finding when nothing is there."
     kids = [lab.get(k) for k in OPACITY_CHILDREN]
     if 1.0 in kids: lab['Lung Opacity'] = 1.0
     elif -1.0 in kids: lab['Lung Opacity'] = -1.0
     if not any(lab.get(l) in (1.0, -1.0) for l in PATHOLOGIES): lab['No Finding'] = 1.0
     return lab
 
+# %% ../nbs/00_synthcxr.ipynb 103
 def label_report(text) -> dict:
-    "CheXpert-style labels of a SynthCXR report: per sentence, a mention is uncertain (-1), negated (0) or positive (1)."
+    "CheXpert labels of a SynthCXR report: per sentence, a mention is uncertain (-1), negated (0) or positive (1)."
     lab = {}
     for sent in re.split(r'(?<=\.)\s+', str(text).strip().lower()):
         hits = [k for k, rx in _RX.items() if rx.search(sent)]
@@ -401,16 +523,18 @@ def label_report(text) -> dict:
     _derive(lab)
     return {k: lab.get(k, float('nan')) for k in CHEXPERT_LABELS}
 
+# %% ../nbs/00_synthcxr.ipynb 105
 def _code(v) -> str:
     "A label as the CSVs write it: '1', '0', '-1' or '' (not mentioned)."
     return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
 
-# %% ../nbs/00_synthcxr.ipynb 30
+# %% ../nbs/00_synthcxr.ipynb 108
 _P_NEG = dict(cardiomegaly=.55, mediastinum=.35, edema=.35, effusion=.65, pneumothorax=.65, consolidation=.45,
               atelectasis=.08, nodule=.12, pleural_other=.03, fracture=.25, devices=0.0)
 _P_HEDGE = {1: 0.25, 2: 0.08, 3: 0.03}   # a drawn finding stated with uncertainty, by severity
 _P_HEDGE_ABSENT = 0.025                  # an absent finding that the reader "cannot exclude"
 
+# %% ../nbs/00_synthcxr.ipynb 109
 def decide_labels(findings, rng, sure=(), quiet=(), negate=()):
     "The CheXpert labels of the report that will describe `findings`, and the attributes each statement needs."
     lab, att = {}, {}
@@ -437,137 +561,214 @@ def decide_labels(findings, rng, sure=(), quiet=(), negate=()):
         lab['Lung Opacity'] = 0.0   # "The lungs are clear."
     return _derive(lab), att
 
-# %% ../nbs/00_synthcxr.ipynb 33
+# %% ../nbs/00_synthcxr.ipynb 112
 _ORD = {4: 'fourth', 5: 'fifth', 6: 'sixth', 7: 'seventh', 8: 'eighth'}
 _SEVW = {'size': ['small', 'moderate', 'large'], 'deg': ['mild', 'moderate', 'severe'],
          'adv': ['mildly', 'moderately', 'markedly'], 'card': ['mild', 'moderate', 'marked']}
 
 def _cap(s): return s[:1].upper() + s[1:]
 
+# %% ../nbs/00_synthcxr.ipynb 113
+def _picker(rng):
+    "`pick(*xs)`: one of `xs`, drawn uniformly from `rng`."
+    return lambda *xs: xs[int(rng.integers(len(xs)))]
+
+# %% ../nbs/00_synthcxr.ipynb 117
+def _say_cardiomegaly(v, a, rng, imp):
+    "Cardiomegaly with its degree, a borderline heart size, or a normal one."
+    pick, sev = _picker(rng), a.get('sev', 1) - 1
+    w, adv = _SEVW['card'][sev], _SEVW['adv'][sev]
+    if v == 1: return pick(f'{_cap(w)} cardiomegaly.', 'Cardiomegaly.', 'Enlarged heart.') if imp else pick(
+        f'{_cap(w)} cardiomegaly.', f'The heart is {adv} enlarged.', f'The cardiac silhouette is {adv} enlarged.',
+        f'{_cap(w)} enlargement of the cardiac silhouette.')
+    if v == -1: return pick('Possible mild cardiomegaly.', 'Borderline heart size; cannot exclude mild cardiomegaly.',
+                            'The cardiac silhouette is borderline enlarged.')
+    return pick('Heart size is normal.', 'Normal heart size.', 'The heart is not enlarged.', 'No cardiomegaly.')
+
+# %% ../nbs/00_synthcxr.ipynb 120
+def _say_mediastinum(v, a, rng, imp):
+    "Enlarged Cardiomediastinum: a widened mediastinum, a questionable one, or normal contours."
+    pick, sev = _picker(rng), a.get('sev', 1) - 1
+    if v == 1: return pick('Widened mediastinum.', 'Mediastinal widening.') if imp else pick(
+        'The mediastinum is widened.', 'Widened mediastinal contour.',
+        f'{_cap(_SEVW["card"][sev])} widening of the mediastinum.')
+    if v == -1: return pick('Possible mediastinal widening.', 'The mediastinum is questionably widened.')
+    return pick('Mediastinal contours are normal.', 'The mediastinum is not widened.', 'Normal mediastinal contours.')
+
+# %% ../nbs/00_synthcxr.ipynb 123
+def _say_edema(v, a, rng, imp):
+    "Pulmonary edema with its degree, a hedged mild one, or none."
+    pick, sev = _picker(rng), a.get('sev', 1) - 1
+    w = _SEVW['deg'][sev]
+    if v == 1:
+        if imp: return pick(f'{_cap(w)} pulmonary edema.', 'Pulmonary edema.', f'Findings consistent with {w} edema.')
+        return pick(f'{_cap(w)} pulmonary edema.', f'{_cap(w)} interstitial edema.',
+                    f'Bilateral perihilar haziness consistent with {w} pulmonary edema.',
+                    f'{_cap(w)} pulmonary edema with perihilar predominance.')
+    if v == -1: return pick('Possible mild pulmonary edema.', 'Cannot exclude mild interstitial edema.',
+                            'Questionable mild interstitial edema.')
+    return pick('No pulmonary edema.', 'No edema.', 'No evidence of pulmonary edema.')
+
+# %% ../nbs/00_synthcxr.ipynb 126
+def _say_effusion(v, a, rng, imp):
+    "Pleural effusion(s) with size and side, a hedged small one, or none."
+    pick, sev, side = _picker(rng), a.get('sev', 1) - 1, a.get('side', '')
+    bi, w = side == 'bilateral', _SEVW['size'][sev]
+    if v == 1:
+        if bi: return pick(f'{_cap(w)} bilateral pleural effusions.', 'Bilateral pleural effusions.') if imp else pick(
+            f'{_cap(w)} bilateral pleural effusions.', f'Bilateral {w} pleural effusions.',
+            *(['Blunting of both costophrenic angles consistent with small bilateral effusions.'] if sev == 0 else []))
+        return pick(f'{_cap(w)} {side} pleural effusion.', f'{_cap(side)} pleural effusion.') if imp else pick(
+            f'{_cap(w)} {side} pleural effusion.', f'There is a {w} {side} pleural effusion.',
+            f'{_cap(side)} pleural effusion, {w}.', f'{_cap(w)} {side} effusion.',
+            *([f'Blunting of the {side} costophrenic angle consistent with a small pleural effusion.']
+              if sev == 0 else []))
+    if v == -1:
+        s = 'bilateral' if bi else side
+        return pick(f'Possible small {s} pleural effusion{"s" if bi else ""}.',
+                    f'A small {s} effusion cannot be excluded.',
+                    f'Questionable trace {s} pleural effusion{"s" if bi else ""}.')
+    return pick('No pleural effusion.', 'No pleural effusions.', 'No effusion.')
+
+# %% ../nbs/00_synthcxr.ipynb 129
+def _say_pneumothorax(v, a, rng, imp):
+    "Pneumothorax with size and side, a hedged small apical one, or none."
+    pick, sev, side = _picker(rng), a.get('sev', 1) - 1, a.get('side', '')
+    w = _SEVW['size'][sev]
+    if v == 1: return pick(f'{_cap(w)} {side} pneumothorax.', f'{_cap(side)} pneumothorax.') if imp else pick(
+        f'{_cap(w)} {side} apical pneumothorax.', f'There is a {w} {side} pneumothorax with a visible pleural line.',
+        f'{_cap(side)} pneumothorax, {w}.', f'{_cap(w)} {side} pneumothorax.')
+    if v == -1: return pick(f'Possible small {side} apical pneumothorax.',
+                            f'Cannot exclude a tiny {side} apical pneumothorax.',
+                            f'Questionable small {side} pneumothorax.')
+    return pick('No pneumothorax.', 'There is no pneumothorax.', 'No evidence of pneumothorax.')
+
+# %% ../nbs/00_synthcxr.ipynb 132
+def _where(a):
+    "The lobe(s) of a consolidation in words: 'right lower lobe', 'bilateral upper lobes'."
+    side, lobe = a.get('side', ''), a.get('lobe', 'lower')
+    return f'bilateral {lobe} lobes' if side == 'bilateral' else f'{side} {lobe} lobe'
+
+# %% ../nbs/00_synthcxr.ipynb 135
+def _say_pneumonia(v, a, rng, imp):
+    "Pneumonia, an interpretation of a consolidation: present, not excluded, or not in evidence."
+    pick, where = _picker(rng), _where(a)
+    if v == 1: return pick(f'{_cap(where)} pneumonia.', 'Findings consistent with pneumonia.',
+                           'Findings compatible with pneumonia in the appropriate clinical setting.')
+    if v == -1: return pick('Possible pneumonia.', 'Infection cannot be excluded.', 'Pneumonia cannot be excluded.',
+                            'Early pneumonia is not excluded.')
+    return pick('No evidence of pneumonia.', 'No radiographic evidence of pneumonia.')
+
+# %% ../nbs/00_synthcxr.ipynb 138
+def _say_consolidation(v, a, rng, imp):
+    "Consolidation with its extent and lobe(s), a hedged one, or none."
+    pick, sev, where = _picker(rng), a.get('sev', 1) - 1, _where(a)
+    adj = pick(*[['patchy', 'focal'], ['', 'airspace'], ['dense', 'extensive']][sev])
+    pre = adj + ' ' if adj else ''
+    if v == 1:
+        if imp: return f'{_cap(where)} consolidation.'
+        if a.get('side', '') == 'bilateral':
+            return pick('Multifocal bilateral consolidation.', f'{_cap(pre)}consolidation in the {where}.')
+        return pick(f'{_cap(pre)}consolidation in the {where}.', f'{_cap(where)} {pre}consolidation.',
+                    f'{_cap(where)} airspace consolidation with air bronchograms.')
+    if v == -1: return pick(f'Possible {where} consolidation.', f'Cannot exclude early {where} consolidation.',
+                            f'Questionable focal consolidation in the {where}.')
+    return pick('No focal consolidation.', 'No consolidation.', 'No focal airspace consolidation.')
+
+# %% ../nbs/00_synthcxr.ipynb 141
+def _say_atelectasis(v, a, rng, imp):
+    "Basilar atelectasis in words for its severity, a hedged one, or none."
+    pick, sev, side = _picker(rng), a.get('sev', 1) - 1, a.get('side', '')
+    bi = side == 'bilateral'
+    where = 'bibasilar' if bi else f'{side} basilar'
+    if v == 1:
+        if imp: return pick(f'{_cap(where)} atelectasis.', 'Atelectasis.')
+        if bi: return pick('Bibasilar atelectasis.',
+                           *([f'{pick("Minimal", "Mild")} bibasilar plate-like atelectasis.'] if sev == 0 else []),
+                           *(['Bibasilar atelectasis with low lung volumes.'] if sev == 2 else []))
+        return pick(*[[f'{pick("Minimal", "Mild")} plate-like atelectasis at the {side} base.',
+                       f'{_cap(side)} basilar linear atelectasis.'],
+                      [f'{_cap(side)} basilar atelectasis.', f'Subsegmental atelectasis at the {side} base.'],
+                      [f'{_cap(side)} lower lobe atelectasis with volume loss.',
+                       f'{_cap(side)} basilar atelectasis with elevation of the hemidiaphragm.']][sev])
+    if v == -1:
+        return pick(f'Possible {where} atelectasis.', f'Questionable {where} atelectasis.',
+                    f'Cannot exclude {where} atelectasis.')
+    return 'No atelectasis.'
+
+# %% ../nbs/00_synthcxr.ipynb 144
+def _say_lesion(v, a, rng, imp):
+    "Lung Lesion: a nodule (mm) or a mass (cm, from 30 mm) with side and zone, a hedged nodule, or none."
+    pick, side = _picker(rng), a.get('side', '')
+    zone, mm = a.get('zone', 'mid'), a.get('mm', 10)
+    if v == 1:
+        if mm >= 30:
+            cm = round(mm/10)
+            return f'{_cap(side)} {zone} lung mass.' if imp else pick(
+                f'{cm} cm mass in the {side} {zone} lung.', f'{_cap(side)} {zone} lung mass measuring {cm} cm.')
+        return f'{_cap(side)} {zone} lung nodule.' if imp else pick(
+            f'{mm} mm nodule in the {side} {zone} lung.', f'{_cap(side)} {zone} lung nodule measuring {mm} mm.',
+            f'Rounded {mm} mm nodular opacity in the {side} {zone} lung zone.')
+    if v == -1: return pick(f'Possible nodule in the {side} {zone} lung.', f'Questionable {side} {zone} lung nodule.',
+                            f'Possible nodular opacity in the {side} {zone} lung.')
+    return pick('No suspicious pulmonary nodules.', 'No pulmonary nodule or mass.')
+
+# %% ../nbs/00_synthcxr.ipynb 147
+def _say_pleural_other(v, a, rng, imp):
+    "Pleural Other: pleural thickening on one side, a possible one, or none."
+    pick, side = _picker(rng), a.get('side', '')
+    if v == 1: return f'{_cap(side)} pleural thickening.' if imp else pick(f'{_cap(side)} apical pleural thickening.',
+                                                                         f'Mild {side} pleural thickening.')
+    if v == -1: return f'Possible {side} pleural thickening.'
+    return 'No pleural thickening.'
+
+# %% ../nbs/00_synthcxr.ipynb 150
+def _say_fracture(v, a, rng, imp):
+    "A rib fracture with side and rib, a possible one, or no fracture."
+    pick, side = _picker(rng), a.get('side', '')
+    rib = _ORD.get(a.get('rib', 6), 'sixth')
+    if v == 1: return f'{_cap(side)} {rib} rib fracture.' if imp else pick(
+        f'Acute fracture of the {side} {rib} rib.', f'Displaced {side} {rib} rib fracture.',
+        f'There is a {side} {rib} rib fracture.')
+    if v == -1: return pick(f'Possible nondisplaced {side} {rib} rib fracture.', f'Questionable {side} rib fracture.')
+    return pick('No acute osseous abnormality.', 'No displaced rib fracture.', 'No acute fracture.')
+
+# %% ../nbs/00_synthcxr.ipynb 153
+def _say_clear_lungs(v, a, rng, imp):
+    "Lung Opacity, only ever stated as clear lungs."
+    pick = _picker(rng)
+    return pick('The lungs are clear.', 'Lungs are clear.', 'The lungs are well expanded and clear.', 'Clear lungs.')
+
+# %% ../nbs/00_synthcxr.ipynb 156
+def _say_device(v, a, rng, imp):
+    "One support device, `a['kind']`, in place."
+    pick, k = _picker(rng), a['kind']
+    return {'ett': pick(f'Endotracheal tube terminates {int(rng.integers(3, 7))} cm above the carina.',
+                        'Endotracheal tube in standard position.'),
+            'cvc': pick('Right internal jugular central venous catheter terminates in the SVC.',
+                        'Right internal jugular catheter tip at the cavoatrial junction.'),
+            'ngt': pick('Enteric tube courses below the diaphragm.', 'Nasogastric tube tip in the stomach.'),
+            'pacer': pick('Left chest wall pacemaker with leads in the right atrium and right ventricle.',
+                          'Dual-lead pacemaker in place.'),
+            'picc': pick('Right upper extremity PICC terminates in the SVC.',
+                         'Right PICC with tip in the lower SVC.')}[k]
+
+# %% ../nbs/00_synthcxr.ipynb 159
+_SAY = {'Cardiomegaly': _say_cardiomegaly, 'Enlarged Cardiomediastinum': _say_mediastinum, 'Edema': _say_edema,
+        'Pleural Effusion': _say_effusion, 'Pneumothorax': _say_pneumothorax, 'Consolidation': _say_consolidation,
+        'Pneumonia': _say_pneumonia, 'Atelectasis': _say_atelectasis, 'Lung Lesion': _say_lesion,
+        'Pleural Other': _say_pleural_other, 'Fracture': _say_fracture, 'Lung Opacity': _say_clear_lungs,
+        'Support Devices': _say_device}
+
 def _phrase(L, v, a, rng, imp=False):
     "One sentence stating label `L` with value `v` (1 / -1 / 0) and attributes `a`; `imp`: the impression's short form."
-    pick = lambda *xs: xs[int(rng.integers(len(xs)))]
-    sev = a.get('sev', 1) - 1
-    side = a.get('side', '')
-    bi = side == 'bilateral'
-    if L == 'Cardiomegaly':
-        w, adv = _SEVW['card'][sev], _SEVW['adv'][sev]
-        if v == 1: return pick(f'{_cap(w)} cardiomegaly.', 'Cardiomegaly.', 'Enlarged heart.') if imp else pick(
-            f'{_cap(w)} cardiomegaly.', f'The heart is {adv} enlarged.', f'The cardiac silhouette is {adv} enlarged.',
-            f'{_cap(w)} enlargement of the cardiac silhouette.')
-        if v == -1: return pick('Possible mild cardiomegaly.', 'Borderline heart size; cannot exclude mild cardiomegaly.',
-                                'The cardiac silhouette is borderline enlarged.')
-        return pick('Heart size is normal.', 'Normal heart size.', 'The heart is not enlarged.', 'No cardiomegaly.')
-    if L == 'Enlarged Cardiomediastinum':
-        if v == 1: return pick('Widened mediastinum.', 'Mediastinal widening.') if imp else pick(
-            'The mediastinum is widened.', 'Widened mediastinal contour.', f'{_cap(_SEVW["card"][sev])} widening of the mediastinum.')
-        if v == -1: return pick('Possible mediastinal widening.', 'The mediastinum is questionably widened.')
-        return pick('Mediastinal contours are normal.', 'The mediastinum is not widened.', 'Normal mediastinal contours.')
-    if L == 'Edema':
-        w = _SEVW['deg'][sev]
-        if v == 1: return pick(f'{_cap(w)} pulmonary edema.', 'Pulmonary edema.', f'Findings consistent with {w} edema.') if imp else pick(
-            f'{_cap(w)} pulmonary edema.', f'{_cap(w)} interstitial edema.',
-            f'Bilateral perihilar haziness consistent with {w} pulmonary edema.', f'{_cap(w)} pulmonary edema with perihilar predominance.')
-        if v == -1: return pick('Possible mild pulmonary edema.', 'Cannot exclude mild interstitial edema.',
-                                'Questionable mild interstitial edema.')
-        return pick('No pulmonary edema.', 'No edema.', 'No evidence of pulmonary edema.')
-    if L == 'Pleural Effusion':
-        w = _SEVW['size'][sev]
-        if v == 1:
-            if bi: return pick(f'{_cap(w)} bilateral pleural effusions.', 'Bilateral pleural effusions.') if imp else pick(
-                f'{_cap(w)} bilateral pleural effusions.', f'Bilateral {w} pleural effusions.',
-                *(['Blunting of both costophrenic angles consistent with small bilateral effusions.'] if sev == 0 else []))
-            return pick(f'{_cap(w)} {side} pleural effusion.', f'{_cap(side)} pleural effusion.') if imp else pick(
-                f'{_cap(w)} {side} pleural effusion.', f'There is a {w} {side} pleural effusion.', f'{_cap(side)} pleural effusion, {w}.',
-                f'{_cap(w)} {side} effusion.',
-                *([f'Blunting of the {side} costophrenic angle consistent with a small pleural effusion.'] if sev == 0 else []))
-        if v == -1:
-            s = 'bilateral' if bi else side
-            return pick(f'Possible small {s} pleural effusion{"s" if bi else ""}.', f'A small {s} effusion cannot be excluded.',
-                        f'Questionable trace {s} pleural effusion{"s" if bi else ""}.')
-        return pick('No pleural effusion.', 'No pleural effusions.', 'No effusion.')
-    if L == 'Pneumothorax':
-        w = _SEVW['size'][sev]
-        if v == 1: return pick(f'{_cap(w)} {side} pneumothorax.', f'{_cap(side)} pneumothorax.') if imp else pick(
-            f'{_cap(w)} {side} apical pneumothorax.', f'There is a {w} {side} pneumothorax with a visible pleural line.',
-            f'{_cap(side)} pneumothorax, {w}.', f'{_cap(w)} {side} pneumothorax.')
-        if v == -1: return pick(f'Possible small {side} apical pneumothorax.', f'Cannot exclude a tiny {side} apical pneumothorax.',
-                                f'Questionable small {side} pneumothorax.')
-        return pick('No pneumothorax.', 'There is no pneumothorax.', 'No evidence of pneumothorax.')
-    if L in ('Consolidation', 'Pneumonia'):
-        lobe = a.get('lobe', 'lower')
-        where = f'bilateral {lobe} lobes' if bi else f'{side} {lobe} lobe'
-        if L == 'Pneumonia':
-            if v == 1: return pick(f'{_cap(where)} pneumonia.', 'Findings consistent with pneumonia.',
-                                   'Findings compatible with pneumonia in the appropriate clinical setting.')
-            if v == -1: return pick('Possible pneumonia.', 'Infection cannot be excluded.', 'Pneumonia cannot be excluded.',
-                                    'Early pneumonia is not excluded.')
-            return pick('No evidence of pneumonia.', 'No radiographic evidence of pneumonia.')
-        adj = pick(*[['patchy', 'focal'], ['', 'airspace'], ['dense', 'extensive']][sev])
-        if v == 1:
-            if imp: return f'{_cap(where)} consolidation.'
-            if bi: return pick('Multifocal bilateral consolidation.', f'{_cap(adj + " " if adj else "")}consolidation in the {where}.')
-            return pick(f'{_cap(adj + " " if adj else "")}consolidation in the {where}.', f'{_cap(where)} {adj + " " if adj else ""}consolidation.',
-                        f'{_cap(where)} airspace consolidation with air bronchograms.')
-        if v == -1: return pick(f'Possible {where} consolidation.', f'Cannot exclude early {where} consolidation.',
-                                f'Questionable focal consolidation in the {where}.')
-        return pick('No focal consolidation.', 'No consolidation.', 'No focal airspace consolidation.')
-    if L == 'Atelectasis':
-        where = 'bibasilar' if bi else f'{side} basilar'
-        if v == 1:
-            if imp: return pick(f'{_cap(where)} atelectasis.', 'Atelectasis.')
-            if bi: return pick('Bibasilar atelectasis.', *([f'{pick("Minimal", "Mild")} bibasilar plate-like atelectasis.'] if sev == 0 else []),
-                               *(['Bibasilar atelectasis with low lung volumes.'] if sev == 2 else []))
-            return pick(*[[f'{pick("Minimal", "Mild")} plate-like atelectasis at the {side} base.', f'{_cap(side)} basilar linear atelectasis.'],
-                          [f'{_cap(side)} basilar atelectasis.', f'Subsegmental atelectasis at the {side} base.'],
-                          [f'{_cap(side)} lower lobe atelectasis with volume loss.',
-                           f'{_cap(side)} basilar atelectasis with elevation of the hemidiaphragm.']][sev])
-        if v == -1: return pick(f'Possible {where} atelectasis.', f'Questionable {where} atelectasis.', f'Cannot exclude {where} atelectasis.')
-        return 'No atelectasis.'
-    if L == 'Lung Lesion':
-        zone, mm = a.get('zone', 'mid'), a.get('mm', 10)
-        if v == 1:
-            if mm >= 30:
-                cm = round(mm/10)
-                return f'{_cap(side)} {zone} lung mass.' if imp else pick(
-                    f'{cm} cm mass in the {side} {zone} lung.', f'{_cap(side)} {zone} lung mass measuring {cm} cm.')
-            return f'{_cap(side)} {zone} lung nodule.' if imp else pick(
-                f'{mm} mm nodule in the {side} {zone} lung.', f'{_cap(side)} {zone} lung nodule measuring {mm} mm.',
-                f'Rounded {mm} mm nodular opacity in the {side} {zone} lung zone.')
-        if v == -1: return pick(f'Possible nodule in the {side} {zone} lung.', f'Questionable {side} {zone} lung nodule.',
-                                f'Possible nodular opacity in the {side} {zone} lung.')
-        return pick('No suspicious pulmonary nodules.', 'No pulmonary nodule or mass.')
-    if L == 'Pleural Other':
-        if v == 1: return f'{_cap(side)} pleural thickening.' if imp else pick(f'{_cap(side)} apical pleural thickening.',
-                                                                             f'Mild {side} pleural thickening.')
-        if v == -1: return f'Possible {side} pleural thickening.'
-        return 'No pleural thickening.'
-    if L == 'Fracture':
-        rib = _ORD.get(a.get('rib', 6), 'sixth')
-        if v == 1: return f'{_cap(side)} {rib} rib fracture.' if imp else pick(
-            f'Acute fracture of the {side} {rib} rib.', f'Displaced {side} {rib} rib fracture.', f'There is a {side} {rib} rib fracture.')
-        if v == -1: return pick(f'Possible nondisplaced {side} {rib} rib fracture.', f'Questionable {side} rib fracture.')
-        return pick('No acute osseous abnormality.', 'No displaced rib fracture.', 'No acute fracture.')
-    if L == 'Lung Opacity':  # only ever stated as "clear lungs"
-        return pick('The lungs are clear.', 'Lungs are clear.', 'The lungs are well expanded and clear.', 'Clear lungs.')
-    if L == 'Support Devices':
-        k = a['kind']
-        return {'ett': pick(f'Endotracheal tube terminates {int(rng.integers(3, 7))} cm above the carina.',
-                            'Endotracheal tube in standard position.'),
-                'cvc': pick('Right internal jugular central venous catheter terminates in the SVC.',
-                            'Right internal jugular catheter tip at the cavoatrial junction.'),
-                'ngt': pick('Enteric tube courses below the diaphragm.', 'Nasogastric tube tip in the stomach.'),
-                'pacer': pick('Left chest wall pacemaker with leads in the right atrium and right ventricle.', 'Dual-lead pacemaker in place.'),
-                'picc': pick('Right upper extremity PICC terminates in the SVC.', 'Right PICC with tip in the lower SVC.')}[k]
-    raise ValueError(f'{L!r}: no grammar for this label')
+    if L not in _SAY: raise ValueError(f'{L!r}: no grammar for this label')
+    return _SAY[L](v, a, rng, imp)
 
-# %% ../nbs/00_synthcxr.ipynb 35
-_IMP_ORDER = ['Pneumothorax', 'Consolidation', 'Pneumonia', 'Edema', 'Pleural Effusion', 'Cardiomegaly',
-              'Enlarged Cardiomediastinum', 'Atelectasis', 'Lung Lesion', 'Fracture', 'Pleural Other']
-
-def write_report(lab, att, rng) -> tuple:
-    "FINDINGS and IMPRESSION sections that state exactly the labels `lab` (1 / -1 / 0; a missing label is not mentioned)."
-    pick = lambda *xs: xs[int(rng.integers(len(xs)))]
+# %% ../nbs/00_synthcxr.ipynb 162
+def _findings_section(lab, att, rng) -> list:
+    "The FINDINGS sentences stating `lab`: devices, heart and mediastinum, lungs, pleura, bones."
+    pick = _picker(rng)
     say = lambda L, imp=False: _phrase(L, lab[L], att.get(L, {}), rng, imp)
     on = lambda L: L in lab
     F = []
@@ -575,12 +776,16 @@ def write_report(lab, att, rng) -> tuple:
         F += [_phrase('Support Devices', 1.0, {'kind': k}, rng) for k in att['Support Devices']['kinds']]
     if lab.get('Cardiomegaly') == 0 and lab.get('Enlarged Cardiomediastinum') == 0 and rng.random() < 0.6:
         F.append(pick('The cardiomediastinal silhouette is normal.', 'Normal cardiomediastinal silhouette.',
-                      'Cardiomediastinal silhouette is within normal limits.', 'The cardiomediastinal silhouette is unremarkable.'))
+                      'Cardiomediastinal silhouette is within normal limits.',
+                      'The cardiomediastinal silhouette is unremarkable.'))
     else: F += [say(L) for L in ('Cardiomegaly', 'Enlarged Cardiomediastinum') if on(L)]
     if lab.get('Lung Opacity') == 0: F.append(say('Lung Opacity'))
     trio = all(lab.get(L) == 0 for L in ('Consolidation', 'Pleural Effusion', 'Pneumothorax')) and rng.random() < 0.3
-    if trio: F.append(pick('No focal consolidation, pleural effusion or pneumothorax.', 'No consolidation, effusion or pneumothorax.'))
-    F += [say(L) for L in ('Consolidation', 'Atelectasis', 'Edema', 'Lung Lesion') if on(L) and not (trio and L == 'Consolidation')]
+    if trio:
+        F.append(pick('No focal consolidation, pleural effusion or pneumothorax.',
+                      'No consolidation, effusion or pneumothorax.'))
+    F += [say(L) for L in ('Consolidation', 'Atelectasis', 'Edema', 'Lung Lesion')
+          if on(L) and not (trio and L == 'Consolidation')]
     if not trio:
         if lab.get('Pleural Effusion') == 0 and lab.get('Pneumothorax') == 0 and rng.random() < 0.6:
             F.append(pick('No pleural effusion or pneumothorax.', 'No effusion or pneumothorax.',
@@ -588,24 +793,44 @@ def write_report(lab, att, rng) -> tuple:
         else: F += [say(L) for L in ('Pleural Effusion', 'Pneumothorax') if on(L)]
     F += [say(L) for L in ('Pleural Other', 'Fracture') if on(L)]
     if not F: F = [pick('PA and AP views of the chest.', 'Two frontal views of the chest.')]
+    return F
+
+# %% ../nbs/00_synthcxr.ipynb 163
+_IMP_ORDER = ['Pneumothorax', 'Consolidation', 'Pneumonia', 'Edema', 'Pleural Effusion', 'Cardiomegaly',
+              'Enlarged Cardiomediastinum', 'Atelectasis', 'Lung Lesion', 'Fracture', 'Pleural Other']
+
+def _impression_section(lab, att, rng) -> list:
+    "The IMPRESSION sentences: what is positive or uncertain in `_IMP_ORDER`, or that the study is normal."
+    pick = _picker(rng)
+    say = lambda L, imp=False: _phrase(L, lab[L], att.get(L, {}), rng, imp)
     I = [say(L, True) for L in _IMP_ORDER if lab.get(L) in (1.0, -1.0)]
-    if not I: I = [pick('No acute cardiopulmonary process.', 'No acute cardiopulmonary abnormality.', 'Normal chest radiograph.')]
+    if not I:
+        I = [pick('No acute cardiopulmonary process.', 'No acute cardiopulmonary abnormality.',
+                  'Normal chest radiograph.')]
     elif lab.get('Pneumothorax') == 0 and rng.random() < 0.3: I.append('No pneumothorax.')
     if lab.get('Pneumonia') == 0: I.append(say('Pneumonia'))
+    return I
+
+# %% ../nbs/00_synthcxr.ipynb 164
+def write_report(lab, att, rng) -> tuple:
+    "FINDINGS and IMPRESSION that state exactly the labels `lab` (1 / -1 / 0; a missing label is not mentioned)."
+    F = _findings_section(lab, att, rng)
+    I = _impression_section(lab, att, rng)
     return ' '.join(F), ' '.join(I)
 
-# %% ../nbs/00_synthcxr.ipynb 40
-_F5 = {c: f for c in CHEXPERT5 for f, L in FINDING_LABEL.items() if L == c}  # each 5x200 class and the finding that draws it
+# %% ../nbs/00_synthcxr.ipynb 169
+_F5 = {c: f for c in CHEXPERT5 for f, L in FINDING_LABEL.items() if L == c}  # each 5x200 class and its finding
 
 def _study(rng, pid, j, anat, findings, cohort, **kw):
+    "Study `j` of patient `pid`: what it shows, its labels and its report (`kw` pins labels: `decide_labels`)."
     lab, att = decide_labels(findings, rng, **kw)
     fnd, imp = write_report(lab, att, rng)
     return dict(study_id=f'{pid}-{j}', patient_id=pid, cohort=cohort, anat=anat, findings_=findings, lab=lab,
                 findings=fnd, impression=imp)
 
-def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
-    "Everything about the corpus but the pixels: patients, studies, findings, labels, reports and splits."
-    rng = np.random.default_rng(seed)
+# %% ../nbs/00_synthcxr.ipynb 171
+def _main_cohort(rng, n_studies) -> list:
+    "The main cohort's `n_studies` studies, 1-3 per patient, each with its patient's split."
     rows, pi = [], 0
     while len(rows) < n_studies:  # main cohort: 1-3 studies per patient
         k = min(int(rng.choice([1, 2, 3], p=[.5, .3, .2])), n_studies - len(rows))
@@ -618,7 +843,11 @@ def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
     ntr, nva = round(0.8*pi), round(0.1*pi)
     split = {p: 'train' if i < ntr else 'valid' if i < ntr + nva else 'test' for i, p in enumerate(pids)}
     for r in rows: r['split'] = split[r['patient_id']]
-    # held-out cohort for 5x200: each patient shows exactly one of the five findings, stated without hedging
+    return rows
+
+# %% ../nbs/00_synthcxr.ipynb 173
+def _cohort_5x200(rng, rows, n_per_class):
+    "Append the 5x200 cohort to `rows`: one new patient per study, each showing exactly one of the five classes."
     five = []
     for c, f in _F5.items():
         for _ in range(n_per_class):
@@ -629,29 +858,42 @@ def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
         c, t = five[i]
         rows.append(_study(rng, f'c{len(rows):05d}', 1, sample_anatomy(rng), t, '5x200', sure={c},
                            quiet=[k for k in _F5 if k != c]))
-    # held-out cohort for pneumonia: half with pneumonia (consolidation), half without
+
+# %% ../nbs/00_synthcxr.ipynb 175
+def _cohort_rsna(rng, rows, n_rsna):
+    "Append the pneumonia cohort to `rows`: half with pneumonia (a consolidation), half without, shuffled."
     for i in rng.permutation(2*n_rsna):
         pos = i < n_rsna
         t = sample_findings(rng, exclude=['consolidation'])
         if pos: t['consolidation'] = finding_attrs('consolidation', rng, pneumonia=True)
         kw = dict(sure={'Consolidation', 'Pneumonia'}) if pos else dict(negate={'Pneumonia'}, quiet={'Consolidation'})
         rows.append(_study(rng, f'r{len(rows):05d}', 1, sample_anatomy(rng), t, 'rsna', **kw))
+
+# %% ../nbs/00_synthcxr.ipynb 177
+def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
+    "Everything about the corpus but the pixels: patients, studies, findings, labels, reports and splits."
+    rng = np.random.default_rng(seed)
+    rows = _main_cohort(rng, n_studies)
+    _cohort_5x200(rng, rows, n_per_class)
+    _cohort_rsna(rng, rows, n_rsna)
     for r in rows:
         if r['cohort'] != 'main': r['split'] = 'test'
     return rows
 
-# %% ../nbs/00_synthcxr.ipynb 43
+# %% ../nbs/00_synthcxr.ipynb 180
 LABEL_COLS = CHEXPERT_LABELS
 _MASK_COL = {f: f'mask_{f}' for f in MASKED}                           # finding -> its mask column
-MASK_COLS = {FINDING_LABEL[f]: c for f, c in _MASK_COL.items()}         # label -> its mask column, as read_table takes it
+MASK_COLS = {FINDING_LABEL[f]: c for f, c in _MASK_COL.items()}         # label -> its mask column, for read_table
 COLUMNS = ['study_id', 'patient_id', 'split', 'image', 'image2', 'findings', 'impression', *LABEL_COLS,
            *MASK_COLS.values(), 'drawn']
 
+# %% ../nbs/00_synthcxr.ipynb 181
 def _sha(b): return hashlib.sha256(b).hexdigest()
 
 def _png(arr) -> bytes:
     buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG', compress_level=6); return buf.getvalue()
 
+# %% ../nbs/00_synthcxr.ipynb 182
 def _draw_task(task):
     "Worker: draw one study, write its PNGs under `task['dir']`, return {relative path: sha256}."
     d, sid, size = Path(task['dir']), task['study_id'], task['size']
@@ -663,34 +905,103 @@ def _draw_task(task):
         b = _png(arr); (d/rel).write_bytes(b); out[rel] = _sha(b)
     return out
 
+# %% ../nbs/00_synthcxr.ipynb 183
 def _seed(seed, sid): return int(_sha(f'synthcxr:{seed}:{sid}'.encode())[:15], 16)
 
+# %% ../nbs/00_synthcxr.ipynb 184
 def _row(r):
+    "Study `r` of the plan as a row of the tables (`COLUMNS`)."
     sid, lab = r['study_id'], r['lab']
     d = dict(study_id=sid, patient_id=r['patient_id'], split=r['split'], image=f'images/{sid}_v1.png',
              image2=f'images/{sid}_v2.png', findings=r['findings'], impression=r['impression'])
     d.update({L: _code(lab.get(L)) for L in LABEL_COLS})
     d.update({c: f'masks/{sid}_{f}.png' if f in r['findings_'] else '' for f, c in _MASK_COL.items()})
-    d['drawn'] = json.dumps(r['findings_'], sort_keys=True, separators=(',', ':'), default=lambda o: o.item())  # numpy scalars as numbers
+    d['drawn'] = json.dumps(r['findings_'], sort_keys=True, separators=(',', ':'),
+                            default=lambda o: o.item())  # numpy scalars as numbers
     return d
 
-# %% ../nbs/00_synthcxr.ipynb 46
-SUBSETS = {'studies': 'studies.csv', '5x200': 'chexpert5x200.csv', 'rsna': 'rsna_pneumonia.csv', 'retrieval': 'retrieval.csv'}
+# %% ../nbs/00_synthcxr.ipynb 187
+SUBSETS = {'studies': 'studies.csv', '5x200': 'chexpert5x200.csv', 'rsna': 'rsna_pneumonia.csv',
+           'retrieval': 'retrieval.csv'}
 VERSION = 1  # bump on any change to what the generator writes
 
 def default_root(n_studies=3000, size=128, seed=0, n_per_class=200, n_rsna=200) -> Path:
     "Where `generate_synthcxr` keeps a corpus by default: a cache folder named by `VERSION` and the parameters."
     return cache_dir()/f'synthcxr-v{VERSION}-n{n_studies}-px{size}-seed{seed}-5x{n_per_class}-rsna{n_rsna}'
 
-# %% ../nbs/00_synthcxr.ipynb 49
-def _prevalence(df):
-    return {L: {k: round(float((df[L] == v).mean()), 4) for k, v in (('pos', '1'), ('unc', '-1'), ('neg', '0'), ('blank', ''))}
-            for L in LABEL_COLS}
+# %% ../nbs/00_synthcxr.ipynb 190
+def _check_params(n_studies, size, seed, n_per_class, n_rsna, workers) -> dict:
+    "The corpus parameters as plain ints, once each (and `workers`) is checked to be an integer in range."
+    for k, v, lo in (('n_studies', n_studies, 10), ('size', size, 32), ('seed', seed, 0),
+                     ('n_per_class', n_per_class, 1), ('n_rsna', n_rsna, 1), ('workers', workers, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f'{k}={v!r}: expected an integer >= {lo}')
+    return dict(n_studies=int(n_studies), size=int(size), seed=int(seed), n_per_class=int(n_per_class),
+                n_rsna=int(n_rsna))
 
+# %% ../nbs/00_synthcxr.ipynb 192
 def _not_corpus(root):
     "The error for a `root` that holds something other than a finished corpus."
-    return DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); remove it or pass force=True')
+    return DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); '
+                     'remove it or pass force=True')
 
+# %% ../nbs/00_synthcxr.ipynb 193
+def _reuse(root, params):
+    "`root` when its corpus was made by this `VERSION` with `params`; else a DataError saying what differs."
+    try: meta = json.loads((root/'meta.json').read_text())
+    except ValueError as e:
+        raise DataError(f'{root/"meta.json"}: not readable as JSON ({e}); '
+                        'remove the folder or pass force=True') from None
+    have = dict(version=meta.get('version'), **(meta.get('params') or {}))
+    diff = [f'{k}={have.get(k)!r} (asked {v!r})' for k, v in dict(version=VERSION, **params).items()
+            if have.get(k) != v]
+    if diff: raise DataError(f'{root}: holds a SynthCXR corpus made with {", ".join(diff)}; '
+                             'pass force=True to replace it, or use another root')
+    return root
+
+# %% ../nbs/00_synthcxr.ipynb 195
+def _draw_all(tmp, rows, size, seed, workers) -> dict:
+    "Draw every study of `rows` into `tmp` (in `workers` processes if more than one); {relative path: sha256}."
+    tasks = [dict(dir=str(tmp), study_id=r['study_id'], anat=r['anat'], findings=r['findings_'], size=size,
+                  seed=_seed(seed, r['study_id'])) for r in rows]
+    if workers > 1:
+        ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            done = list(ex.map(_draw_task, tasks, chunksize=max(1, len(tasks)//(8*workers))))
+    else: done = [_draw_task(t) for t in tasks]
+    return {k: v for d in done for k, v in d.items()}
+
+# %% ../nbs/00_synthcxr.ipynb 196
+def _tables(rows) -> dict:
+    "The tables of a plan by subset: main cohort, 5x200, pneumonia, and the test studies with unique reports."
+    df = pd.DataFrame([_row(r) for r in rows], columns=COLUMNS)
+    cohort = np.array([r['cohort'] for r in rows])
+    main, test = df[cohort == 'main'], df[(cohort == 'main') & (df['split'] == 'test')]
+    return {'studies': main, '5x200': df[cohort == '5x200'], 'rsna': df[cohort == 'rsna'],
+            'retrieval': test[~(test['findings'] + ' ' + test['impression']).duplicated()]}
+
+# %% ../nbs/00_synthcxr.ipynb 198
+def _prevalence(df):
+    "The fraction of `df`'s rows with each label positive, uncertain, negative or blank."
+    kinds = (('pos', '1'), ('unc', '-1'), ('neg', '0'), ('blank', ''))
+    return {L: {k: round(float((df[L] == v).mean()), 4) for k, v in kinds} for L in LABEL_COLS}
+
+# %% ../nbs/00_synthcxr.ipynb 199
+def _meta(params, tables, hashes, workers, t0) -> dict:
+    "The content of meta.json for a corpus of `tables` whose files have the sha256 `hashes`."
+    main, splits = tables['studies'], ('train', 'valid', 'test')
+    fp = _sha(''.join(f'{k} {hashes[k]}\n' for k in sorted(hashes)).encode())
+    counts = dict(files=len(hashes), studies=len(main), patients=int(main['patient_id'].nunique()),
+                  **{f'{s}_studies': int((main['split'] == s).sum()) for s in splits},
+                  **{f'{s}_patients': int(main.loc[main['split'] == s, 'patient_id'].nunique()) for s in splits},
+                  chexpert5x200=len(tables['5x200']), rsna_pneumonia=len(tables['rsna']),
+                  retrieval=len(tables['retrieval']))
+    return dict(name='SynthCXR', version=VERSION, params=params,
+                image_format='8-bit grayscale PNG', views={'image': 'PA', 'image2': 'AP'}, mask_view='image',
+                counts=counts, prevalence={s: _prevalence(main[main['split'] == s]) for s in splits},
+                fingerprint=fp, wall_s=round(time.time() - t0, 2), workers=workers)
+
+# %% ../nbs/00_synthcxr.ipynb 201
 def _publish(tmp, root, force):
     "Move the finished corpus `tmp` to `root` in one rename; a concurrent winner's corpus is kept."
     if force and root.exists():
@@ -702,22 +1013,11 @@ def _publish(tmp, root, force):
         shutil.rmtree(tmp, ignore_errors=True)
         if not (root/'meta.json').exists(): raise _not_corpus(root)
 
-def _reuse(root, params):
-    "`root` when its corpus was made by this `VERSION` with `params`; else a DataError saying what differs."
-    try: meta = json.loads((root/'meta.json').read_text())
-    except ValueError as e: raise DataError(f'{root/"meta.json"}: not readable as JSON ({e}); remove the folder or pass force=True') from None
-    have = dict(version=meta.get('version'), **(meta.get('params') or {}))
-    diff = [f'{k}={have.get(k)!r} (asked {v!r})' for k, v in dict(version=VERSION, **params).items() if have.get(k) != v]
-    if diff: raise DataError(f'{root}: holds a SynthCXR corpus made with {", ".join(diff)}; pass force=True to replace it, or use another root')
-    return root
-
+# %% ../nbs/00_synthcxr.ipynb 203
 def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=200, n_rsna=200, workers=2,
                       force=False) -> Path:
-    "Write the SynthCXR corpus (PNGs, masks, studies and derived CSVs, meta.json) to `root` and return it; reuse a finished one."
-    for k, v, lo in (('n_studies', n_studies, 10), ('size', size, 32), ('seed', seed, 0), ('n_per_class', n_per_class, 1),
-                     ('n_rsna', n_rsna, 1), ('workers', workers, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo: raise ValueError(f'{k}={v!r}: expected an integer >= {lo}')
-    params = dict(n_studies=int(n_studies), size=int(size), seed=int(seed), n_per_class=int(n_per_class), n_rsna=int(n_rsna))
+    "Write the SynthCXR corpus (PNGs, masks, CSVs, meta.json) to `root` and return it; reuse a finished one."
+    params = _check_params(n_studies, size, seed, n_per_class, n_rsna, workers)
     root = Path(root).expanduser() if root is not None else default_root(**params)
     if not force and (root/'meta.json').exists(): return _reuse(root, params)
     if not force and root.is_dir() and any(root.iterdir()): raise _not_corpus(root)
@@ -728,50 +1028,31 @@ def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=2
     try:
         (tmp/'images').mkdir(parents=True); (tmp/'masks').mkdir()
         rows = plan_corpus(**{k: params[k] for k in ('n_studies', 'seed', 'n_per_class', 'n_rsna')})
-        tasks = [dict(dir=str(tmp), study_id=r['study_id'], anat=r['anat'], findings=r['findings_'], size=params['size'],
-                      seed=_seed(params['seed'], r['study_id'])) for r in rows]
-        if workers > 1:
-            ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else None
-            with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-                done = list(ex.map(_draw_task, tasks, chunksize=max(1, len(tasks)//(8*workers))))
-        else: done = [_draw_task(t) for t in tasks]
-        hashes = {k: v for d in done for k, v in d.items()}
-        df = pd.DataFrame([_row(r) for r in rows], columns=COLUMNS)
-        cohort = np.array([r['cohort'] for r in rows])
-        main, test = df[cohort == 'main'], df[(cohort == 'main') & (df['split'] == 'test')]
-        tables = {'studies': main, '5x200': df[cohort == '5x200'], 'rsna': df[cohort == 'rsna'],
-                  'retrieval': test[~(test['findings'] + ' ' + test['impression']).duplicated()]}
+        hashes = _draw_all(tmp, rows, params['size'], params['seed'], workers)
+        tables = _tables(rows)
         for name, t in tables.items():
-            b = t.to_csv(index=False, lineterminator='\n').encode(); (tmp/SUBSETS[name]).write_bytes(b); hashes[SUBSETS[name]] = _sha(b)
-        fp = _sha(''.join(f'{k} {hashes[k]}\n' for k in sorted(hashes)).encode())
-        meta = dict(name='SynthCXR', version=VERSION, params=params,
-                    image_format='8-bit grayscale PNG', views={'image': 'PA', 'image2': 'AP'}, mask_view='image',
-                    counts=dict(files=len(hashes), studies=len(main), patients=int(main['patient_id'].nunique()),
-                                **{f'{s}_studies': int((main['split'] == s).sum()) for s in ('train', 'valid', 'test')},
-                                **{f'{s}_patients': int(main.loc[main['split'] == s, 'patient_id'].nunique()) for s in ('train', 'valid', 'test')},
-                                chexpert5x200=len(tables['5x200']), rsna_pneumonia=len(tables['rsna']),
-                                retrieval=len(tables['retrieval'])),
-                    prevalence={s: _prevalence(main[main['split'] == s]) for s in ('train', 'valid', 'test')},
-                    fingerprint=fp, wall_s=round(time.time() - t0, 2), workers=workers)
-        (tmp/'meta.json').write_text(json.dumps(meta, indent=1))
+            b = t.to_csv(index=False, lineterminator='\n').encode()
+            (tmp/SUBSETS[name]).write_bytes(b); hashes[SUBSETS[name]] = _sha(b)
+        (tmp/'meta.json').write_text(json.dumps(_meta(params, tables, hashes, workers, t0), indent=1))
         _publish(tmp, root, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return root
 
-# %% ../nbs/00_synthcxr.ipynb 55
+# %% ../nbs/00_synthcxr.ipynb 209
 def load_synthcxr(root=None, subset='studies', split=None) -> Studies:
-    "Read a SynthCXR subset ('studies', '5x200', 'rsna', 'retrieval') as `Study` records; generate the default corpus if needed."
+    "Read a SynthCXR subset ('studies', '5x200', 'rsna', 'retrieval') as `Study` records; make the default if needed."
     if subset not in SUBSETS: raise ValueError(f'subset={subset!r}: expected one of {list(SUBSETS)}')
     splits = ('train', 'valid', 'test') if subset == 'studies' else ('test',)
     if split is not None and split not in splits:
         raise ValueError(f'split={split!r}: subset {subset!r} has splits {list(splits)} (or None for all)')
     root = generate_synthcxr() if root is None else Path(root)
     if not (root/'meta.json').exists():
-        raise DataError(f'{root}: not a SynthCXR corpus (no meta.json); make one with generate_synthcxr(root={str(root)!r})')
+        raise DataError(f'{root}: not a SynthCXR corpus (no meta.json); '
+                        f'make one with generate_synthcxr(root={str(root)!r})')
     path = root/SUBSETS[subset]
-    st = read_table(path, image=['image', 'image2'], text=['findings', 'impression'], labels=LABEL_COLS, patient='patient_id',
-                    study='study_id', split='split', masks=MASK_COLS)
+    st = read_table(path, image=['image', 'image2'], text=['findings', 'impression'], labels=LABEL_COLS,
+                    patient='patient_id', study='study_id', split='split', masks=MASK_COLS)
     drawn = pd.read_csv(path, usecols=['drawn'], dtype=str, keep_default_na=False)['drawn']
     for s, d in zip(st, drawn): s.meta['drawn'] = json.loads(d)
     return Studies([s for s in st if split is None or s.split == split], st.skipped)
