@@ -17,7 +17,8 @@ from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from .data import CHEXPERT5, DataError, StudyDataset, Collate, read_file, torch_threads
+from .data import CHEXPERT5, DataError, StudyDataset, Collate, atomic_dir, read_file, torch_threads
+from fastcore.basics import patch
 from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters, refuse_code
 from .losses import adaptor_loss, clip_loss
@@ -26,17 +27,16 @@ from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model, patient_reports
-from .runs import Params, run_dir, start_run, step_memory_mib
+from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, step_memory_mib, shareable, anchored
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
-           'load_adaptor', 'AdaptorResult', 'adaptor_pretrain', 'AdaptorClassifier', 'train_head', 'predict_proba',
-           'frozen_features', 'adaptor_classify', 'summarize', 'cost_table', 'save_figure', 'AdaptorRunConfig',
-           'run_adaptor']
+           'adaptor_pretrain', 'AdaptorClassifier', 'train_head', 'predict_proba', 'frozen_features',
+           'adaptor_classify', 'summarize', 'cost_table', 'save_figure', 'AdaptorRunConfig', 'run_adaptor']
 
 # %% ../nbs/06_adaptor.ipynb 6
 @dataclass
-class AdaptorConfig(Params):
+class AdaptorConfig(ImageParams, DataParams):
     "All parameters of an Adaptor pretraining run; defaults are the tiny offline recipe on SynthCXR."
     model_dir: str = ''          # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     image_tower: str = ''        # '' = model_dir's; a preset, timm name, or a DualEncoder folder
@@ -44,23 +44,18 @@ class AdaptorConfig(Params):
     text_tower: str = ''         # '' = model_dir's; a preset, hub id, local transformers folder or DualEncoder folder
     image_pool: str = ''         # a named image tower's pooling ('' = default); see medvlp.models.IMAGE_POOLS
     text_pool: str = ''          # a named text tower's pooling ('' = cls for encoders, eos for causal LMs)
-    image_size: int = 0          # 0 = the size the image tower was trained at (its model folder's params), else 64
-    dataset: str = 'synthcxr'    # any name in medvlp.datasets.DATASETS
-    data_root: str = ''
-    data_options: dict = field(default_factory=dict)  # its adapter's options (columns, label mapping, filters)
     classes: list = field(default_factory=list)       # the classification classes; [] = the five CheXpert competition classes
     dim: int = 128               # fusion width
-    num_layers: int = 2
-    num_heads: int = 4
-    dropout: float = 0.1
+    num_layers: int = 2          # transformer layers of the fusion module
+    num_heads: int = 4           # attention heads per fusion layer; must divide dim
+    dropout: float = 0.1         # dropout inside the fusion transformer layers
     fuse: bool = False           # True: image and text tokens attend to each other (the released code)
     i2t_weight: float = 0.5      # weight of image->text in the loss; text->image gets 1 - i2t_weight
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 50
-    seed: int = 0
+    epochs: int = 20             # passes over the cached training features
+    lr: float = 1e-3             # peak AdamW learning rate: linear warmup, then linear decay to 0
+    weight_decay: float = 0.05   # AdamW weight decay on weight matrices (not biases, norms, modality, scale)
+    warmup_steps: int = 50       # optimizer steps of linear warmup (at most half the run)
+    seed: int = 0                # seeds the fusion's init, the batch order and a named tower's random init
 
     _positive = ('dim', 'num_layers', 'num_heads', 'epochs', 'batch_size')
 
@@ -197,7 +192,7 @@ class Adaptor(nn.Module):
 
     def _need(self, kind):
         t = getattr(self, kind)
-        if t is None: raise ValueError(f'this Adaptor has no {kind} tower: load it with load_adaptor(dir, towers=True)')
+        if t is None: raise ValueError(f'this Adaptor has no {kind} tower: load it with Adaptor.from_pretrained(dir, towers=True)')
         return t
 
     @torch.no_grad()
@@ -216,20 +211,23 @@ class Adaptor(nn.Module):
         "The tensors training changes (fusion and logit scale): what the adaptor folder stores."
         return {k: v for k, v in self.state_dict().items() if not k.startswith(('image.', 'text.'))}
 
-    def save_pretrained(self, save_dir, fingerprints=None) -> Path:
-        "Write `adaptor.json` (config, tower specs, fingerprints, dims) and `adaptor.safetensors` to `save_dir`."
-        d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
-        fu = self.fusion
-        fps = fingerprints or {k: tower_fingerprint(getattr(self, k)) for k in ('image', 'text') if getattr(self, k) is not None}
-        meta = dict(format='medvlp-adaptor/1', config=asdict(self.config), specs=self.specs, fingerprints=fps,
-                    image_dim=fu.image_proj.in_features, text_dim=fu.text_proj.in_features)
+# %% ../nbs/06_adaptor.ipynb 22
+@patch
+def save_pretrained(self: Adaptor, save_dir, fingerprints=None) -> Path:
+    "Write `adaptor.json` (config, tower specs, fingerprints, dims) and `adaptor.safetensors` to `save_dir`, atomically."
+    fu, dest = self.fusion, Path(save_dir)
+    fps = fingerprints or {k: tower_fingerprint(getattr(self, k)) for k in ('image', 'text') if getattr(self, k) is not None}
+    meta = dict(format='medvlp-adaptor/1', config=asdict(self.config), specs=self.specs, fingerprints=fps,
+                image_dim=fu.image_proj.in_features, text_dim=fu.text_proj.in_features)
+    with atomic_dir(dest) as d:
         save_file({k: v.detach().cpu().contiguous() for k, v in self.trained_state().items()}, str(d/'adaptor.safetensors'))
         if self.specs.get('text', {}).get('source') == 'transformers' and self.text is not None and self.text.tokenizer is not None:
             self.text.tokenizer.save_pretrained(d/'tokenizer')
-        (d/'adaptor.json').write_text(json.dumps(meta, indent=1))
-        return d
+        (d/'adaptor.json').write_text(json.dumps(shareable(meta, dest), indent=1))   # tower folders relative to this one
+    return dest
 
-def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
+@patch(cls_method=True)
+def from_pretrained(cls: Adaptor, save_dir, towers=True, device='cpu') -> Adaptor:
     "Load an adaptor folder in one call: fusion weights strictly, and (with `towers`) the frozen towers, checked by fingerprint."
     d = Path(save_dir).expanduser()
     if not (d/'adaptor.json').exists() or not (d/'adaptor.safetensors').exists():
@@ -237,6 +235,7 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
     refuse_code(d)   # its tokenizer and configs are read like any model folder's
     meta = read_file(d/'adaptor.json')
     cfg, specs = AdaptorConfig.make(meta['config']), meta['specs']
+    specs = {k: dict(v, path=anchored(v['path'], d)) if isinstance(v, dict) and 'path' in v else v for k, v in specs.items()}
     image = text = None
     if towers:
         tok = AutoTokenizer.from_pretrained(d/'tokenizer') if (d/'tokenizer').exists() else None
@@ -246,22 +245,15 @@ def load_adaptor(save_dir, towers=True, device='cpu') -> Adaptor:
             if fp != meta['fingerprints'].get(kind):
                 raise ValueError(f'{d}: the {kind} tower built from {specs[kind]} has fingerprint {fp[:12]}..., not the '
                                  f"{str(meta['fingerprints'].get(kind))[:12]}... the adaptor was trained on; its weights changed")
-    a = Adaptor(cfg, meta['image_dim'], meta['text_dim'], image, text, specs)
+    a = cls(cfg, meta['image_dim'], meta['text_dim'], image, text, specs)
     missing, unexpected = a.load_state_dict(read_file(d/'adaptor.safetensors', load_file), strict=False)
     missing = [k for k in missing if not k.startswith(('image.', 'text.'))]
     if missing or unexpected:
         raise ValueError(f'{d}/adaptor.safetensors does not match the adaptor it describes: missing {missing}, unexpected {unexpected}')
     return a.to(device).eval()
 
-# %% ../nbs/06_adaptor.ipynb 24
-@dataclass
-class AdaptorResult:
-    "What an Adaptor pretraining run left behind."
-    adaptor_dir: Path
-    adaptor: Adaptor
-    history: pd.DataFrame
-    timings: dict
 
+# %% ../nbs/06_adaptor.ipynb 27
 def _param_groups(module, wd):
     "AdamW groups: weight decay on matrices, none on biases, norms, the modality embedding and the logit scale."
     decay, no = [], []
@@ -281,8 +273,8 @@ def _validate(model, vi, vt, bs, w) -> tuple[float, float]:
     model.train(was)
     return float(loss), r1
 
-def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_threads=1, progress=True, **overrides) -> AdaptorResult:
-    "Train an `Adaptor` on cached frozen-tower features of the training split and save it to `out_dir`."
+def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_threads=1, progress=True, **overrides) -> Result:
+    "Train an `Adaptor` on cached frozen-tower features of the training split and save it to `out_dir`; its `Result`: timings as metrics, the `history` table, the `Adaptor` as model."
     from tqdm.auto import tqdm
     cfg = AdaptorConfig.make(cfg, **overrides)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -319,9 +311,9 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     history = pd.DataFrame(hist)
     history.to_csv(out/'history.csv', index=False)
     timings = dict(towers_s=t1 - t0, features_s=t2 - t1, train_s=t3 - t2, steps=total, n_train=n, n_valid=len(vi))
-    return AdaptorResult(out, model.cpu(), history, timings)
+    return Result(out, timings, dict(history=history), out, model.cpu())
 
-# %% ../nbs/06_adaptor.ipynb 32
+# %% ../nbs/06_adaptor.ipynb 35
 class AdaptorClassifier(nn.Module):
     "The Adaptor paper's classification head: dropout, linear, batch norm, ReLU, dropout, linear."
     def __init__(self, in_dim: int, num_classes: int, hidden=256, dropout=0.2):
@@ -355,7 +347,7 @@ def predict_proba(head, feats) -> np.ndarray:
     head.eval()
     return torch.softmax(head(torch.tensor(np.asarray(feats), dtype=torch.float32)), -1).numpy()
 
-# %% ../nbs/06_adaptor.ipynb 35
+# %% ../nbs/06_adaptor.ipynb 38
 METHODS = ('adaptor', 'clip', 'tower')
 
 def _test_studies(cfg, test_set):
@@ -384,7 +376,7 @@ def frozen_features(adaptor: Adaptor, studies, methods=METHODS, cache_root=None)
 def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), methods=None, classes=None, test_set='test',
                      steps=300, hidden=256, dropout=0.2, lr=1e-3, n_boot=1000, num_threads=1, cache_root=None) -> pd.DataFrame:
     "Multi-class classification with the reference head over frozen features at each fraction of training patients."
-    a = adaptor if isinstance(adaptor, Adaptor) else load_adaptor(adaptor)
+    a = adaptor if isinstance(adaptor, Adaptor) else Adaptor.from_pretrained(adaptor)
     cfg = a.config
     classes = list(classes or cfg.classes or CHEXPERT5)
     if methods is None: methods = [m for m in METHODS if m != 'clip' or a.specs['image']['source'] == 'dual_encoder']
@@ -424,7 +416,7 @@ def _cells(summary, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     out['n_train'] = summary.n_train.round(1)
     return out
 
-# %% ../nbs/06_adaptor.ipynb 41
+# %% ../nbs/06_adaptor.ipynb 44
 class _EndToEnd(nn.Module):
     "CLIP over trainable copies of two towers: linear projections to `dim`, normalised, a learnable logit scale."
     def __init__(self, image, text, dim):
@@ -459,7 +451,7 @@ def cost_table(adaptor, batch_size=None, max_steps=0, mem_steps=3, num_workers=0
         return _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root)
 
 def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root):
-    a = adaptor if isinstance(adaptor, Adaptor) else load_adaptor(adaptor)
+    a = adaptor if isinstance(adaptor, Adaptor) else Adaptor.from_pretrained(adaptor)
     cfg, size = a.config, a.specs['image_size']
     image, text = a._need('image'), a._need('text')
     bs = batch_size or cfg.batch_size
@@ -487,11 +479,7 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
         perm = torch.randperm(len(xi), generator=torch.Generator().manual_seed(cfg.seed)).to(dev)
         for k in range(cut(len(xi)//bs)): yield xi[perm[k*bs:(k + 1)*bs]], xt[perm[k*bs:(k + 1)*bs]]
     split_features(image, text, train, size, cache_root)  # built (or found) before timing: its cost is the row above
-    sec, n = _timed_epoch(ad_step, ad_batches, dev)
-    mem = max(step_memory_mib(lambda: ad_step(b), dev, ad.parameters()) for b, _ in zip(ad_batches(), range(mem_steps)))
-    p = count_parameters(ad)
-    rows['adaptor on cache'] = dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
-                                    state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)
+    rows['adaptor on cache'] = _cost_row(ad_step, ad_batches, ad, dev, mem_steps)
     del ad, opt
     # end-to-end CLIP on the images and reports
     torch.manual_seed(cfg.seed)
@@ -505,13 +493,21 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
         eopt.zero_grad(set_to_none=True); loss.backward(); eopt.step()
     def e2e_batches():
         for b, _ in zip(dl, range(cut(len(dl)))): yield b
-    sec, n = _timed_epoch(e2e_step, e2e_batches, dev)
-    mem = max(step_memory_mib(lambda: e2e_step(b), dev, e2e.parameters()) for b, _ in zip(dl, range(mem_steps)))
-    p = count_parameters(e2e)
-    rows['end-to-end CLIP'] = dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
-                                   state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)
+    rows['end-to-end CLIP'] = _cost_row(e2e_step, e2e_batches, e2e, dev, mem_steps)
     del e2e, eopt
     image.cpu(); text.cpu()
+    return _cost_frame(rows, cache_build, dev, bs, len(train), size)
+
+def _cost_row(step, batches, module, dev, mem_steps) -> dict:
+    "One row of the cost table: an epoch of `step` over `batches()` timed, a step's memory, `module`'s parameters and state."
+    sec, n = _timed_epoch(step, batches, dev)
+    mem = max(step_memory_mib(lambda: step(b), dev, module.parameters()) for b, _ in zip(batches(), range(mem_steps)))
+    p = count_parameters(module)
+    return dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
+                state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)
+
+def _cost_frame(rows, cache_build, dev, bs, n_train, size) -> pd.DataFrame:
+    "The cost rows as a table, with per-step time, peak memory, the end-to-end / adaptor ratio and the cache's break-even."
     df = pd.DataFrame(rows).T
     df['ms_per_step'] = 1000*df.epoch_s/df.steps
     df['peak_mib'] = df.state_mib + df.activations_mib
@@ -520,13 +516,13 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     df['break_even_epochs'] = np.nan
     saved = e_row.epoch_s*(ad_row.steps/e_row.steps) - ad_row.epoch_s  # per adaptor epoch, at equal step counts
     if cache_build: df.loc['cache build (once)', 'break_even_epochs'] = df.loc['cache build (once)', 'epoch_s']/saved if saved > 0 else np.inf
-    df.attrs.update(device=str(dev), torch_threads=torch.get_num_threads() if dev.type == 'cpu' else None, batch_size=bs, n_train=len(train), image_size=size,
+    df.attrs.update(device=str(dev), torch_threads=torch.get_num_threads() if dev.type == 'cpu' else None, batch_size=bs, n_train=n_train, image_size=size,
                     memory='peak CUDA allocation of a step + resident state' if dev.type == 'cuda' else
                            'autograd-saved tensors of a step (unique storages) + fp32 params, grads and AdamW moments')
     return df[['steps', 'epoch_s', 'ms_per_step', 'trainable_params', 'params_in_memory', 'state_mib', 'activations_mib',
                'peak_mib', 'break_even_epochs']]
 
-# %% ../nbs/06_adaptor.ipynb 45
+# %% ../nbs/06_adaptor.ipynb 48
 def save_figure(summary, history, path):
     "Macro AUROC vs training fraction per method with 95% CI bars, and the adaptor's training / validation loss."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -546,42 +542,41 @@ def save_figure(summary, history, path):
     return Path(path)
 
 @dataclass
-class AdaptorRunConfig(AdaptorConfig):
+class AdaptorRunConfig(RunParams, AdaptorConfig):
     "An Adaptor experiment: the adaptor's parameters plus the classification fractions, seeds, test set and run folder."
-    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # training-patient fractions the heads train on
+    seeds: list = field(default_factory=lambda: [0, 1, 2])  # one patient subsample and head per seed; averaged
     test_set: str = 'test'         # test, or '5x200' (SynthCXR's balanced set)
-    n_boot: int = 1000
-    head_steps: int = 300
+    n_boot: int = 1000             # bootstrap resamples of the test studies for the 95% intervals; 0 = none
+    head_steps: int = 300          # AdamW steps of each classification head (10% linear warmup, then decay)
     cost: bool = True              # measure the cost table (adaptor vs end-to-end CLIP)
     run_name: str = 'adaptor'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
     _choices = dict(test_set=('test', '5x200'))
 
-def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **overrides) -> dict:
+def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **overrides) -> Result:
     "Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to the run folder."
     rc = AdaptorRunConfig.make(cfg, **overrides)
     with start_run(rc, 'adaptor') as run: return _adaptor_run(rc, run, cache_root)
 
-def _adaptor_run(rc, run, cache_root) -> dict:
+def _adaptor_run(rc, run, cache_root) -> Result:
     "`run_adaptor`'s work, written to the run folder `run.out`."
     cfg, out = AdaptorConfig(**{f.name: getattr(rc, f.name) for f in fields(AdaptorConfig)}), run.out
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
-    cls = adaptor_classify(res.adaptor, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot, steps=rc.head_steps,
+    cls = adaptor_classify(res.model, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot, steps=rc.head_steps,
                            cache_root=cache_root)
     summ = summarize(cls)
-    ct = cost_table(res.adaptor, cache_root=cache_root) if rc.cost else None
+    ct = cost_table(res.model, cache_root=cache_root) if rc.cost else None
     cls.to_csv(out/'classification.csv', index=False)
     write_table(out, 'classification_summary', summ, _cells(summ), index=False)
     if ct is not None: write_table(out, 'cost', ct.rename_axis('run'))
     save_figure(summ, res.history, out/'adaptor.png')
     train = cfg.studies('train')
-    meta = read_file(res.adaptor_dir/'adaptor.json')
-    extra = dict(towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.timings)
+    meta = read_file(res.model_dir/'adaptor.json')
+    extra = dict(towers=meta['specs'], fingerprints=meta['fingerprints'], timings=res.metrics)
     if ct is not None:
         rr = ct.loc['ratio end-to-end / adaptor']
         extra['cost'] = dict(epoch_time_ratio=float(rr.epoch_s), peak_memory_ratio=float(rr.peak_mib),
                              trainable_params_ratio=float(rr.trainable_params), **ct.attrs)
     run.record.update(studies=train, **extra)
-    return dict(output_dir=out, result=res, classification=cls, summary=summ, cost=ct)
+    return Result(out, extra, dict(classification=cls, summary=summ, **({'cost': ct} if ct is not None else {})), res.model_dir, res.model)

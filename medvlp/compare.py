@@ -16,11 +16,10 @@ import matplotlib.pyplot as plt
 
 import medvlp
 from .data import CHEXPERT5, read_file
-from .datasets import DATASETS
-from .metrics import _check_inputs, _counts, _interval, weighted_metrics, retrieval_ranks
-from .runs import Params, run_dir, start_run, repo_root, data_record, interval_cell, write_table
+from .metrics import score_matrices, bootstrap_counts, percentile_interval, weighted_metrics, retrieval_ranks
+from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, repo_root, data_record, interval_cell, write_table
 from .cache import embed_images
-from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, _RUNTIME
+from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, RUNTIME_PARAMS
 from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings
 from .zeroshot import zero_shot_scores
 from .probe import train_subset, fit_linear, head_scores
@@ -28,8 +27,8 @@ from .prompt_tune import PromptTuneConfig, prompt_tune
 
 # %% auto 0
 __all__ = ['CLAIMS', 'method_recipe', 'CompareConfig', 'run_config', 'train_run', 'EvalSet', 'eval_sets', 'score_model',
-           'set_metrics', 'tuned_model', 'summarize', 'plot_differences', 'Claim', 'check_claims', 'CompareResult',
-           'results_table', 'write_report', 'compare']
+           'set_metrics', 'tuned_model', 'summarize', 'plot_differences', 'Claim', 'check_claims', 'results_table',
+           'write_report', 'compare']
 
 # %% ../nbs/08_compare.ipynb 6
 def method_recipe(method: str) -> tuple[str, dict]:
@@ -46,30 +45,23 @@ def method_recipe(method: str) -> tuple[str, dict]:
 
 # %% ../nbs/08_compare.ipynb 9
 @dataclass
-class CompareConfig(Params):
+class CompareConfig(RunParams, ImageParams, DataParams):
     "All parameters of a comparison; defaults: the tiny CI setting (CLIP and CXR-CLIP, one seed, 150 steps) on SynthCXR."
     methods: list = field(default_factory=lambda: ['clip', 'cxr_clip'])  # METHODS names or YAML recipes; the first is the baseline
-    seeds: list = field(default_factory=lambda: [0])
+    seeds: list = field(default_factory=lambda: [0])  # one pretraining run per method and seed; lrs tried at the first
     lrs: list = field(default_factory=list)     # learning rates tried per method (chosen on the validation split); [] = the recipe's
     max_steps: int = 150           # the shared budget in optimizer steps; 0 = each recipe's epochs
-    batch_size: int = 64
-    image_size: int = 0            # 0 = the recipe's (the tower's own)
     overrides: dict = field(default_factory=dict)     # other pretraining parameters for every method (towers, precision, ...)
-    dataset: str = 'synthcxr'      # a name from medvlp.datasets.DATASETS
-    data_root: str = ''            # '' = the default SynthCXR
-    data_options: dict = field(default_factory=dict)  # its adapter's options (columns, label mapping, filters)
     tasks: list = field(default_factory=lambda: ['5x200', 'retrieval'])  # zero-shot and retrieval tasks (evaluate's presets or kinds)
     classes: list = field(default_factory=list)       # the kinds' and the probe's classes; [] = CheXpert's five on SynthCXR, else every label
     probe_fractions: list = field(default_factory=lambda: [1.0])  # linear-probe training fractions; [] = no probe
     tune_prompts: bool = False     # also score each model with a context prompt tuned on the training split, as '<method>+prompt'
     prompt_options: dict = field(default_factory=dict)  # medvlp.prompt_tune parameters for it (e.g. epochs, n_ctx, loss)
-    n_boot: int = 1000
-    ci: float = 0.95
+    n_boot: int = 1000             # paired bootstrap draws over test images and seeds behind each interval
+    ci: float = 0.95               # confidence level of the intervals (0.95 = 95%)
     device: str = 'cpu'            # where the models are scored (training: Accelerate's choice)
     run_name: str = 'compare'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
-    _choices = dict(dataset=tuple(sorted(DATASETS)))
     _positive = ('batch_size',)
     _nonneg = ('max_steps', 'image_size', 'n_boot')
     _fraction = ('ci',)
@@ -88,7 +80,7 @@ def run_config(cfg: CompareConfig, label: str, recipe: dict, seed: int, lr: floa
          'batch_size': cfg.batch_size, 'seed': seed, 'zero_shot': False}
     p.update({k: v for k, v in (('max_steps', cfg.max_steps), ('image_size', cfg.image_size), ('lr', lr)) if v})
     pc = PretrainConfig.make(p)
-    train = json.dumps({k: v for k, v in asdict(pc).items() if k not in _RUNTIME}, sort_keys=True, default=str)
+    train = json.dumps({k: v for k, v in asdict(pc).items() if k not in RUNTIME_PARAMS}, sort_keys=True, default=str)
     name = f'{label}-lr{pc.lr:g}-s{seed}-{hashlib.sha256(train.encode()).hexdigest()[:8]}'
     return replace(pc, run_name=name, output_dir=str(run_dir(cfg)/'runs'/name))
 
@@ -147,7 +139,7 @@ def set_metrics(s: EvalSet, a, W, ks=(1, 5, 10)) -> dict:
     W = np.atleast_2d(W)
     if s.kind == 'retrieval': return {f'R@{k}': W @ (np.asarray(a) <= k) / W.sum(1) for k in ks}
     task = 'multiclass' if s.kind == 'probe' else s.kind
-    m = weighted_metrics(*_check_inputs(s.y, a, s.classes, task, 0.5), W, s.classes, task)
+    m = weighted_metrics(*score_matrices(s.y, a, s.classes, task, 0.5), W, s.classes, task)
     return {'AUROC': m['auroc_macro'], **({} if task == 'multilabel' else {'accuracy': m['accuracy']})}
 
 # %% ../nbs/08_compare.ipynb 20
@@ -168,7 +160,7 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
     rng, rows = np.random.default_rng(seed), []
     n_seeds = len(results[baseline])
     for s in sets.values():
-        W = np.vstack([np.ones(len(s.y)), _counts(len(s.y), n_boot, seed)])     # row 0: the data as it is
+        W = np.vstack([np.ones(len(s.y)), bootstrap_counts(len(s.y), n_boot, seed)])     # row 0: the data as it is
         J = rng.integers(0, n_seeds, (n_boot, n_seeds))                                     # each draw's seeds
         per = {m: [set_metrics(s, r[s.name], W) for r in runs] for m, runs in results.items() if s.name in runs[0]}
         boot = lambda v: v[J, np.arange(1, n_boot + 1)[:, None]].mean(1)
@@ -176,8 +168,8 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
             base = np.stack([d[metric] for d in per[baseline]])
             for m, ds in per.items():
                 v = np.stack([d[metric] for d in ds])
-                rows.append(dict(method=m, metric=f'{s.name} {metric}', value=v[:, 0].mean(), **dict(zip(('ci_low', 'ci_high'), _interval(boot(v), ci))),
-                                 diff=(v - base)[:, 0].mean(), **dict(zip(('diff_low', 'diff_high'), _interval(boot(v - base), ci))),
+                rows.append(dict(method=m, metric=f'{s.name} {metric}', value=v[:, 0].mean(), **dict(zip(('ci_low', 'ci_high'), percentile_interval(boot(v), ci))),
+                                 diff=(v - base)[:, 0].mean(), **dict(zip(('diff_low', 'diff_high'), percentile_interval(boot(v - base), ci))),
                                  n_seeds=n_seeds, n_images=len(s.y)))
     return pd.DataFrame(rows)
 
@@ -242,14 +234,6 @@ def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFr
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_compare.ipynb 33
-@dataclass
-class CompareResult:
-    "What a comparison left behind: its folder, the long table, every run, and the claims."
-    output_dir: Path
-    table: pd.DataFrame
-    runs: pd.DataFrame
-    claims: pd.DataFrame
-
 def _run_record(label, pc, metrics, out, valid) -> dict:
     "One run of the grid as a row of runs.csv."
     h = pd.read_csv(Path(pc.output_dir)/'metrics.csv')
@@ -301,9 +285,9 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
     return out/'report.md'
 
 # %% ../nbs/08_compare.ipynb 36
-def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> CompareResult:
-    "Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, write the comparison."
-    cfg = CompareConfig.load(cfg, **overrides) if isinstance(cfg, (str, Path)) else CompareConfig.make(cfg, **overrides)
+def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Result:
+    "Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, write the comparison; its `Result` has tables `table`, `runs` and `claims`."
+    cfg = CompareConfig.make(cfg, **overrides)
     recipes = dict(method_recipe(m) for m in cfg.methods)
     if len(recipes) < len(cfg.methods): raise ValueError(f'methods {cfg.methods}: two have the same label; rename a recipe file')
     sets, out = eval_sets(cfg), run_dir(cfg)   # bad data fails here, before any training
@@ -327,4 +311,4 @@ def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Compa
         claims = check_claims(table, next(iter(recipes)))
         write_report(out, cfg, table, runs, claims, tests)
         run.record.update(data={k: data_record(s.studies) for k, s in sets.items()}, recipes=recipes)
-    return CompareResult(out, table, runs, claims)
+    return Result(out, tables=dict(table=table, runs=runs, claims=claims))

@@ -19,9 +19,9 @@ from torchvision.transforms import v2
 
 # %% auto 0
 __all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'MAX_PIXELS', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads',
-           'read_file', 'Study', 'DataError', 'check_image', 'Studies', 'write_skipped', 'read_table',
-           'read_pairs_folder', 'load_image', 'write_test_dicom', 'augment', 'TwoViews', 'square', 'image_transform',
-           'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
+           'read_file', 'atomic_dir', 'Study', 'DataError', 'check_image', 'Studies', 'read_frame', 'write_skipped',
+           'checked_image', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom', 'augment', 'TwoViews',
+           'square', 'image_transform', 'seeded_hash', 'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -59,6 +59,23 @@ def read_file(path, how=None):
 
 
 # %% ../nbs/00_data.ipynb 17
+@contextlib.contextmanager
+def atomic_dir(dest):
+    "A temporary folder beside `dest` to write into; on success it replaces `dest` by renames, on failure it is removed."
+    import shutil, uuid
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f'.{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = dest.with_name(f'.{dest.name}.old-{uuid.uuid4().hex[:8]}')
+        if dest.exists(): os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+
+# %% ../nbs/00_data.ipynb 20
 @dataclass
 class Study:
     "One study: image views, report sections, CheXpert-coded labels, ids and split."
@@ -78,7 +95,7 @@ class DataError(ValueError):
     "Bad input data: the message names the file, row and column and what was expected; `path`, the file at fault."
     def __init__(self, msg, path=None): super().__init__(msg); self.path = path
 
-# %% ../nbs/00_data.ipynb 20
+# %% ../nbs/00_data.ipynb 23
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 def _bomb(path, n, max_pixels):
@@ -104,7 +121,7 @@ def check_image(path, decode=False, max_pixels=None):
         raise DataError(f'{path}: over max_pixels={max_pixels} (a decompression bomb?): {e}', str(path)) from None
     except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})', str(path)) from e
 
-# %% ../nbs/00_data.ipynb 24
+# %% ../nbs/00_data.ipynb 27
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
 class Studies(list):
@@ -130,7 +147,8 @@ class Studies(list):
 
 def _cols(x): return [] if x is None else [x] if isinstance(x, str) else list(x)
 
-def _read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
+def read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
+    "The table at `path` (.csv, .jsonl or .json) with every cell a string, or a `DataError` naming the file."
     if not path.exists(): raise DataError(f'{path}: file not found', str(path))
     suf = path.suffix.lower()
     if suf not in ('.csv', '.jsonl', '.json'):
@@ -173,12 +191,12 @@ def _noted(studies, path):
                       "'duplicates' in the run's row counts")
     return studies
 
-def _checked(p, where, on_bad):
+def checked_image(p, where, on_bad):
     "`check_image(p)` (a full decode when `on_bad='skip'`) with `where` (file and row) in front of the reason."
     try: check_image(p, decode=on_bad == 'skip')
     except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 29
 def _where(df, where) -> pd.Series:
     "Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as stripped text."
     keep = pd.Series(True, index=df.index)
@@ -196,7 +214,7 @@ def _classes(values, label_map=None, sep=None):
     table = pd.DataFrame([(v, vmap.get(v) or '', n[v]) for v in dict.fromkeys([*vmap, *n])], columns=['value', 'class', 'n'])
     return parts, vmap, sorted({c for c in vmap.values() if c}), table
 
-# %% ../nbs/00_data.ipynb 29
+# %% ../nbs/00_data.ipynb 32
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
                label_map=None, label_sep=None, where=None) -> Studies:
@@ -204,7 +222,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
     if label_column is None and (label_map is not None or label_sep):
         raise ValueError('label_map and label_sep need a label_column')
-    path = Path(path).expanduser(); df = _read_frame(path, encoding, sep)
+    path = Path(path).expanduser(); df = read_frame(path, encoding, sep)
     root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
     wanted = (imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
@@ -224,7 +242,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             ims = [str(root/r[c]) for c in imgs if str(r[c]).strip()]
             if not ims: raise DataError(f'{path}: row {row}, column {imgs[0]!r}: no image path')
             if check_files:
-                for p in ims: _checked(p, f'{path}: row {row}', on_bad)
+                for p in ims: checked_image(p, f'{path}: row {row}', on_bad)
             tx = [str(r[c]).strip() for c in txts]
             if txts and not any(tx): raise DataError(f'{path}: row {row}, column(s) {txts}: empty report')
             lab = {c: _label(r[c], path, row, c) for c in labs}
@@ -247,7 +265,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     return _noted(Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
                           label_table=table if label_column is not None else None), path)
 
-# %% ../nbs/00_data.ipynb 41
+# %% ../nbs/00_data.ipynb 44
 def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -265,7 +283,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
         try:
             if p is None: raise DataError(f'{js}: item {i}: image {r["img"]!r} not found under {d/"imgs"}', str(d/'imgs'/r['img']))
             if not str(r['caption']).strip(): raise DataError(f'{js}: item {i}: empty caption', str(p))
-            if check_files: _checked(p, f'{js}: item {i}', on_bad)
+            if check_files: checked_image(p, f'{js}: item {i}', on_bad)
             out.append(Study([str(p)], [str(r['caption']).strip()], study_id=Path(r['img']).stem, split=split))
         except DataError as e:
             if on_bad == 'raise': raise
@@ -273,7 +291,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
     if log is not None and skipped: write_skipped(skipped, log)
     return _noted(Studies(out, skipped, rows_in=len(recs)), js)
 
-# %% ../nbs/00_data.ipynb 44
+# %% ../nbs/00_data.ipynb 47
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -313,7 +331,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 48
+# %% ../nbs/00_data.ipynb 51
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -334,7 +352,7 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 53
+# %% ../nbs/00_data.ipynb 56
 PRESETS = dict(  # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
     clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
     simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
@@ -350,7 +368,7 @@ def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 
     b, c = (r.uniform(1 - jitter[0], 1 + jitter[0]), r.uniform(1 - jitter[0], 1 + jitter[0])) if r.random() < jitter[1] else (1.0, 1.0)
     return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
 
-# %% ../nbs/00_data.ipynb 54
+# %% ../nbs/00_data.ipynb 57
 def _blur(x, sigma, k):
     "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
     B, C, H, W = x.shape
@@ -378,7 +396,7 @@ def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
     per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype, device=x.device)[:, None, None]
     return (x - per(mean))/per(std)
 
-# %% ../nbs/00_data.ipynb 57
+# %% ../nbs/00_data.ipynb 60
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
@@ -402,20 +420,22 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 60
-def _score(seed, pid): return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
+# %% ../nbs/00_data.ipynb 63
+def seeded_hash(seed, pid) -> str:
+    "A hex sha256 of `seed` and `pid`: an order of patients (or anything) fixed by the seed, on every machine."
+    return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
 def subsample(studies, frac=1.0, seed=0):
     "Keep the studies of a deterministic `frac` (0,1] of the patients (patient-level, nested across fractions)."
     if not 0 < frac <= 1: raise ValueError(f'frac={frac!r}: expected a fraction in (0, 1], e.g. 0.01, 0.1 or 1.0')
     if frac == 1: kept = list(studies)
     else:
-        pids = sorted({s.patient_id or s.study_id for s in studies}, key=lambda p: _score(seed, p))
+        pids = sorted({s.patient_id or s.study_id for s in studies}, key=lambda p: seeded_hash(seed, p))
         keep = set(pids[:max(1, round(frac*len(pids)))])
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 63
+# %% ../nbs/00_data.ipynb 66
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None, images=None):
@@ -431,7 +451,7 @@ class StudyDataset(Dataset):
     def __getitem__(self, i):
         if self.seed is None: return self._item(i)
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(int(_score(f'{self.seed}:{self.epoch}', i)[:15], 16))  # the CPU generator only: 40x cheaper than torch.manual_seed
+            torch.default_generator.manual_seed(int(seeded_hash(f'{self.seed}:{self.epoch}', i)[:15], 16))  # the CPU generator only: 40x cheaper than torch.manual_seed
             return self._item(i)
     def _item(self, i):
         s = self.studies[i]
@@ -443,7 +463,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 65
+# %% ../nbs/00_data.ipynb 68
 class Collate:
     "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each distinct text once."
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length, self.ids = tokenizer, max_length, {}
@@ -465,7 +485,7 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 67
+# %% ../nbs/00_data.ipynb 70
 def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
     "The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, fewer than `min_patients` patients."
     n, who = Counter(), {}

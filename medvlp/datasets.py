@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
                          write_skipped, cache_dir, read_file, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
-                         _read_frame, _score, _checked)
+                         read_frame, seeded_hash, checked_image)
 
 # %% auto 0
 __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'VINDR_LABELS', 'CBIS_CLASSES', 'NIH14', 'BIRADS',
@@ -110,7 +110,7 @@ def _build(items, make, on_bad='raise', log=None, check_files=True) -> Studies:
         try:
             s = make(item)
             if s is not None and check_files:
-                for p in s.images: _checked(p, key, on_bad)
+                for p in s.images: checked_image(p, key, on_bad)
         except DataError as e:
             if on_bad == 'raise': raise
             skipped.append((key, e.path or '', str(e))); continue
@@ -151,7 +151,7 @@ def _coded(df, cols, path) -> pd.DataFrame:
 def _gz(name): return (name, name + '.gz')
 
 # %% ../nbs/00_datasets.ipynb 10
-def _unit(seed, key) -> float: return int(_score(seed, key)[:15], 16) / 16**15
+def _unit(seed, key) -> float: return int(seeded_hash(seed, key)[:15], 16) / 16**15
 
 def hash_split(key, fracs=(0.8, 0.1, 0.1), seed=0) -> str:
     "Deterministic 'train' / 'valid' / 'test' for `key` (a patient id) with probabilities `fracs`, from a hash."
@@ -750,7 +750,7 @@ def csv_table(root, split=None, image='image', text='text', labels=None, patient
     "Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`."
     root = _root(root, 'csv')
     if root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
-    if split_column is None and 'split' in _read_frame(root, encoding, sep).columns: split_column = 'split'
+    if split_column is None and 'split' in read_frame(root, encoding, sep).columns: split_column = 'split'
     st = read_table(root, image=image, text=text, labels=labels, patient=patient, study=study, split=split_column,
                     masks=masks, root=image_root, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding,
                     sep=sep, label_column=label_column, label_map=label_map, label_sep=label_sep, where=where)

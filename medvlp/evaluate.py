@@ -12,7 +12,7 @@ from .zeroshot import (ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CL
                              negative_prompts, resolve_prompts, study_loader, image_embeddings, class_embeddings,
                              text_classifier, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
-from .metrics import TASKS, _check_inputs, _t, bootstrap_ci, classification_metrics, confusion, retrieval_ranks, retrieval_metrics
+from .metrics import TASKS, score_matrices, float_tensor, bootstrap_ci, classification_metrics, confusion, retrieval_ranks, retrieval_metrics
 
 # %% auto 0
 __all__ = ['KINDS', 'PRESETS', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
 from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
-from .runs import Params, run_dir, start_run, shareable, data_fingerprint
+from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable, data_fingerprint
 from .pretrain import default_model, frozen_model
 from .cache import tower_transform
 from .probe import task_targets
@@ -125,7 +125,7 @@ def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
     for ax, (task, (y, s, classes, kind)) in zip(axes[0], curves.items()):
-        Y, S, _ = _check_inputs(y, s, classes, kind, 0.5)
+        Y, S, _ = score_matrices(y, s, classes, kind, 0.5)
         for c, name in enumerate(classes):
             if kind == 'binary' and c == 0: continue
             fpr, tpr, _ = skm.roc_curve(Y[:, c], S[:, c])
@@ -152,7 +152,7 @@ def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, g
     from medvlp.data import load_image
     q = np.sort(np.random.default_rng(seed).choice(len(studies), min(n, len(studies)), replace=False))
     g = np.arange(len(studies)) if gt is None else np.asarray(gt)
-    ranks, top = retrieval_ranks(_t(image_emb)[q], text_emb, g[q], None, topk=k)
+    ranks, top = retrieval_ranks(float_tensor(image_emb)[q], text_emb, g[q], None, topk=k)
     owner = {}
     for i, t in enumerate(g): owner.setdefault(int(t), studies[i].study_id)
     show = lambda t, w: textwrap.shorten(texts[t], w, placeholder=' ...') if public else f'report of study {owner.get(int(t), "?")}'
@@ -174,11 +174,11 @@ def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, g
 
 def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     "2-D map (scikit-learn PCA or t-SNE) of embeddings coloured by class; PCA also places the class text embeddings."
-    X = _t(emb).numpy()
+    X = float_tensor(emb).numpy()
     if method == 'pca':
         from sklearn.decomposition import PCA
         pca = PCA(2, random_state=seed).fit(X)
-        Z, Zc = pca.transform(X), (pca.transform(_t(class_emb).numpy()) if class_emb is not None else None)
+        Z, Zc = pca.transform(X), (pca.transform(float_tensor(class_emb).numpy()) if class_emb is not None else None)
     elif method == 'tsne':
         from sklearn.manifold import TSNE
         Z, Zc = TSNE(2, init='pca', perplexity=30, random_state=seed).fit_transform(X), None
@@ -196,31 +196,26 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
 
 # %% ../nbs/05_eval.ipynb 26
 @dataclass
-class EvalConfig(Params):
+class EvalConfig(RunParams, ImageParams, DataParams):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
     model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     tasks: list = field(default_factory=lambda: ['5x200', 'rsna', 'retrieval'])  # presets (PRESETS) or kinds (KINDS)
-    dataset: str = 'synthcxr'      # the dataset the kinds read (a name from medvlp.datasets.DATASETS)
-    data_root: str = ''            # its root ('' = the default SynthCXR)
-    data_options: dict = field(default_factory=dict)  # its adapter's options (columns, label mapping, filters)
     split: str = 'test'            # the split the kinds read, or 'all'
     classes: list = field(default_factory=list)       # the kinds' classes; [] = the labels positive somewhere
     prompts: str | dict = 'hand'   # hand | ensemble | medclip | tuned | {class: prompt(s)} | {task: any of those}
     compare: list = field(default_factory=lambda: list(PROMPT_KINDS))  # prompt kinds scored side by side
     ks: list = field(default_factory=lambda: [1, 5, 10])  # retrieval R@k (a pairs folder's hit@k: [1, 10, 50])
-    n_boot: int = 1000
-    seed: int = 0
-    ci: float = 0.95
-    image_size: int = 0            # 0 = the size the model folder records
+    n_boot: int = 1000             # bootstrap resamples of the test studies behind each interval; 0 = no intervals
+    seed: int = 0                  # seeds the bootstrap, the retrieval figure's queries and the embedding map
+    ci: float = 0.95               # confidence level of the bootstrap intervals (0.95 = 95%)
     batch_size: int = 128
     embedding_map: str = 'pca'     # pca | tsne | none
     n_examples: int = 4            # query images in the retrieval figure
     cache: bool = True             # image features through medvlp.cache
-    device: str = 'cpu'
+    device: str = 'cpu'            # where the model runs: cpu, cuda, cuda:1, ...
     run_name: str = 'eval'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
-    _choices = dict(dataset=tuple(sorted(DATASETS)), split=(*SPLITS, 'all'), embedding_map=('pca', 'tsne', 'none'))
+    _choices = dict(split=(*SPLITS, 'all'), embedding_map=('pca', 'tsne', 'none'))
     _positive = ('batch_size', 'n_examples')
     _nonneg = ('n_boot', 'seed', 'image_size')
     _fraction = ('ci',)
@@ -247,9 +242,8 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
     return s, m
 
 # %% ../nbs/05_eval.ipynb 29
-def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
-    "Zero-shot and retrieval metrics with bootstrap CIs of a model folder (`cfg` may be one), written as tables, figures and a manifest."
-    if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
+def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> Result:
+    "Zero-shot and retrieval metrics with bootstrap CIs of `cfg.model_dir` (`cfg`: a config, dict or recipe path), written as tables, figures and a manifest; its `Result` holds each task's values as metrics and its tables by task name (also `confusion_<task>`, `prompts`)."
     cfg = EvalConfig.make(cfg, **overrides)
     tasks = cfg.task_list()
     if bad := [c for c in cfg.compare if c not in PROMPT_KINDS + ('tuned',)]:
@@ -264,7 +258,7 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> dict:
     model.to(cfg.device)
     with start_run(cfg, 'eval') as run: return _score(cfg, tasks, model, mdir, run)
 
-def _score(cfg, tasks, model, mdir, run) -> dict:
+def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
     res, long, comp, curves, cms, data, figs = {}, [], [], {}, {}, {}, {}
@@ -308,4 +302,4 @@ def _score(cfg, tasks, model, mdir, run) -> dict:
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
     run.record.update(data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir), tasks=[asdict(t) for t in tasks],
                       image_size=size, files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
-    return res
+    return Result(out, {t.name: res[t.name]['value'].to_dict() for t in tasks}, res)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import distributed as dist
 
 # %% auto 0
-__all__ = ['LOSSES', 'dist_info', 'gather_features', 'clip_loss', 'siglip_loss', 'simclr_loss', 'slip_loss', 'cxr_clip_loss',
-           'medclip_loss', 'adaptor_loss', 'get_loss']
+__all__ = ['dist_info', 'gather_features', 'clip_loss', 'siglip_loss', 'simclr_loss', 'slip_loss', 'cxr_clip_loss',
+           'medclip_loss', 'adaptor_loss']
 
 # %% ../nbs/01_losses.ipynb 6
 def dist_info() -> tuple[int, int]:
@@ -143,12 +143,3 @@ def adaptor_loss(img, txt, logit_scale, *, i2t_weight=0.5, local_loss=False, gat
     all_img, all_txt = (gather_features(v, gather_with_grad, local_loss) for v in (img, txt))
     i2t, t2i = _two_way(img, txt, all_img, all_txt, logit_scale, local_loss)
     return i2t_weight * i2t + (1 - i2t_weight) * t2i
-
-# %% ../nbs/01_losses.ipynb 37
-LOSSES = {'clip': clip_loss, 'siglip': siglip_loss, 'simclr': simclr_loss, 'slip': slip_loss,
-          'cxr_clip': cxr_clip_loss, 'medclip': medclip_loss, 'adaptor': adaptor_loss}
-
-def get_loss(name: str):
-    "The loss function registered as `name` in `LOSSES`."
-    if name not in LOSSES: raise ValueError(f'unknown loss {name!r}; expected one of {sorted(LOSSES)}')
-    return LOSSES[name]

@@ -12,15 +12,17 @@ import torch
 TASKS = ('multiclass', 'binary', 'multilabel')  # what a score matrix can be
 
 # %% auto 0
-__all__ = ['TASKS', 'bootstrap_ci', 'weighted_auroc', 'weighted_metrics', 'classification_metrics', 'confusion',
-           'retrieval_ranks', 'retrieval_metrics']
+__all__ = ['TASKS', 'percentile_interval', 'bootstrap_ci', 'bootstrap_counts', 'weighted_auroc', 'score_matrices',
+           'weighted_metrics', 'classification_metrics', 'confusion', 'float_tensor', 'retrieval_ranks',
+           'retrieval_metrics']
 
 # %% ../nbs/00_metrics.ipynb 6
 def _boot_index(n, n_boot, seed) -> np.ndarray:
     "The `[n_boot, n]` row indices of the bootstrap resamples (fixed by `seed`)."
     return np.random.default_rng(seed).integers(0, n, (n_boot, n))
 
-def _interval(values, ci) -> tuple[float, float]:
+def percentile_interval(values, ci) -> tuple[float, float]:
+    "The central `ci` percentile interval of `values`, NaNs dropped; (nan, nan) when none is left."
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if not len(v): return (float('nan'), float('nan'))
@@ -36,10 +38,10 @@ def bootstrap_ci(fn, *arrays, n_boot=1000, seed=0, ci=0.95, vectorized=False) ->
     if not 0 < ci < 1: raise ValueError(f'bootstrap_ci: ci must be in (0, 1), got {ci}')
     idx = _boot_index(n, n_boot, seed)
     vals = fn(*[a[idx] for a in arrays]) if vectorized else [fn(*[a[i] for a in arrays]) for i in idx]
-    return _interval(vals, ci)
+    return percentile_interval(vals, ci)
 
 # %% ../nbs/00_metrics.ipynb 10
-def _counts(n, n_boot, seed) -> np.ndarray:
+def bootstrap_counts(n, n_boot, seed) -> np.ndarray:
     "Bootstrap resamples as how often each of the `n` rows is drawn, `[n_boot, n]` (the same draws as `bootstrap_ci`)."
     idx = _boot_index(n, n_boot, seed)
     return np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n * n_boot).reshape(n_boot, n).astype(float)
@@ -59,7 +61,7 @@ def weighted_auroc(y, s, w) -> np.ndarray:
         return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
 
 # %% ../nbs/00_metrics.ipynb 13
-def _check_inputs(y_true, scores, classes, task, threshold):
+def score_matrices(y_true, scores, classes, task, threshold):
     "Validated `(Y, S, P)`: one-hot truth, ranking scores and 0/1 predictions, each `[N, C]`."
     if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
     classes = list(classes)
@@ -87,7 +89,7 @@ def _check_inputs(y_true, scores, classes, task, threshold):
     return Y, s, P
 
 def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
-    "Every metric of `classification_metrics` for `_check_inputs`' (Y, S, P) under each row of bootstrap weights `w` [B, N]: name -> [B]."
+    "Every metric of `classification_metrics` for `score_matrices`' (Y, S, P) under each row of bootstrap weights `w` [B, N]: name -> [B]."
     w = np.atleast_2d(w)
     tp = np.einsum('bn,nc->bc', w, (Y & P).astype(float))
     pp, pos = w @ P.astype(float), w @ Y.astype(float)
@@ -106,30 +108,32 @@ def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
 def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=1000, seed=0, ci=0.95,
                            threshold=0.5, max_cells=2**24) -> pd.DataFrame:
     "Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs."
-    Y, S, P = _check_inputs(y_true, scores, classes, task, threshold)
+    Y, S, P = score_matrices(y_true, scores, classes, task, threshold)
     classes, (N, C) = list(classes), Y.shape
     compute = lambda w: weighted_metrics(Y, S, P, w, classes, task)
     value = {k: float(v[0]) for k, v in compute(np.ones((1, N))).items()}
-    W, chunk = _counts(N, n_boot, seed), max(1, max_cells // (N * C))
+    W, chunk = bootstrap_counts(N, n_boot, seed), max(1, max_cells // (N * C))
     boots = [compute(W[i:i + chunk]) for i in range(0, n_boot, chunk)]
-    rows = {k: (value[k], *_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot else \
+    rows = {k: (value[k], *percentile_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot else \
            {k: (value[k], np.nan, np.nan) for k in value}
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
 def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
     "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
     if task == 'multilabel': raise ValueError('confusion: task=multilabel has one 2x2 matrix per class; use task=binary per class')
-    Y, _, P = _check_inputs(y_true, scores, classes, task, threshold)
+    Y, _, P = score_matrices(y_true, scores, classes, task, threshold)
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
 
 # %% ../nbs/00_metrics.ipynb 21
-def _t(x) -> torch.Tensor: return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+def float_tensor(x) -> torch.Tensor:
+    "`x` (a tensor or array-like) as a float32 CPU tensor, detached."
+    return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 @torch.no_grad()
 def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
     "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
-    q, g = _t(query), _t(gallery)
+    q, g = float_tensor(query), float_tensor(gallery)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f'query {tuple(q.shape)} and gallery {tuple(g.shape)} must be [N, D] embeddings of the same D')
     ql = torch.arange(len(q)) if query_labels is None else torch.as_tensor(np.asarray(query_labels))

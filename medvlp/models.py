@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, GPT2C
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from transformers.pytorch_utils import Conv1D
 
-from .data import read_file, train_tokenizer
+from .data import atomic_dir, read_file, train_tokenizer
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
@@ -604,16 +604,16 @@ class DualEncoder(nn.Module):
         return out
 
     def save_pretrained(self, save_dir):
-        "Write config, weights (adapters included), the text config, the tokenizer and peft adapter folders to `save_dir`."
-        d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
-        self.config.save(d/'config.json')
-        save_model(self, str(d/'model.safetensors'))
-        if isinstance(getattr(self.text.trunk, 'config', None), PretrainedConfig): self.text.trunk.config.save_pretrained(d/'text_config')
-        if self.tokenizer is not None: self.tokenizer.save_pretrained(d/'tokenizer')
-        for part in ('image', 'text'):
-            m = getattr(self, part).model
-            if isinstance(m, PeftModel): m.save_pretrained(d/f'{part}_adapter')
-        return d
+        "Write config, weights (adapters included), the text config, the tokenizer and peft adapter folders to `save_dir`, atomically."
+        with atomic_dir(save_dir) as d:
+            self.config.save(d/'config.json')
+            save_model(self, str(d/'model.safetensors'))
+            if isinstance(getattr(self.text.trunk, 'config', None), PretrainedConfig): self.text.trunk.config.save_pretrained(d/'text_config')
+            if self.tokenizer is not None: self.tokenizer.save_pretrained(d/'tokenizer')
+            for part in ('image', 'text'):
+                m = getattr(self, part).model
+                if isinstance(m, PeftModel): m.save_pretrained(d/f'{part}_adapter')
+        return Path(save_dir)
 
     @classmethod
     def from_pretrained(cls, source, device='cpu'):

@@ -5,6 +5,8 @@
 # %% ../nbs/02_pretrain.ipynb 3
 from __future__ import annotations
 import dataclasses, json, os, shutil, time
+from types import SimpleNamespace
+from contextlib import ExitStack
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 from pathlib import Path
@@ -20,18 +22,18 @@ from tqdm.auto import tqdm
 
 from .cache import check_image_size, image_input, in_channels, tower_transform
 from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped, read_file,
-                         CHEXPERT_LABELS, _score)
+                         CHEXPERT_LABELS, seeded_hash)
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
-from .datasets import DATASETS, load_dataset, image_array, loader_kwargs, cpus
-from .runs import Params, run_dir, start_run, shareable, step_memory_mib
+from .datasets import load_dataset, image_array, loader_kwargs, cpus
+from .runs import Params, DataParams, ImageParams, RunParams, Result, Run, run_dir, start_run, shareable, step_memory_mib
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'load_config', 'config_from_cell',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model',
-           'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'RunResult',
-           'pretrain', 'save_figures', 'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
+__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'GlobalBatchSampler',
+           'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model', 'compute_loss',
+           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'pretrain', 'save_figures',
+           'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -66,13 +68,12 @@ CHOICES = dict(
     proj=('linear', 'mlp'),
     image_pool=IMAGE_POOLS,
     text_pool=('', *TEXT_POOLS),
-    dataset=tuple(sorted(DATASETS)),
     optimizer=('adamw', 'sgd'),
     precision=('fp32', 'bf16', 'fp16'),
 )
 
 @dataclass
-class PretrainConfig(Params):
+class PretrainConfig(RunParams, ImageParams, DataParams):
     "All parameters of a pretraining run; defaults are the tiny offline recipe on SynthCXR."
     method: str = 'clip'               # objective
     init_from: str = ''                # start from a whole dual encoder (towers, projections, logit scale, tokenizer): an earlier
@@ -81,59 +82,53 @@ class PretrainConfig(Params):
     image_tower: str = 'tiny-resnet'   # preset or timm name
     image_pretrained: str = ''         # '' random init, 'timm' hub weights, or a local weights file
     image_pool: str = 'default'        # default | cls | mean | avg
-    image_peft: str = 'none'
+    image_peft: str = 'none'           # PEFT on the image tower: none (fully trained) | frozen | lora | ia3 | adalora
     image_config: dict = field(default_factory=dict)  # extra timm arguments for the image tower (e.g. drop_path_rate)
     text_tower: str = 'tiny-bert'      # preset, hub id or local folder
     text_pretrained: str = ''          # '' random init (presets), or a hub id / local folder
     text_pool: str = 'mean'            # cls | mean | eos | '' = the tower's default (cls for encoders, eos for causal LMs)
     text_config: dict = field(default_factory=dict)   # text config overrides (e.g. hidden_dropout_prob: 0.0)
     peft: str = 'none'                 # PEFT on the text tower
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
+    lora_r: int = 8                    # LoRA rank (AdaLoRA: its target rank), on either tower
+    lora_alpha: int = 32               # LoRA/AdaLoRA scaling: updates are multiplied by alpha / rank
+    lora_dropout: float = 0.1          # dropout on the input of the LoRA/AdaLoRA branches
     lora_targets: str = ''             # comma-separated; '' = the architecture's default
-    emb_dim: int = 128
-    proj: str = 'linear'
+    emb_dim: int = 128                 # width of the shared image-text embedding space
+    proj: str = 'linear'               # each tower's projection to emb_dim: linear | mlp (linear, GELU, linear)
     logit_scale_init: float = 2.6593   # ln(1/0.07)
     logit_scale_max: float = 4.6052    # ln(100); 0 = no clamp
     max_length: int = 128              # tokens; SynthCXR reports are about 60-100 WordPiece tokens
-    dataset: str = 'synthcxr'          # a name from medvlp.datasets.DATASETS (adapters, csv, pairs_folder)
-    data_root: str = ''                # '' = the default SynthCXR in the cache
-    data_options: dict = field(default_factory=dict)  # extra options of the dataset adapter (e.g. column mapping)
     data_pct: float = 1.0              # fraction of training patients kept
-    image_size: int = 0                # pixels; 0 = the image tower's own (64 for the kit's tiny towers, 224 for a ViT-B/16 CLIP)
     image_cache: bool = True           # decode and resize each training image once, into a memory-mapped array (image_array)
-    batch_size: int = 64               # global batch, over all processes
-    epochs: int = 8
+    epochs: int = 8                    # passes over the training studies (max_steps > 0 replaces it)
     max_steps: int = 0                 # > 0 overrides epochs
     max_grad_norm: float = 0.0         # > 0: clip the gradient norm to it (it is always checked to be finite)
-    optimizer: str = 'adamw'
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 20
-    min_lr: float = 1e-5
-    precision: str = 'fp32'
-    grad_checkpointing: bool = False
-    accum_steps: int = 1
-    local_loss: bool = False
-    gather_with_grad: bool = True
+    optimizer: str = 'adamw'           # adamw | sgd (momentum 0.9)
+    lr: float = 1e-3                   # peak learning rate: linear warmup to it, then cosine decay to min_lr
+    weight_decay: float = 0.1          # weight decay of matrices; none on biases, norms, embeddings, logit scale
+    warmup_steps: int = 20             # optimizer steps of linear warmup from 0 to lr
+    min_lr: float = 1e-5               # learning rate at the end of the cosine decay
+    precision: str = 'fp32'            # fp32 | bf16 | fp16 mixed precision (Accelerate autocast; weights stay fp32)
+    grad_checkpointing: bool = False   # recompute the towers' activations in backward: less memory, slower
+    accum_steps: int = 1               # gradient accumulation: micro-batches of batch_size / accum_steps per step
+    local_loss: bool = False           # each process scores only its own rows against the gathered batch (less memory)
+    gather_with_grad: bool = True      # all-gather features with gradients: the exact global-batch gradient
     ssl_scale: float = 1.0             # SLIP
     ssl_temp: float = 0.1              # SLIP
     ssl_mlp: str = '4096,4096,256'     # SLIP image SSL head sizes
     icl_weight: float = 1.0            # CXR-CLIP
     tcl_weight: float = 0.5            # CXR-CLIP
     label_temp: float = 0.1            # MedCLIP: soft targets softmax(label similarity / label_temp); 1.0 leaves them near uniform
-    num_processes: int = 1
+    num_processes: int = 1             # data-parallel processes, started here when > 1; a launcher's own count wins
     num_workers: int = -1              # DataLoader workers; -1 = none on a CPU, up to 8 per GPU
     compile: bool = False              # torch.compile the model (Accelerate's dynamo_backend inductor)
     fsdp: bool = False                 # shard weights, gradients and optimizer state over the processes (FSDP2) instead of DDP
-    seed: int = 0
+    seed: int = 0                      # seeds init, data_pct subsampling, batch order, augmentation and dropout
     run_name: str = 'pretrain'
-    output_dir: str = ''               # '' = outputs/runs/<run_name> in the checkout
     resume: bool = True                # continue from the latest checkpoint in output_dir
-    ckpt_every: int = 50
-    keep_ckpts: int = 2
-    log_every: int = 5
+    ckpt_every: int = 50               # optimizer steps between checkpoints (output_dir/checkpoints)
+    keep_ckpts: int = 2                # newest checkpoints kept; older ones are deleted
+    log_every: int = 5                 # optimizer steps between logged metrics (metrics.csv, TensorBoard)
     zero_shot: bool = True             # evaluate zero-shot 5x200 at the end
 
     _choices = CHOICES
@@ -152,16 +147,7 @@ class PretrainConfig(Params):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
                              f'{self.num_processes*self.accum_steps}')
 
-def load_config(path=None, **overrides) -> PretrainConfig:
-    "A `PretrainConfig` from a YAML recipe at `path` (if given) with `overrides` applied on top."
-    return PretrainConfig.load(path, **overrides)
-
-# %% ../nbs/02_pretrain.ipynb 12
-def config_from_cell(ns: dict, before: set) -> PretrainConfig:
-    "The `PretrainConfig` from the names defined in namespace `ns` since the snapshot `before`."
-    return PretrainConfig.from_cell(ns, before)
-
-# %% ../nbs/02_pretrain.ipynb 15
+# %% ../nbs/02_pretrain.ipynb 14
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -177,7 +163,7 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 18
+# %% ../nbs/02_pretrain.ipynb 17
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
@@ -194,7 +180,7 @@ def make_dataset(cfg, studies, tower, train=True):
 def augment_batch(b, cfg, tower, epoch) -> dict:
     "Batch `b` with its images augmented on their device as `cfg.method` trains on them; image i's draws depend on (seed, epoch, i) only."
     m, norm = METHODS[cfg.method], image_input(tower)
-    seeds = [int(_score(f'{cfg.seed}:{epoch}', i)[:15], 16) for i in b['idx'].tolist()]
+    seeds = [int(seeded_hash(f'{cfg.seed}:{epoch}', i)[:15], 16) for i in b['idx'].tolist()]
     aug = lambda x, k, preset: augment(x, [s + k for s in seeds], preset, norm['mean'], norm['std'])
     x = b['image']
     b = dict(b, image=(aug(x, 0, m.preset), aug(x, 1, 'simclr'), aug(x, 2, 'simclr')) if m.simclr_views else aug(x, 0, m.preset))
@@ -234,7 +220,7 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
                         logit_scale_init=cfg.logit_scale_init, logit_scale_max=cfg.logit_scale_max or None,
                         **METHODS[cfg.method].model(cfg))
 
-# %% ../nbs/02_pretrain.ipynb 20
+# %% ../nbs/02_pretrain.ipynb 19
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
@@ -242,7 +228,7 @@ def compute_loss(model, b, cfg) -> dict:
     out = METHODS[cfg.method].loss(o, b, cfg, dist)
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 22
+# %% ../nbs/02_pretrain.ipynb 21
 CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
 
 def latest_checkpoint(out: Path):
@@ -267,7 +253,7 @@ def _from_tensors_json(ts: dict, j):
     return j
 
 
-# %% ../nbs/02_pretrain.ipynb 25
+# %% ../nbs/02_pretrain.ipynb 24
 def _rng_state() -> tuple:
     "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
     import random
@@ -346,7 +332,7 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     return st
 
 
-# %% ../nbs/02_pretrain.ipynb 27
+# %% ../nbs/02_pretrain.ipynb 26
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, y_pred, class names)."
     prompts = prompts or ZS_PROMPTS
@@ -358,15 +344,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 29
-@dataclass
-class RunResult:
-    "What a pretraining run left behind."
-    output_dir: Path
-    model_dir: Path
-    metrics: dict
-    history: pd.DataFrame
-
+# %% ../nbs/02_pretrain.ipynb 28
 def _param_groups(model, wd):
     decay, no = [], []
     for n, p in model.named_parameters():
@@ -424,21 +402,16 @@ def _workers(cfg, acc) -> int:
     if cfg.num_workers >= 0: return cfg.num_workers
     return 0 if acc.device.type == 'cpu' else max(1, min(8, cpus()//acc.num_processes - 1))
 
-def _resolve(cfg, overrides) -> PretrainConfig:
-    "`cfg` (None, a YAML path, a dict or a `PretrainConfig`) with `overrides` on top, validated."
-    if cfg is None or isinstance(cfg, (str, Path)): return load_config(cfg, **overrides)
-    return PretrainConfig.make(cfg, **overrides)
-
 def _accelerator(cfg, **kw) -> Accelerator:
     "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."
     return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
                        cpu=not torch.cuda.is_available(), dynamo_backend='inductor' if cfg.compile else 'no', **kw)
 
 
-# %% ../nbs/02_pretrain.ipynb 30
-def pretrain(cfg=None, **overrides) -> RunResult:
-    "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns the `RunResult`."
-    cfg = _resolve(cfg, overrides)
+# %% ../nbs/02_pretrain.ipynb 29
+def pretrain(cfg=None, **overrides) -> Result:
+    "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns its `Result` (tables: `history`, the logged metrics per step)."
+    cfg = PretrainConfig.make(cfg, **overrides)
     out = run_dir(cfg)
     if cfg.num_processes > 1 and not _launched():
         from accelerate import notebook_launcher
@@ -456,20 +429,21 @@ def _reset_accelerate():
 
 def _result(out):
     m = read_file(out/'metrics.json')
-    return RunResult(out, out/'model', m, pd.read_csv(out/'metrics.csv'))
+    return Result(out, m, dict(history=pd.read_csv(out/'metrics.csv')), out/'model')
 
-_RUNTIME = ('resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
+RUNTIME_PARAMS = (  # parameters that change how a run is carried out, not what it learns: resume and reuse ignore them
+    'resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
 
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
     if not (cfg.resume and latest_checkpoint(out)): return
     old = read_file(out/'params.yaml', lambda p: yaml.safe_load(p.read_text())) if (out/'params.yaml').exists() else {}
-    diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _RUNTIME and old.get(k) != v}
+    diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in RUNTIME_PARAMS and old.get(k) != v}
     if diff: raise ValueError(f'{out}: its checkpoints were made with other parameters, (saved, now): {diff}; '
                               'pass resume=False to start over, or use another run_name')
 
 
-# %% ../nbs/02_pretrain.ipynb 32
+# %% ../nbs/02_pretrain.ipynb 31
 def _train(cfg):
     "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
     t_start = time.time()
@@ -480,15 +454,29 @@ def _train(cfg):
         cfg = dataclasses.replace(cfg, num_processes=acc.num_processes)
     studies = load_studies(cfg)  # bad data fails here, before anything is written
     GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps)  # so does a dataset smaller than a batch
-    with start_run(cfg, 'pretrain', lambda out: _check_resume(out, cfg), main=acc.is_main_process) as run:
+    with ExitStack() as stack:
+        run = _start_together(acc, stack, cfg)
         acc.wait_for_everyone()
         return _fit(acc, cfg, run, studies, t_start)
+
+def _start_together(acc, stack, cfg) -> Run:
+    "`start_run` on the main process, entered on `stack`; if it refuses the folder, every process fails with its reason instead of waiting for it."
+    from accelerate.utils import broadcast_object_list
+    run = err = None
+    try: run = stack.enter_context(start_run(cfg, 'pretrain', lambda out: _check_resume(out, cfg), main=acc.is_main_process))
+    except Exception as e: err = e
+    why = broadcast_object_list([f'{type(err).__name__}: {err}' if err else None])[0]
+    if err: raise err
+    if why: raise RuntimeError(f'the main process did not start the run: {why}')
+    return run
 
 def _stop(what, step, last_good):
     return FloatingPointError(f'{what} at step {step}: run stopped; the last good checkpoint is '
                               f'{last_good or "none (no checkpoint written yet)"}')
 
-def _fit(acc, cfg, run, studies, t_start):
+# %% ../nbs/02_pretrain.ipynb 33
+def _setup(acc, cfg, run, studies) -> SimpleNamespace:
+    "Set-up: the run folder (stale checkpoints, skipped rows), the tokenizer, the model, its data, optimizer and schedule, a resumed state, the log."
     out = run.out
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if acc.is_main_process:
@@ -506,94 +494,120 @@ def _fit(acc, cfg, run, studies, t_start):
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
         model = build_model(cfg, texts=patient_reports(studies), tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
-    ds = make_dataset(cfg, studies, model.image)
-    dl = DataLoader(ds, batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
+    dl = DataLoader(make_dataset(cfg, studies, model.image), batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
                     generator=torch.Generator().manual_seed(cfg.seed),  # its own RNG: a new iterator after resume leaves dropout's alone
                     **loader_kwargs(_workers(cfg, acc), acc.device))  # workers only read images: the sampler and augmentation are here
-    net = model
-    whole = _shard(net, acc.device) if cfg.fsdp and acc.num_processes > 1 else None
-    model = net if whole is not None else acc.prepare(net)  # DDP (bucketed all-reduce overlapped with backward) on several processes
+    unsharded = _shard(model, acc.device) if cfg.fsdp and acc.num_processes > 1 else None   # None: not sharded
+    wrapped = model if unsharded is not None else acc.prepare(model)  # DDP (bucketed all-reduce overlapped with backward)
     fused = dict(fused=True) if acc.device.type == 'cuda' else {}
-    if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(net, cfg.weight_decay), lr=cfg.lr, **fused)
-    else: opt = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
+    if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
+    else: opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
     sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, total, min_lr=cfg.min_lr)
     opt = acc.prepare(opt)  # the scheduler is not prepared (a prepared one steps once per process): it steps once per optimizer step
-    step, hist = 0, []
-    if resume_from:  # the log up to the checkpoint comes with it: a metrics.csv cut short loses nothing
-        st = load_checkpoint(acc, net, opt, sched, resume_from)
-        if 'history' not in st: raise ValueError(f'{resume_from}: no training log in its trainer_state.json (an older medvlp '
-                                                 'wrote it); pass resume=False to start over')
-        step, hist = st['step'], st['history']
-        acc.print(f'resumed from {resume_from} at step {step}')
-    writer = None
+    loop = SimpleNamespace(acc=acc, cfg=cfg, out=out, model=model, wrapped=wrapped, unsharded=unsharded, opt=opt, sched=sched,
+                           dl=dl, sampler=sampler, steps_per_epoch=steps_per_epoch, total=total, step=0, hist=[],
+                           last_good=resume_from, writer=None)
+    if resume_from: _resume(loop, resume_from)
     if acc.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out/'tb'))
-    bar = tqdm(total=total, initial=step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
-    t_log, n_log, last_good = time.time(), 0, resume_from
-    while step < total:
-        epoch, done = divmod(step, steps_per_epoch)
-        sampler.set_epoch(epoch, start=done*cfg.accum_steps)
-        model.train()
-        for b in dl:
-            b = augment_batch(_to(b, acc.device), cfg, net.image, epoch)
-            with acc.accumulate(model), acc.autocast():
-                terms = compute_loss(model, b, cfg)
-                loss = terms['loss']
-                if not torch.isfinite(loss.detach()).all(): raise _stop(f'loss is {loss.item()}', step + 1, last_good)
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    if whole: _average_grads(whole, acc.num_processes)
-                    gnorm = _grad_norm(acc, model, cfg.max_grad_norm)  # clips only when max_grad_norm > 0
-                    if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
-                        raise _stop(f'gradient norm is {gnorm.item()}', step + 1, last_good)
-                opt.step()
-                if acc.sync_gradients: peft_update(net, step); sched.step()  # AdaLoRA reads the gradients: before zero_grad
-                opt.zero_grad()
-            n_log += len(b['idx'])*acc.num_processes
-            if not acc.sync_gradients: continue
-            step += 1; bar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                dt = time.time() - t_log
-                vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
-                rec = dict(step=step, epoch=epoch, lr=sched.get_last_lr()[0], logit_scale=net.logit_scale.exp().item(),
-                           grad_norm=gnorm.item(), pairs_per_s=n_log/max(dt, 1e-9), **vals)
-                hist.append(rec); t_log, n_log = time.time(), 0
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
-                if writer:
-                    for k, v in rec.items():
-                        if k not in ('step', 'epoch'): writer.add_scalar(f'train/{k}', v, step)
-                if acc.is_main_process: pd.DataFrame(hist).to_csv(out/'metrics.csv', index=False)
-            if step % cfg.ckpt_every == 0 and step < total:
-                last_good = save_checkpoint(acc, net, opt, sched, out, step, dict(epoch=epoch, history=hist), cfg.keep_ckpts)
-            if step >= total: break
-    bar.close()
-    if bad := _bad_weights(acc, net):  # the final model is checked like a checkpoint: no model/ is written
-        raise _stop(f'non-finite weights ({len(bad)} tensors, e.g. {bad[:3]})', step, last_good)
-    if whole is not None:  # the whole model on the main process, to save and check
-        full = _full_state(model)
-        if acc.is_main_process: net = build_model(cfg, tokenizer=net.tokenizer, total_steps=total); net.load_state_dict(full)
+        loop.writer = SummaryWriter(str(out/'tb'))
+    return loop
+
+def _resume(loop, ckpt):
+    "Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, and the log up to it (a metrics.csv cut short loses nothing)."
+    st = load_checkpoint(loop.acc, loop.model, loop.opt, loop.sched, ckpt)
+    if 'history' not in st: raise ValueError(f'{ckpt}: no training log in its trainer_state.json (an older medvlp '
+                                             'wrote it); pass resume=False to start over')
+    loop.step, loop.hist = st['step'], st['history']
+    loop.acc.print(f'resumed from {ckpt} at step {loop.step}')
+
+# %% ../nbs/02_pretrain.ipynb 34
+def _step(loop, b) -> tuple:
+    "One micro-batch: the loss terms, backward, and at an optimizer step the gradient norm (clipped), the step and the schedule; (terms, norm)."
+    acc, cfg, gnorm = loop.acc, loop.cfg, None
+    with acc.accumulate(loop.wrapped), acc.autocast():
+        terms = compute_loss(loop.wrapped, b, cfg)
+        loss = terms['loss']
+        if not torch.isfinite(loss.detach()).all(): raise _stop(f'loss is {loss.item()}', loop.step + 1, loop.last_good)
+        acc.backward(loss)
+        if acc.sync_gradients:
+            if loop.unsharded: _average_grads(loop.unsharded, acc.num_processes)
+            gnorm = _grad_norm(acc, loop.wrapped, cfg.max_grad_norm)  # clips only when max_grad_norm > 0
+            if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
+                raise _stop(f'gradient norm is {gnorm.item()}', loop.step + 1, loop.last_good)
+        loop.opt.step()
+        if acc.sync_gradients: peft_update(loop.model, loop.step); loop.sched.step()  # AdaLoRA reads the gradients: before zero_grad
+        loop.opt.zero_grad()
+    return terms, gnorm
+
+def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
+    "Log the step's terms (averaged over processes) to the history, the progress bar's caption, TensorBoard and metrics.csv."
+    acc = loop.acc
+    vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
+    rec = dict(step=loop.step, epoch=epoch, lr=loop.sched.get_last_lr()[0], logit_scale=loop.model.logit_scale.exp().item(),
+               grad_norm=gnorm.item(), pairs_per_s=pairs_per_s, **vals)
+    loop.hist.append(rec)
+    if loop.writer:
+        for k, v in rec.items():
+            if k not in ('step', 'epoch'): loop.writer.add_scalar(f'train/{k}', v, loop.step)
+    if acc.is_main_process: pd.DataFrame(loop.hist).to_csv(loop.out/'metrics.csv', index=False)
+    return rec
+
+# %% ../nbs/02_pretrain.ipynb 35
+def _finish(loop, run, studies, t_start) -> dict:
+    "Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write metrics and figures."
+    acc, cfg, model, out = loop.acc, loop.cfg, loop.model, loop.out
+    if bad := _bad_weights(acc, model):  # no model/ is written
+        raise _stop(f'non-finite weights ({len(bad)} tensors, e.g. {bad[:3]})', loop.step, loop.last_good)
+    if loop.unsharded is not None:  # the whole model on the main process, to save and check
+        full = _full_state(loop.wrapped)
+        if acc.is_main_process: model = build_model(cfg, tokenizer=model.tokenizer, total_steps=loop.total); model.load_state_dict(full)
     acc.wait_for_everyone()
-    metrics = dict(steps=step, final_loss=hist[-1]['loss'] if hist else None, wall_s=time.time() - t_start,
-                   **{f'{k}_params': v for k, v in count_parameters(net).items()})
+    metrics = dict(steps=loop.step, final_loss=loop.hist[-1]['loss'] if loop.hist else None, wall_s=time.time() - t_start,
+                   **{f'{k}_params': v for k, v in count_parameters(model).items()})
     if acc.is_main_process:
-        net.save_pretrained(out/'model')
+        model.save_pretrained(out/'model')
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):
-            accuracy, y, pred, classes = zero_shot_5x200(net, cfg)
+            accuracy, y, pred, classes = zero_shot_5x200(model, cfg)
             metrics['zero_shot_5x200_acc'] = accuracy
             pd.DataFrame(dict(y_true=[classes[i] for i in y], y_pred=[classes[i] for i in pred])).to_csv(
                 out/'zero_shot_5x200.csv', index=False)
         (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        image = dict(size=cfg.image_size or net.image.image_size, **image_input(net.image))  # what the tower was fed
+        image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))  # what the tower was fed
         run.record.update(studies=studies, wall_s=metrics['wall_s'], image_input=image, num_processes=acc.num_processes)
         save_figures(out)
-        writer.close()
+        loop.writer.close()
     acc.wait_for_everyone()
     return metrics
 
+# %% ../nbs/02_pretrain.ipynb 36
+def _fit(acc, cfg, run, studies, t_start) -> dict:
+    "The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or the FSDP-sharded model itself)."
+    loop = _setup(acc, cfg, run, studies)
+    bar = tqdm(total=loop.total, initial=loop.step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
+    t_log, n_log = time.time(), 0
+    while loop.step < loop.total:
+        epoch, done = divmod(loop.step, loop.steps_per_epoch)
+        loop.sampler.set_epoch(epoch, start=done*cfg.accum_steps)
+        loop.wrapped.train()
+        for b in loop.dl:
+            terms, gnorm = _step(loop, augment_batch(_to(b, acc.device), cfg, loop.model.image, epoch))
+            n_log += len(b['idx'])*acc.num_processes
+            if not acc.sync_gradients: continue
+            loop.step += 1; bar.update(1)
+            if loop.step % cfg.log_every == 0 or loop.step == loop.total:
+                rec = _log(loop, terms, gnorm, epoch, n_log/max(time.time() - t_log, 1e-9))
+                t_log, n_log = time.time(), 0
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
+            if loop.step % cfg.ckpt_every == 0 and loop.step < loop.total:
+                loop.last_good = save_checkpoint(acc, loop.model, loop.opt, loop.sched, loop.out, loop.step,
+                                                 dict(epoch=epoch, history=loop.hist), cfg.keep_ckpts)
+            if loop.step >= loop.total: break
+    bar.close()
+    return _finish(loop, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 34
+# %% ../nbs/02_pretrain.ipynb 38
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -612,12 +626,12 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 36
+# %% ../nbs/02_pretrain.ipynb 40
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
     import hashlib, medvlp
-    cfg = _resolve(None, overrides)
+    cfg = PretrainConfig.make(**overrides)
     key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('models', f'{cfg.run_name}-{key}')
     with FileLock(str(out) + '.lock'):
@@ -630,7 +644,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size or model.image.image_size  # for callers that build a training transform at the same size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 40
+# %% ../nbs/02_pretrain.ipynb 44
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -648,7 +662,7 @@ def _open_clip_model(model, cfg):
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 41
+# %% ../nbs/02_pretrain.ipynb 45
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}  # dense bf16 tensor cores
 
 def peak_tflops(device) -> float | None:
@@ -663,7 +677,7 @@ def _flops(fn) -> float:
     with FlopCounterMode(display=False) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 42
+# %% ../nbs/02_pretrain.ipynb 46
 def _loop_row(cfg, steps, rounds) -> float:
     "Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` steps after the first."
     import tempfile
@@ -673,7 +687,7 @@ def _loop_row(cfg, steps, rounds) -> float:
 
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     "Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole loop."
-    cfg = _resolve(cfg, overrides)
+    cfg = PretrainConfig.make(cfg, **overrides)
     loop_pairs = _loop_row(cfg, steps, rounds) if loop else None
     set_seed(cfg.seed)
     acc = _accelerator(cfg)
@@ -727,7 +741,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     _reset_accelerate()
     return df.round(4)
 
-# %% ../nbs/02_pretrain.ipynb 48
+# %% ../nbs/02_pretrain.ipynb 52
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8, **overrides) -> pd.DataFrame:
     "Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` processes, with and without `local_loss`."
     rows = []

@@ -5,6 +5,8 @@
 # %% ../nbs/04_linear_probe.ipynb 3
 from __future__ import annotations
 import copy, math, time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,11 @@ from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
 from .metrics import classification_metrics
-from .runs import markdown_table, interval_cell, data_record
+from .runs import Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell, data_record
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
-           'linear_probe', 'results_table', 'per_class_table', 'save_results', 'ProbeConfig', 'probe']
+           'ProbeConfig', 'linear_probe', 'results_table', 'per_class_table', 'save_results', 'probe']
 
 # %% ../nbs/04_linear_probe.ipynb 6
 TASKS = ('multiclass', 'multilabel')
@@ -126,6 +128,41 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
     return torch.cat(scores).numpy()
 
 # %% ../nbs/04_linear_probe.ipynb 20
+@dataclass
+class ProbeConfig(RunParams, ImageParams, DataParams):
+    "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
+    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    task: str = 'multiclass'       # multiclass | multilabel
+    classes: list = field(default_factory=list)   # [] = the five CheXpert competition classes
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # fractions of the training patients, in (0, 1]
+    seeds: list = field(default_factory=lambda: [0, 1, 2])  # one patient subsample and fit per seed; results averaged
+    test: str = '5x200'            # a split (test | valid) or SynthCXR's 5x200 set
+    uncertain: str = 'zeros'       # zeros | ones
+    C: list = field(default_factory=lambda: [0.1])  # several: chosen on the validation split
+    ensure_classes: bool = True    # add a patient for each class a subsample lacks; False = fail instead
+    fine_tune: bool = True         # add the end-to-end fine-tuning row
+    ft_seeds: list = field(default_factory=lambda: [0])  # [] = every seed
+    ft_epochs: int = 3             # fine-tuning epochs over the subsample (at least ft_min_steps steps)
+    ft_lr: float = 3e-4            # fine-tuning AdamW learning rate of the tower, constant; the head gets 10x
+    ft_min_steps: int = 30         # fine-tuning takes at least this many optimizer steps, however small the subsample
+    ft_threads: int = 1            # torch threads while fine-tuning; 0 = torch's default
+    n_boot: int = 500              # bootstrap resamples of the test images for the 95% intervals; 0 = none
+    run_name: str = 'linear_probe'
+
+    _choices = dict(task=TASKS, uncertain=UNCERTAIN)
+    _positive = ('ft_epochs', 'batch_size')
+    _nonneg = ('ft_min_steps', 'ft_threads', 'n_boot', 'image_size')
+    _gt0 = ('ft_lr',)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.fractions, self.seeds = [float(f) for f in self.fractions], [int(s) for s in self.seeds]
+        if bad := [f for f in self.fractions if not 0 < f <= 1]:
+            raise ValueError(f'parameter fractions={bad}: expected fractions in (0, 1], e.g. [0.01, 0.1, 1.0]')
+        if not self.seeds: raise ValueError('parameter seeds=[]: expected at least one seed, e.g. [0, 1, 2]')
+
+
+# %% ../nbs/04_linear_probe.ipynb 23
 def _studies(dataset, root, split, options, test=False):
     if test and split == '5x200':
         if dataset != 'synthcxr': raise ValueError(f"test='5x200' is SynthCXR's balanced set; for dataset={dataset!r} use a split")
@@ -140,69 +177,70 @@ def _choose_C(Cs, Xtr, ytr, Xva, yva, task, classes, seed):
         if best is None or auc > best[1]: best = (C, auc)
     return best[0]
 
-def linear_probe(model_dir='', dataset='synthcxr', task='multiclass', fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2),
-                 classes=None, data_root=None, data_options=None, test='test', uncertain='zeros', C=0.1,
-                 ensure_classes=True, fine_tune=False, ft_seeds=None, ft_epochs=3, ft_lr=3e-4, ft_min_steps=30, ft_threads=None, n_boot=1000,
-                 batch_size=64, image_size=None) -> pd.DataFrame:
-    "Linear probe (and optionally fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`."
-    t0 = time.time()
-    check_choice('task', task, TASKS); check_choice('uncertain', uncertain, UNCERTAIN)
-    fractions, seeds = [float(f) for f in np.atleast_1d(fractions)], [int(s) for s in np.atleast_1d(seeds)]
-    bad = [f for f in fractions if not 0 < f <= 1]
-    if bad: raise ValueError(f'fractions={bad}: expected fractions in (0, 1], e.g. (0.01, 0.1, 1.0)')
-    if not seeds: raise ValueError('seeds: expected at least one seed, e.g. (0, 1, 2)')
-    classes = list(classes or CHEXPERT5)
-    Cs = list(np.atleast_1d(C))
-    opts = dict(data_options or {})
-    model, tfm = frozen_model(model_dir, image_size)
-    train_all = _studies(dataset, data_root, 'train', opts)
-    test_all = _studies(dataset, data_root, test, opts, test=True)
-    rows_tr, y_tr = task_targets(train_all, task, classes, uncertain)
-    rows_te, y_te = task_targets(test_all, task, classes, uncertain)
+# %% ../nbs/04_linear_probe.ipynb 24
+def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
+    "The probe's studies, targets and frozen features: train, test, and validation when `C` is chosen there."
+    opts = dict(c.data_options)
+    train_all = _studies(c.dataset, c.data_root or None, 'train', opts)
+    test_all = _studies(c.dataset, c.data_root or None, c.test, opts, test=True)
+    rows_tr, y_tr = task_targets(train_all, c.task, classes, c.uncertain)
+    rows_te, y_te = task_targets(test_all, c.task, classes, c.uncertain)
     pick = lambda st, rows: st.narrow([st[i] for i in rows], held_out=len(st) - len(rows))  # the rest counted as held out
-    train, test_st = pick(train_all, rows_tr), pick(test_all, rows_te)
-    Yte = np.eye(len(classes), dtype=int)[y_te] if task == 'multiclass' else y_te
-    missing = [c for i, c in enumerate(classes) if not Yte[:, i].any()]
-    if missing: raise DataError(f'test set {test!r} of {dataset}: no positive study for class(es) {missing} (task={task})')
-    emb = lambda st, what: np.asarray(embed_images(model.image, st, tfm, batch_size=batch_size, desc=f'embed {what}').pooled)
-    X_tr, X_te = emb(train_all, 'train')[rows_tr], emb(test_all, 'test')[rows_te]
-    if len(Cs) > 1:
-        va_all = _studies(dataset, data_root, 'valid', opts)
-        rows_va, y_va = task_targets(va_all, task, classes, uncertain)
-        X_va = emb(va_all, 'valid')[rows_va]
-    methods = ['linear_probe'] + (['fine_tune'] if fine_tune else [])
-    ft_seeds = seeds if ft_seeds is None else [int(s) for s in np.atleast_1d(ft_seeds)]
-    records, images = [], {}
-    for frac in fractions:
-        for seed in seeds:
-            r, info = train_subset(train, y_tr, frac, seed, classes, task, ensure_classes)
-            for method in methods:
-                if method == 'fine_tune' and seed not in ft_seeds: continue
-                chosen = None
-                if method == 'linear_probe':
-                    chosen = Cs[0] if len(Cs) == 1 else _choose_C(Cs, X_tr[r], y_tr[r], X_va, y_va, task, classes, seed)
-                    scores = head_scores(fit_linear(X_tr[r], y_tr[r], task, chosen, seed), X_te)
-                else:
-                    scores = fine_tune_scores(model.image, [train[i].images[0] for i in r], y_tr[r],
-                                              [s.images[0] for s in test_st], task, len(classes), model.image_size,
-                                              ft_epochs, ft_lr, min_steps=ft_min_steps, seed=seed, images=images,
-                                              desc=f'fine-tune {frac:g} seed {seed}', threads=ft_threads)
-                m = classification_metrics(y_te, scores, classes, task, n_boot=n_boot, seed=0).reset_index()
-                m = m.assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(y_te),
-                             topped_up=','.join(info['topped_up']), n_train=info['n_train'], n_patients=info['n_patients'])
-                records.append(m)
-    per_seed = pd.concat(records, ignore_index=True)
-    keys = ['method', 'fraction', 'metric']
-    g = per_seed.groupby(keys, sort=False)
-    res = g[['value', 'ci_low', 'ci_high']].mean().join(g['value'].std(ddof=0).rename('seed_std')) \
+    d = SimpleNamespace(train=pick(train_all, rows_tr), test=pick(test_all, rows_te), y_tr=y_tr, y_te=y_te, X_va=None, y_va=None)
+    Yte = np.eye(len(classes), dtype=int)[y_te] if c.task == 'multiclass' else y_te
+    if missing := [k for i, k in enumerate(classes) if not Yte[:, i].any()]:
+        raise DataError(f'test set {c.test!r} of {c.dataset}: no positive study for class(es) {missing} (task={c.task})')
+    emb = lambda st, what: np.asarray(embed_images(model.image, st, tfm, batch_size=c.batch_size, desc=f'embed {what}').pooled)
+    d.X_tr, d.X_te = emb(train_all, 'train')[rows_tr], emb(test_all, 'test')[rows_te]
+    if len(c.C) > 1:
+        va_all = _studies(c.dataset, c.data_root or None, 'valid', opts)
+        rows_va, d.y_va = task_targets(va_all, c.task, classes, c.uncertain)
+        d.X_va = emb(va_all, 'valid')[rows_va]
+    return d
+
+
+# %% ../nbs/04_linear_probe.ipynb 25
+def _method_scores(method, c, d, r, seed, frac, classes, model, images) -> tuple:
+    "(the chosen C or None, test scores) of one `method` trained on rows `r` of the training studies."
+    if method == 'fine_tune':
+        return None, fine_tune_scores(model.image, [d.train[i].images[0] for i in r], d.y_tr[r], [s.images[0] for s in d.test],
+                                      c.task, len(classes), model.image_size, c.ft_epochs, c.ft_lr, min_steps=c.ft_min_steps,
+                                      seed=seed, images=images, desc=f'fine-tune {frac:g} seed {seed}', threads=c.ft_threads or None)
+    chosen = c.C[0] if len(c.C) == 1 else _choose_C(c.C, d.X_tr[r], d.y_tr[r], d.X_va, d.y_va, c.task, classes, seed)
+    return chosen, head_scores(fit_linear(d.X_tr[r], d.y_tr[r], c.task, chosen, seed), d.X_te)
+
+def _summary(per_seed: pd.DataFrame) -> pd.DataFrame:
+    "Per (method, fraction, metric): the mean over seeds of value and interval, the seed spread, training sizes, seeds."
+    g = per_seed.groupby(['method', 'fraction', 'metric'], sort=False)
+    return g[['value', 'ci_low', 'ci_high']].mean().join(g['value'].std(ddof=0).rename('seed_std')) \
         .join(g[['n_train', 'n_patients']].mean()).join(g.size().rename('n_seeds'))
-    res.attrs.update(per_seed=per_seed.to_dict('records'), task=task, dataset=dataset, test=test, uncertain=uncertain, classes=classes,
-                     n_test=len(y_te), wall_s=time.time() - t0,
-                     model_dir=str(model_dir or 'default_model()'), tower=tower_fingerprint(model.image),
-                     data=dict(train=data_record(train), test=data_record(test_st)))
+
+
+# %% ../nbs/04_linear_probe.ipynb 26
+def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFrame:
+    "Linear probe (with `fine_tune`, also end-to-end fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`; nothing is written."
+    c, t0 = ProbeConfig.make(cfg, **overrides), time.time()
+    classes = list(c.classes or CHEXPERT5)
+    model, tfm = frozen_model(c.model_dir, c.image_size or None)
+    d = _probe_data(c, classes, model, tfm)
+    records, images = [], {}
+    for frac in c.fractions:
+        for seed in c.seeds:
+            r, info = train_subset(d.train, d.y_tr, frac, seed, classes, c.task, c.ensure_classes)
+            for method in ['linear_probe'] + (['fine_tune'] if c.fine_tune and seed in (c.ft_seeds or c.seeds) else []):
+                chosen, scores = _method_scores(method, c, d, r, seed, frac, classes, model, images)
+                m = classification_metrics(d.y_te, scores, classes, c.task, n_boot=c.n_boot, seed=0).reset_index()
+                records.append(m.assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(d.y_te),
+                                        topped_up=','.join(info['topped_up']), n_train=info['n_train'], n_patients=info['n_patients']))
+    per_seed = pd.concat(records, ignore_index=True)
+    res = _summary(per_seed)
+    res.attrs.update(per_seed=per_seed.to_dict('records'), task=c.task, dataset=c.dataset, test=c.test, uncertain=c.uncertain,
+                     classes=classes, n_test=len(d.y_te), wall_s=time.time() - t0, model_dir=str(c.model_dir or 'default_model()'),
+                     tower=tower_fingerprint(model.image), data=dict(train=data_record(d.train), test=data_record(d.test)))
     return res
 
-# %% ../nbs/04_linear_probe.ipynb 22
+
+# %% ../nbs/04_linear_probe.ipynb 28
 HEADLINE = ('auroc_macro', 'f1_macro', 'precision_macro', 'recall_macro', 'accuracy')
 
 def _cell(r) -> str: return interval_cell(r.value, r.ci_low, r.ci_high)
@@ -245,50 +283,14 @@ def save_results(res: pd.DataFrame, out_dir) -> Path:
     fig.tight_layout(); fig.savefig(out/'probe.png', dpi=100); plt.close(fig)
     return out
 
-# %% ../nbs/04_linear_probe.ipynb 24
-from dataclasses import dataclass, field, asdict
-from .datasets import DATASETS
-from .runs import Params, start_run
-
-@dataclass
-class ProbeConfig(Params):
-    "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
-    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
-    dataset: str = 'synthcxr'      # any name in medvlp.datasets.DATASETS
-    data_root: str = ''
-    data_options: dict = field(default_factory=dict)
-    task: str = 'multiclass'       # multiclass | multilabel
-    classes: list = field(default_factory=list)   # [] = the five CheXpert competition classes
-    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
-    test: str = '5x200'            # a split (test | valid) or SynthCXR's 5x200 set
-    uncertain: str = 'zeros'       # zeros | ones
-    C: list = field(default_factory=lambda: [0.1])  # several: chosen on the validation split
-    ensure_classes: bool = True
-    fine_tune: bool = True         # add the end-to-end fine-tuning row
-    ft_seeds: list = field(default_factory=lambda: [0])  # [] = every seed
-    ft_epochs: int = 3
-    ft_lr: float = 3e-4
-    ft_min_steps: int = 30
-    ft_threads: int = 1            # torch threads while fine-tuning; 0 = torch's default
-    n_boot: int = 500
-    batch_size: int = 64
-    image_size: int = 0            # 0 = the size the model folder records
-    run_name: str = 'linear_probe'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
-
-    _choices = dict(dataset=tuple(sorted(DATASETS)), task=TASKS, uncertain=UNCERTAIN)
-    _positive = ('ft_epochs', 'batch_size')
-    _nonneg = ('ft_min_steps', 'ft_threads', 'n_boot', 'image_size')
-    _gt0 = ('ft_lr',)
-
-def probe(cfg: ProbeConfig | None = None, **overrides) -> pd.DataFrame:
-    "`linear_probe` with a `ProbeConfig`, written to its run folder."
+# %% ../nbs/04_linear_probe.ipynb 30
+def probe(cfg: ProbeConfig | str | None = None, **overrides) -> Result:
+    "`linear_probe` written to its run folder; its `Result`: macro AUROC per method and fraction, the `results` table."
     c = ProbeConfig.make(cfg, **overrides)
-    kw = {k: v for k, v in asdict(c).items() if k not in ('run_name', 'output_dir')}
     with start_run(c, 'probe') as run:
-        res = linear_probe(**dict(kw, classes=c.classes or None, data_root=c.data_root or None, ft_seeds=c.ft_seeds or None,
-                                  ft_threads=c.ft_threads or None, image_size=c.image_size or None))
+        res = linear_probe(c)
         save_results(res, run.out)
         run.record.update(data=res.attrs['data'], tower_fingerprint=res.attrs['tower'])
-    return res
+    auc = res.xs('auroc_macro', level='metric')['value']
+    return Result(run.out, {f'{m} {f:.0%}': float(v) for (m, f), v in auc.items()}, dict(results=res))
+

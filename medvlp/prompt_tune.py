@@ -17,21 +17,21 @@ import yaml
 from safetensors.torch import save_file, load_file
 
 from .data import DataError, check_choice, torch_threads
-from .datasets import DATASETS, SPLITS
+from .datasets import SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens, resolve_source
-from .runs import Params, run_dir, start_run, shareable, data_fingerprint
+from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable, data_fingerprint
 from .cache import tower_fingerprint
 from .pretrain import default_model, frozen_model
-from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint, save_prompt, load_prompt,
+from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint,
                              tuned_class_embeddings, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
 from .metrics import classification_metrics, bootstrap_ci
 from .evaluate import study_embeddings, PRESETS, eval_task, task_data
 
 # %% auto 0
-__all__ = ['LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set', 'PromptTuneConfig', 'PromptTuneResult',
-           'compare_prompts', 'comparison_table', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
+__all__ = ['PROMPT_LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set', 'PromptTuneConfig', 'compare_prompts',
+           'comparison_table', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
 
 # %% ../nbs/03_prompt_tune.ipynb 8
 def single_label_studies(classes, split='train', data_root='', dataset='synthcxr', data_options=None) -> tuple[list, np.ndarray]:
@@ -47,43 +47,37 @@ def zero_shot_set(classes=CLASSES_5X200, data_root='') -> tuple[list, np.ndarray
     return st, y
 
 # %% ../nbs/03_prompt_tune.ipynb 11
-LOSSES = ('contrastive', 'ce')
+PROMPT_LOSSES = ('contrastive', 'ce')
 OPTIMIZERS = ('sgd', 'adamw')
 
 @dataclass
-class PromptTuneConfig(Params):
+class PromptTuneConfig(RunParams, ImageParams, DataParams):
     "All parameters of a prompt-tuning run; defaults: the default model, SynthCXR's training studies, its 5x200 set."
     model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
-    dataset: str = 'synthcxr'      # the training (and test) studies: a name from medvlp.datasets.DATASETS
-    data_root: str = ''
-    data_options: dict = field(default_factory=dict)
-    train_split: str = 'train'
-    classes: list = field(default_factory=lambda: list(CLASSES_5X200))
+    train_split: str = 'train'     # split tuned on: train | valid | test (its single-positive studies)
+    classes: list = field(default_factory=lambda: list(CLASSES_5X200))  # classes; only single-positive studies are used
     words: dict = field(default_factory=dict)  # class -> the words after the context; default its hand prompt
     test: str = ''                 # an evaluation task (medvlp.evaluate.PRESETS or a kind); '' = 5x200 on SynthCXR, else multiclass
     test_split: str = 'test'       # the split a kind reads
-    n_ctx: int = 30
-    init: str = 'a chest x-ray showing'
-    loss: str = 'contrastive'
-    epochs: int = 50
-    lr: float = 0.3
-    optimizer: str = 'sgd'
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    warmup_steps: int = 0
-    min_lr: float = 0.0
-    balance: bool = True
-    seed: int = 0
-    image_size: int = 0            # 0 = the size the model folder records
-    evaluate: bool = True
-    n_boot: int = 1000
+    n_ctx: int = 30                # learnable context tokens before each class's words
+    init: str = 'a chest x-ray showing'  # caption whose tokens start the context (repeated to n_ctx); '' = random
+    loss: str = 'contrastive'      # contrastive (CLIP loss, images vs their class prompts) | ce (cross-entropy)
+    epochs: int = 50               # passes over the training images
+    lr: float = 0.3                # peak learning rate: linear warmup to it, then cosine decay to min_lr
+    optimizer: str = 'sgd'         # sgd | adamw, over the context vectors only
+    momentum: float = 0.9          # SGD momentum (adamw ignores it)
+    weight_decay: float = 0.0      # weight decay on the context vectors
+    warmup_steps: int = 0          # optimizer steps of linear warmup from 0 to lr; 0 = none
+    min_lr: float = 0.0            # learning rate at the end of the cosine decay
+    balance: bool = True           # draw images with class-balanced weights (with replacement); False = shuffle
+    seed: int = 0                  # seeds a random context (init ''), the batch draws and the bootstrap
+    evaluate: bool = True          # after tuning, score hand vs tuned prompts zero-shot on the test task
+    n_boot: int = 1000             # bootstrap resamples for the test table's 95% intervals; 0 = none
     device: str = ''               # '' = cuda when available
     num_threads: int = 1           # CPU torch threads while training (a step is a few small matrices)
     run_name: str = 'prompt_tune'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
-    _choices = dict(loss=LOSSES, optimizer=OPTIMIZERS, dataset=tuple(sorted(DATASETS)), train_split=SPLITS,
+    _choices = dict(loss=PROMPT_LOSSES, optimizer=OPTIMIZERS, train_split=SPLITS,
                     test_split=(*SPLITS, 'all'))
     _positive = ('n_ctx', 'epochs', 'batch_size', 'num_threads')
     _nonneg = ('momentum', 'weight_decay', 'warmup_steps', 'min_lr', 'n_boot', 'seed', 'image_size')
@@ -94,17 +88,6 @@ class PromptTuneConfig(Params):
         name = self.test or ('5x200' if self.dataset == 'synthcxr' else 'multiclass')
         return replace(eval_task(name, self.dataset, self.data_root, self.data_options, self.test_split, self.classes),
                        classes=list(self.classes))
-
-@dataclass
-class PromptTuneResult:
-    "What a prompt-tuning run left behind."
-    output_dir: Path
-    model_dir: Path
-    history: pd.DataFrame        # per step: loss, lr
-    epochs: pd.DataFrame         # per epoch: (balanced) accuracy on the training images
-    table: pd.DataFrame          # zero-shot metrics, hand vs tuned, with CIs
-    metrics: dict
-    learner: PromptLearner = field(repr=False, default=None)
 
 def _accuracy(x, t, y) -> float: return float(((x @ t.T).argmax(1) == y).double().mean())
 
@@ -169,16 +152,15 @@ def comparison_table(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f
     return cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric')
 
 # %% ../nbs/03_prompt_tune.ipynb 15
-def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> PromptTuneResult:
-    "Tune a shared context prompt on a frozen model (`cfg` may be its folder); write a new model folder with `prompt/`, tables, curves and a manifest."
-    if isinstance(cfg, (str, Path)): cfg, overrides = None, dict(model_dir=str(cfg), **overrides)
+def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> Result:
+    "Tune a shared context prompt on the frozen model of `cfg.model_dir` (`cfg`: a config, dict or recipe path); write a new model folder with `prompt/`, tables, curves and a manifest. Its `Result`: tables `history` (per step), `epochs` and `table` (hand vs tuned), the learner as model."
     c = PromptTuneConfig.make(cfg, **overrides)
     base = Path(resolve_source(c.model_dir)) if c.model_dir else default_model()
     out = run_dir(c)
     if (out/'model').resolve() == base.resolve(): raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
     with start_run(c, 'prompt-tune') as run: return _tune(c, base, run, progress)
 
-def _tune(c, base, run, progress) -> PromptTuneResult:
+def _tune(c, base, run, progress) -> Result:
     "The prompt-tuning run of `prompt_tune` in the run folder `run.out`."
     t0, out, params = time.time(), run.out, dict(asdict(c), model_dir=str(base))
     device = torch.device(c.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -198,7 +180,7 @@ def _tune(c, base, run, progress) -> PromptTuneResult:
     shutil.rmtree(out/'model', ignore_errors=True)
     if base.is_dir(): shutil.copytree(base, out/'model')
     else: model.save_pretrained(out/'model')  # a hub id: the model as loaded
-    save_prompt(learner, out/'model', **shareable(dict(base_model=str(base), train=dict(params, n_images=len(studies))), out))
+    learner.save_pretrained(out/'model', **shareable(dict(base_model=str(base), train=dict(params, n_images=len(studies))), out))
     hist.to_csv(out/'history.csv', index=False); per_ep.to_csv(out/'epochs.csv', index=False)
     metrics = dict(n_train=len(studies), steps=len(hist), final_loss=float(hist.loss.iloc[-5:].mean()),
                    train_balanced_acc_init=float(per_ep.train_balanced_acc.iloc[0]),
@@ -222,7 +204,7 @@ def _tune(c, base, run, progress) -> PromptTuneResult:
     save_curves(out, per_ep, hist, metrics)
     run.record.update(studies=dict(train=studies, **({'test': test} if test else {})),
                       base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
-    return PromptTuneResult(out, out/'model', hist, per_ep, table, metrics, learner)
+    return Result(out, metrics, dict(history=hist, epochs=per_ep, **({'table': table} if c.evaluate else {})), out/'model', learner)
 
 @torch.no_grad()
 def class_embeddings_hand(model, classes) -> torch.Tensor:

@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_runs.ipynb 3
 from __future__ import annotations
-import importlib, json, os, platform, re, subprocess, time
+import importlib, json, os, platform, re, subprocess, time, types, typing
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import MISSING, dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +17,43 @@ import yaml
 from .data import Studies, read_file
 
 # %% auto 0
-__all__ = ['PACKAGES', 'Params', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint', 'git_state', 'data_record', 'manifest',
-           'shareable', 'Run', 'start_run', 'markdown_table', 'interval_cell', 'write_table', 'show_run',
-           'step_memory_mib']
+__all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint',
+           'git_state', 'data_record', 'manifest', 'shareable', 'anchored', 'Run', 'start_run', 'Result',
+           'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
+def _type_name(t) -> str: return getattr(t, '__name__', str(t))
+
+def _coerce(t, v):
+    "`v` as a field of type `t` accepts it: YAML's `1e-3` (no dot) and ints as floats, a path as a string, one string or a tuple as a list."
+    if t is float and isinstance(v, str):
+        try: return float(v)
+        except ValueError: return v
+    if t is float and isinstance(v, int) and not isinstance(v, bool): return float(v)
+    if t is str and isinstance(v, os.PathLike): return os.fspath(v)
+    if t is list and isinstance(v, (str, tuple)): return [v] if isinstance(v, str) else list(v)
+    return v
+
+def _accepts(t, v) -> bool:
+    "Whether `v` is a value of type `t`: a class (a bool is no number), `X | Y`, or a generic such as `list[str]` (by its origin)."
+    if typing.get_origin(t) in (typing.Union, types.UnionType): return any(_accepts(a, v) for a in typing.get_args(t))
+    if t is type(None): return v is None
+    if isinstance(v, bool) and t is not bool: return False
+    return isinstance(v, typing.get_origin(t) or t)
+
+
+# %% ../nbs/00_runs.ipynb 7
 class Params:
-    "Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`."
+    "Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`, `load`, `from_cell`, `help`."
     _choices, _positive, _nonneg, _gt0, _fraction = {}, (), (), (), ()  # allowed values; >= 1; >= 0; > 0; in (0, 1]
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            v, t = getattr(self, f.name), f.type
-            if t == 'float' and isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
-                try: v = float(v)
-                except ValueError: pass
-            if t == 'str' and isinstance(v, os.PathLike): v = str(v)
-            if t == 'list' and isinstance(v, str): v = [v]           # `-p tasks rsna`: a list of one
-            want = {'int': int, 'float': (int, float), 'bool': bool, 'str': str, 'dict': dict, 'list': (list, tuple),
-                    'str | dict': (str, dict)}[t]
-            if isinstance(v, bool) and t != 'bool' or not isinstance(v, want):
-                raise TypeError(f'parameter {f.name}={v!r}: expected {t}')
-            setattr(self, f.name, float(v) if t == 'float' else list(v) if t == 'list' else v)
+            t = hints[f.name]
+            v = _coerce(t, getattr(self, f.name))
+            if not _accepts(t, v): raise TypeError(f'parameter {f.name}={v!r}: expected {_type_name(t)}')
+            setattr(self, f.name, v)
             if f.name in self._choices and v not in self._choices[f.name]:
                 raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
         for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
@@ -50,7 +65,8 @@ class Params:
 
     @classmethod
     def make(cls, cfg=None, **kw):
-        "Build from a config or dict (or nothing) plus keyword overrides; unknown names fail with the list of valid ones."
+        "From a config, a dict, a YAML recipe's path or nothing, plus keyword overrides; unknown names fail, listing the valid ones."
+        if isinstance(cfg, (str, os.PathLike)): return cls.load(cfg, **kw)
         base = asdict(cfg) if isinstance(cfg, cls) else dict(cfg or {})
         valid = [f.name for f in fields(cls)]
         bad = [k for k in {**base, **kw} if k not in valid]
@@ -72,8 +88,45 @@ class Params:
         "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since `before`, less the notebook's own `extra`."
         return cls.make(**{k: v for k, v in ns.items() if k not in before and k not in extra and not k.startswith('_')})
 
+    @classmethod
+    def help(cls) -> list:
+        "(name, type, default, comment) of every field; the comment beside the field in its class, or in the base that declares it (fastcore's `docments`)."
+        from fastcore.docments import docments
+        notes, hints = {}, typing.get_type_hints(cls)
+        for k in reversed(cls.__mro__):
+            if is_dataclass(k): notes |= {n: c for n, c in docments(k).items() if c}
+        return [(f.name, _type_name(hints[f.name]), f.default if f.default is not MISSING else f.default_factory(), notes.get(f.name))
+                for f in fields(cls)]
 
-# %% ../nbs/00_runs.ipynb 9
+
+# %% ../nbs/00_runs.ipynb 10
+@dataclass
+class DataParams(Params):
+    "The studies an experiment reads."
+    dataset: str = 'synthcxr'  # a name from medvlp.datasets.DATASETS: SynthCXR, a public dataset's layout, csv, image_folder, pairs_folder
+    data_root: str = ''        # the dataset's folder or table; '' = its default (SynthCXR: generated into the cache on first use)
+    data_options: dict = field(default_factory=dict)  # the dataset adapter's options (column names, label mapping, on_bad: skip)
+
+    def __post_init__(self):
+        super().__post_init__()
+        from medvlp.datasets import DATASETS   # as registered now: a dataset registered after import counts
+        if self.dataset not in DATASETS:
+            raise ValueError(f'parameter dataset={self.dataset!r}: expected one of {tuple(sorted(DATASETS))}')
+
+@dataclass
+class ImageParams(Params):
+    "How images are fed to the image tower."
+    image_size: int = 0        # pixels; 0 = the tower's own, as its model folder records (64 for the tiny towers, 224 for ViT-B/16)
+    batch_size: int = 64       # images per batch (pretraining: the global batch, over all processes)
+
+@dataclass
+class RunParams(Params):
+    "Where a run writes."
+    run_name: str = 'run'      # the run folder's name under outputs/runs in the checkout (or $MEDVLP_RUNS)
+    output_dir: str = ''       # the run folder itself; '' = <runs>/<run_name>
+
+
+# %% ../nbs/00_runs.ipynb 13
 def repo_root(start=None):
     "The checkout containing `start` (default: cwd), or None."
     p = Path(start or Path.cwd()).resolve()
@@ -84,7 +137,7 @@ def run_dir(run, output_dir='') -> Path:
     if not isinstance(run, str): run, output_dir = run.run_name, run.output_dir
     return Path(output_dir) if output_dir else Path(os.environ.get('MEDVLP_RUNS') or (repo_root() or Path.cwd())/'outputs'/'runs')/run
 
-# %% ../nbs/00_runs.ipynb 12
+# %% ../nbs/00_runs.ipynb 16
 @contextmanager
 def run_lock(out: Path):
     "Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder and the holder."
@@ -105,7 +158,7 @@ def run_lock(out: Path):
     finally: owner.unlink(missing_ok=True); lock.release()
 
 
-# %% ../nbs/00_runs.ipynb 15
+# %% ../nbs/00_runs.ipynb 19
 def data_fingerprint(studies) -> str:
     "sha256 over the ordered (study id, image paths, texts) of `studies`."
     import hashlib
@@ -143,7 +196,7 @@ def manifest(cfg, studies=None, data=None, **extra) -> dict:
                 python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/00_runs.ipynb 19
+# %% ../nbs/00_runs.ipynb 23
 _ABS_PATH = re.compile(r'(?<![\w.:/~-])/[^\s\'",;:|)\]}`]+')
 
 def shareable(obj, out):
@@ -153,7 +206,14 @@ def shareable(obj, out):
     if isinstance(obj, os.PathLike): obj = os.fspath(obj)
     return _ABS_PATH.sub(lambda m: os.path.relpath(m.group(), out), obj) if isinstance(obj, str) else obj
 
-# %% ../nbs/00_runs.ipynb 21
+# %% ../nbs/00_runs.ipynb 26
+def anchored(path: str, folder) -> str:
+    "A `path` that `shareable` wrote relative to `folder`, absolute again when it exists there; otherwise (absolute, a hub id) as given."
+    p = Path(folder)/str(path)
+    return str(p.resolve()) if not Path(str(path)).is_absolute() and p.exists() else str(path)
+
+
+# %% ../nbs/00_runs.ipynb 28
 @dataclass
 class Run:
     "A run folder taken by `start_run`: where to write (`out`), the command, and what its manifest will record."
@@ -186,7 +246,23 @@ def start_run(cfg, command: str, check=None, main=True):
         rec = dict(wall_s=round(time.time() - t0, 2)) | run.record
         (out/'manifest.json').write_text(json.dumps(shareable(manifest(cfg, command=command, **rec), out), indent=1, default=str))
 
-# %% ../nbs/00_runs.ipynb 24
+# %% ../nbs/00_runs.ipynb 31
+@dataclass
+class Result:
+    "What every command returns: its run folder, headline `metrics`, `tables` by name (each also an attribute), and the model it trained (`model_dir`, `model`), if any."
+    output_dir: Path
+    metrics: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict, repr=False)   # name -> DataFrame, as written to the run folder
+    model_dir: Path | None = None
+    model: object = field(default=None, repr=False)
+
+    def __getattr__(self, name):
+        tables = self.__dict__.get('tables') or {}
+        if name in tables: return tables[name]
+        raise AttributeError(f'{type(self).__name__} has no attribute or table {name!r}; its tables: {list(tables)}')
+
+
+# %% ../nbs/00_runs.ipynb 34
 def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
@@ -209,7 +285,7 @@ def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, 
     return out/f'{name}.csv'
 
 
-# %% ../nbs/00_runs.ipynb 27
+# %% ../nbs/00_runs.ipynb 37
 def show_run(out, *files) -> list:
     "Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; the names found."
     from IPython.display import display, Markdown, Image
@@ -217,7 +293,7 @@ def show_run(out, *files) -> list:
     display(*[Markdown((Path(out)/f).read_text()) if f.endswith('.md') else Image(filename=str(Path(out)/f)) for f in found])
     return found
 
-# %% ../nbs/00_runs.ipynb 30
+# %% ../nbs/00_runs.ipynb 40
 def step_memory_mib(fn, device, exclude=()) -> float:
     "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, less `exclude`'s), in MiB."
     if device.type == 'cuda':

@@ -19,20 +19,21 @@ from torchvision import tv_tensors
 from torchvision.ops import sigmoid_focal_loss
 from tqdm.auto import tqdm
 
-from .data import DataError, load_image, image_transform, cache_dir, read_file, subsample
-from .datasets import load_dataset, DATASETS
+from .data import DataError, atomic_dir, load_image, image_transform, cache_dir, read_file, subsample
+from fastcore.basics import patch
+from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, ImageTower, resolve_source
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .metrics import bootstrap_ci
-from .adaptor import AdaptorConfig, adaptor_pretrain, load_adaptor
+from .adaptor import Adaptor, AdaptorConfig, adaptor_pretrain
 from .pretrain import default_model
-from .runs import Params, start_run, markdown_table, interval_cell, write_table
+from .runs import Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell, write_table, shareable, anchored
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
            'dice_per_image', 'dice_table', 'baselines', 'pyramid', 'UNetHead', 'TokenHead', 'Segmenter',
-           'cached_tokens', 'predict', 'train_head', 'save_segmenter', 'load_segmenter', 'default_adaptor',
-           'resolve_towers', 'SegmentConfig', 'SegmentResult', 'plot_masks', 'shown', 'segment']
+           'cached_tokens', 'predict', 'train_head', 'default_adaptor', 'resolve_towers', 'SegmentConfig', 'plot_masks',
+           'shown', 'segment']
 
 # %% ../nbs/07_segment.ipynb 6
 def mask_names(studies) -> list:
@@ -274,36 +275,38 @@ def _fusion_shape(f: AdaptorFusion | None) -> dict | None:
                 num_layers=len(f.layers.layers), num_heads=layer.self_attn.num_heads,
                 mlp_ratio=layer.linear1.out_features // f.out_dim, dropout=layer.dropout.p)
 
-def save_segmenter(seg: Segmenter, save_dir, tower_source: dict, **info) -> Path:
-    "Write the head's weights (`head.safetensors`) and what rebuilds the segmenter (`segmenter.json`) to `save_dir`."
-    d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
-    h = seg.head
-    head_kw = dict(decoder_channels=h.decoder_channels) if seg.kind == 'unet' else dict(width=h.width)
-    meta = dict(format='medvlp-segmenter/1', kind=seg.kind, image_size=seg.image_size, head=head_kw,
-                adaptor=_fusion_shape(h.adaptor), tower=dict(tower_source, fingerprint=tower_fingerprint(seg.tower)), **info)
-    save_file({k: v.detach().cpu().contiguous() for k, v in h.state_dict().items()}, str(d/'head.safetensors'))
-    (d/'segmenter.json').write_text(json.dumps(meta, indent=1, default=str))
-    return d
+@patch
+def save_pretrained(self: Segmenter, save_dir, tower_source: dict, **info) -> Path:
+    "Write the head's weights (`head.safetensors`) and what rebuilds the segmenter (`segmenter.json`) to `save_dir`, atomically."
+    h, dest = self.head, Path(save_dir)
+    head_kw = dict(decoder_channels=h.decoder_channels) if self.kind == 'unet' else dict(width=h.width)
+    meta = dict(format='medvlp-segmenter/1', kind=self.kind, image_size=self.image_size, head=head_kw,
+                adaptor=_fusion_shape(h.adaptor), tower=dict(tower_source, fingerprint=tower_fingerprint(self.tower)), **info)
+    with atomic_dir(dest) as d:
+        save_file({k: v.detach().cpu().contiguous() for k, v in h.state_dict().items()}, str(d/'head.safetensors'))
+        (d/'segmenter.json').write_text(json.dumps(shareable(meta, dest), indent=1, default=str))   # the tower's folder relative to this one
+    return dest
 
-def _tower_from(src: dict) -> ImageTower:
-    if 'model_dir' in src: return DualEncoder.from_pretrained(src['model_dir']).image
-    if 'adaptor_dir' in src: return load_adaptor(src['adaptor_dir']).image
+def _tower_from(src: dict, d: Path) -> ImageTower:
+    if 'model_dir' in src: return DualEncoder.from_pretrained(anchored(src['model_dir'], d)).image
+    if 'adaptor_dir' in src: return Adaptor.from_pretrained(anchored(src['adaptor_dir'], d)).image
     raise ValueError(f"tower source {src}: expected a 'model_dir' or 'adaptor_dir' entry")
 
-def load_segmenter(save_dir, tower: ImageTower | None = None) -> Segmenter:
+@patch(cls_method=True)
+def from_pretrained(cls: Segmenter, save_dir, tower: ImageTower | None = None) -> Segmenter:
     "Rebuild a saved `Segmenter` in one call: its frozen tower (checked by fingerprint) and the head's weights, strictly."
     d = Path(save_dir).expanduser()
     if not (d/'segmenter.json').exists() or not (d/'head.safetensors').exists():
-        raise FileNotFoundError(f'{d}: expected segmenter.json and head.safetensors (a folder written by save_segmenter)')
+        raise FileNotFoundError(f'{d}: expected segmenter.json and head.safetensors (a folder written by Segmenter.save_pretrained)')
     meta = read_file(d/'segmenter.json')
-    tower = tower if tower is not None else _tower_from(meta['tower'])
+    tower = tower if tower is not None else _tower_from(meta['tower'], d)
     fp = tower_fingerprint(tower)
     if fp != meta['tower']['fingerprint']:
         raise ValueError(f"{d}: the tower has fingerprint {fp[:12]}..., not the {meta['tower']['fingerprint'][:12]}... "
                          'the head was trained on')
     a = meta['adaptor']
     fusion = None if a is None else AdaptorFusion(**a)
-    seg = Segmenter(tower, fusion, kind=meta['kind'], image_size=meta['image_size'], **meta['head'])
+    seg = cls(tower, fusion, kind=meta['kind'], image_size=meta['image_size'], **meta['head'])
     seg.head.load_state_dict(read_file(d/'head.safetensors', load_file), strict=True)
     seg.meta = meta
     return seg.eval()
@@ -332,7 +335,7 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
             if adaptor_dir == 'fresh' else None
         return tower, fusion, tower.image_size, dict(model_dir=md)
     ad = Path(adaptor_dir).expanduser() if adaptor_dir else default_adaptor(model_dir)
-    a = load_adaptor(ad)
+    a = Adaptor.from_pretrained(ad)
     spec = a.specs.get('image', {})
     if model_dir and spec.get('source') == 'dual_encoder' and spec['path'] != resolve_source(model_dir):
         raise ValueError(f"adaptor_dir={str(ad)!r} was trained on the image tower of {spec['path']}, not model_dir={model_dir!r}; "
@@ -341,42 +344,28 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
 
 # %% ../nbs/07_segment.ipynb 33
 @dataclass
-class SegmentConfig(Params):
+class SegmentConfig(RunParams, ImageParams, DataParams):
     "All parameters of a segmentation run; defaults are the tiny offline recipe on SynthCXR."
     model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     adaptor_dir: str = ''          # an adaptor folder; '' = default_adaptor(model_dir); 'fresh' untrained; 'none' no adaptor
     train_adaptor: bool = True     # fine-tune the adaptor with the decoder (the tower stays frozen either way)
-    dataset: str = 'synthcxr'      # a name from medvlp.datasets.DATASETS whose studies carry masks
-    data_root: str = ''            # '' = the default SynthCXR corpus
-    data_options: dict = field(default_factory=dict)  # its adapter's options
     fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # of the training patients, one head each (as the probe)
     target: str = 'any'            # a mask name, 'any' (their union), or '' for a dataset's only mask
     kind: str = 'auto'             # auto | unet | tokens
-    image_size: int = 0            # 0 = the size the tower was trained at
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    focal_weight: float = 10.0
-    n_boot: int = 1000
-    seed: int = 0
+    epochs: int = 10               # passes over the training subsample, for each fraction's head
+    lr: float = 1e-2               # peak AdamW learning rate of the one-cycle schedule
+    weight_decay: float = 1e-4     # AdamW weight decay of the head (and of a trained adaptor)
+    focal_weight: float = 10.0     # loss = focal_weight x focal loss + Dice loss
+    n_boot: int = 1000             # bootstrap resamples of the test images for the 95% Dice intervals
+    seed: int = 0                  # seeds patient subsampling, head init, batch order and the bootstrap
     run_name: str = 'segment'
-    output_dir: str = ''           # '' = outputs/runs/<run_name> in the checkout
 
-    _choices = dict(kind=KINDS, dataset=tuple(sorted(DATASETS)))
+    _choices = dict(kind=KINDS)
     _positive = ('epochs', 'batch_size', 'n_boot')
 
     def __post_init__(self):
         super().__post_init__()
         if bad := [f for f in self.fractions if not 0 < f <= 1]: raise ValueError(f'parameter fractions: {bad} not in (0, 1]')
-
-@dataclass
-class SegmentResult:
-    "What a segmentation run left behind."
-    output_dir: Path
-    metrics: pd.DataFrame
-    history: pd.DataFrame
-    segmenter: Segmenter
 
 def plot_masks(ds, probs, masks, dice, n=6, title=''):
     "Images of `ds` with the true mask (green outline) and the predicted mask at 0.5 (red fill), each with its Dice."
@@ -401,13 +390,13 @@ def shown(tab: pd.DataFrame) -> pd.DataFrame:
                          'Dice, images with the finding [95% CI]': [f(*r) for r in zip(tab.dice_pos, tab.pos_ci_low, tab.pos_ci_high)],
                          'n': tab.n.astype(int).values, 'n with finding': tab.n_pos.astype(int).values}, index=tab.index.rename('model'))
 
-def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> SegmentResult:
-    "Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder."
+def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Result:
+    "Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder. Its `Result`: the segmenter's Dice as metrics, tables `dice` and `history`, the head."
     import matplotlib; matplotlib.use('Agg', force=False)
     cfg = SegmentConfig.make(cfg, **overrides)
     with start_run(cfg, 'segment') as run: return _segment(cfg, run, progress)
 
-def _segment(cfg, run, progress) -> SegmentResult:
+def _segment(cfg, run, progress) -> Result:
     "`segment`'s training and scoring, written to the run folder `run.out`."
     import matplotlib.pyplot as plt
     out = run.out
@@ -439,7 +428,7 @@ def _segment(cfg, run, progress) -> SegmentResult:
     hist.to_csv(out/'history.csv', index=False)
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
-    save_segmenter(seg, out/'head', source, target=target, dataset=cfg.dataset)
+    seg.save_pretrained(out/'head', source, target=target, dataset=cfg.dataset)
     run.record.update(studies=studies, target=target, tower_source=source, kind=seg.kind, image_size=size,
                       trainable_parameters=sum(p.numel() for p in seg.head.parameters() if p.requires_grad))
-    return SegmentResult(out, tab, hist, seg)
+    return Result(out, tab.loc['segmenter'].to_dict(), dict(dice=tab, history=hist), out/'head', seg)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_zeroshot.ipynb 3
 from __future__ import annotations
-import json, os, shutil
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 from torch.utils.data import DataLoader, Dataset
 
-from .data import StudyDataset, Collate, image_transform, read_file, CHEXPERT_LABELS
+from .data import StudyDataset, Collate, atomic_dir, image_transform, read_file, CHEXPERT_LABELS
+from fastcore.basics import patch
 from .models import DualEncoder, pool_tokens
 from .cache import tower_fingerprint, tower_transform, in_channels
 from .metrics import TASKS
@@ -23,8 +24,8 @@ from .metrics import TASKS
 __all__ = ['ZS_PROMPTS', 'PROMPT_KINDS', 'CLASSES_5X200', 'CLASSES_RSNA', 'CLASSES_MULTILABEL', 'VOCAB', 'NORMAL',
            'NORMAL_CLASSES', 'HAND', 'TEMPLATES', 'NEGATION_TEMPLATES', 'PROMPT_DIR', 'PROMPT_KEYS', 'class_prompts',
            'negative_prompts', 'study_loader', 'image_embeddings', 'class_embeddings', 'resolve_prompts',
-           'text_classifier', 'zero_shot_scores', 'class_words', 'PromptLearner', 'text_fingerprint', 'save_prompt',
-           'load_prompt', 'tuned_class_embeddings']
+           'text_classifier', 'zero_shot_scores', 'class_words', 'PromptLearner', 'text_fingerprint',
+           'tuned_class_embeddings']
 
 # %% ../nbs/01_zeroshot.ipynb 6
 ZS_PROMPTS = {'Atelectasis': 'atelectasis.', 'Cardiomegaly': 'cardiomegaly.', 'Consolidation': 'consolidation.',
@@ -238,19 +239,18 @@ def text_fingerprint(model: DualEncoder) -> str:
     "sha256 over what turns a prompt into a class embedding: the text tower and its projection (architecture and weights)."
     return tower_fingerprint(nn.ModuleDict(dict(text=model.text, text_proj=model.text_proj)))
 
-def save_prompt(learner: PromptLearner, model_dir, **info) -> Path:
-    "Write `learner`'s context and description to `model_dir/prompt/` (atomically); `info` goes into prompt.json."
-    d = Path(model_dir)/PROMPT_DIR
-    tmp = d.with_name(f'.{PROMPT_DIR}.tmp')
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file({'ctx': learner.ctx.detach().float().cpu().contiguous()}, str(tmp/'prompt.safetensors'))
-    meta = dict(classes=learner.classes, words=learner.words, n_ctx=learner.n_ctx, init=learner.init, start=learner.start,
-                input_ids=learner.input_ids.tolist(), text_fingerprint=text_fingerprint(learner.model), **info)
-    (tmp/'prompt.json').write_text(json.dumps(meta, indent=1, default=str))
-    shutil.rmtree(d, ignore_errors=True); os.replace(tmp, d)
-    return d
+@patch
+def save_pretrained(self: PromptLearner, model_dir, **info) -> Path:
+    "Write the context and its description to `model_dir/prompt/`, atomically; `info` goes into prompt.json."
+    meta = dict(classes=self.classes, words=self.words, n_ctx=self.n_ctx, init=self.init, start=self.start,
+                input_ids=self.input_ids.tolist(), text_fingerprint=text_fingerprint(self.model), **info)
+    with atomic_dir(Path(model_dir)/PROMPT_DIR) as d:
+        save_file({'ctx': self.ctx.detach().float().cpu().contiguous()}, str(d/'prompt.safetensors'))
+        (d/'prompt.json').write_text(json.dumps(meta, indent=1, default=str))
+    return Path(model_dir)/PROMPT_DIR
 
-def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
+@patch(cls_method=True)
+def from_pretrained(cls: PromptLearner, model_dir, model: DualEncoder, classes=None) -> PromptLearner:
     "The `PromptLearner` saved in `model_dir/prompt/`, loaded strictly onto `model` (checked against `classes` when given)."
     d = Path(model_dir); p = d/PROMPT_DIR
     if not ((p/'prompt.json').exists() and (p/'prompt.safetensors').exists()):
@@ -270,7 +270,7 @@ def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
     missing, unexpected = [k for k in PROMPT_KEYS if k not in sd], [k for k in sd if k not in PROMPT_KEYS]
     if missing or unexpected:
         raise ValueError(f'{p/"prompt.safetensors"}: expected tensors {list(PROMPT_KEYS)}; missing {missing}, unexpected {unexpected}')
-    learner = PromptLearner(model, meta['classes'], meta['n_ctx'], meta['init'], dict(zip(meta['classes'], meta['words'])))
+    learner = cls(model, meta['classes'], meta['n_ctx'], meta['init'], dict(zip(meta['classes'], meta['words'])))
     if tuple(sd['ctx'].shape) != tuple(learner.ctx.shape):
         raise ValueError(f'{p/"prompt.safetensors"}: ctx has shape {tuple(sd["ctx"].shape)}; the model needs {tuple(learner.ctx.shape)}')
     if learner.input_ids.tolist() != meta['input_ids']:
@@ -281,6 +281,6 @@ def load_prompt(model: DualEncoder, model_dir, classes=None) -> PromptLearner:
 @torch.no_grad()
 def tuned_class_embeddings(model: DualEncoder, model_dir, classes) -> torch.Tensor:
     "Normalised class embeddings [C, D] of the tuned prompt in `model_dir`, rows in the order of `classes` (strict load)."
-    learner = load_prompt(model, model_dir, classes).eval()
+    learner = PromptLearner.from_pretrained(model_dir, model, classes).eval()
     e = learner()
     return e[[learner.classes.index(c) for c in classes]]

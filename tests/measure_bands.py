@@ -18,7 +18,7 @@ res = dict(tag=tag, seed=seed, threads=threads, cap=os.environ.get('ATEN_CPU_CAP
            zs=r.metrics['zero_shot_5x200_acc'], final_loss=r.metrics['final_loss'], pre_s=time.time() - t0)
 for loss, ss in (('ce', (0, 1, 2)), ('contrastive', (0,))):
     for s in ss:
-        p = prompt_tune(str(r.model_dir), loss=loss, epochs=50, lr=0.3, seed=s, output_dir=f'{out}/pt_{loss}{s}', progress=False)
+        p = prompt_tune(model_dir=str(r.model_dir), loss=loss, epochs=50, lr=0.3, seed=s, output_dir=f'{out}/pt_{loss}{s}', progress=False)
         t, d = p.table.loc['tuned'].loc['accuracy'], p.table.loc['tuned - hand'].loc['accuracy']
         res[f'{loss}{s}'] = dict(hand=p.metrics['hand_accuracy'], tuned=t.value, gain=d.value, gain_low=d.ci_low, gain_high=d.ci_high)
 res['total_s'] = time.time() - t0

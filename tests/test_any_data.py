@@ -71,7 +71,7 @@ def test_unknown_notebook_parameter_fails_naming_it(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_eval.ipynb'), str(tmp_path / 'out.ipynb'),
                         '-p', 'no_such_param', '1', '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
     assert r.returncode != 0
-    assert "unknown parameter(s) ['no_such_param']; valid parameters: ['model_dir', 'tasks'" in r.stderr + r.stdout
+    assert "unknown parameter(s) ['no_such_param']; valid parameters: ['dataset', 'data_root'" in r.stderr + r.stdout
 
 
 def write_table(root):
@@ -108,22 +108,22 @@ def test_zero_shot_and_prompt_tuning_on_a_csv(table, tmp_path):
     assert data_man['rows']['filtered'] == 6 and data_man['rows']['rows_in'] == 72
     assert {(r['value'], r['class']) for r in data_man['label_table']} == {('Pneumonia', 'Pneumonia'), ('covid-19', 'COVID-19'), ('normal', 'Normal')}
     assert sum(data_man['splits'].values()) == 66
-    r = evaluate(res.model_dir, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=100,
+    r = evaluate(model_dir=res.model_dir, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=100,
                  output_dir=str(tmp_path / 'eval'), **data)
     man = json.loads((tmp_path / 'eval' / 'manifest.json').read_text())
     assert man['data']['multiclass']['used'] == 66 and man['data']['multiclass']['dropped'] == 0   # 6 CT rows filtered out
-    acc = r['multiclass'].loc['accuracy']
+    acc = r.tables['multiclass'].loc['accuracy']
     assert 0 <= acc.ci_low <= acc.value <= acc.ci_high <= 1
-    assert list(r['confusion_multiclass'].index) == classes and r['confusion_multiclass'].values.sum() == 66
-    pt = prompt_tune(res.model_dir, classes=classes, n_ctx=4, init='', epochs=3, n_boot=50, test_split='valid',
+    assert list(r.tables['confusion_multiclass'].index) == classes and r.tables['confusion_multiclass'].values.sum() == 66
+    pt = prompt_tune(model_dir=res.model_dir, classes=classes, n_ctx=4, init='', epochs=3, n_boot=50, test_split='valid',
                      output_dir=str(tmp_path / 'pt'), progress=False, **data)
     n_train = len(load_dataset('csv', data['data_root'], 'train', **data['data_options']))
     assert pt.metrics['n_train'] == n_train and pt.metrics['test']['kind'] == 'multiclass' and pt.metrics['test']['split'] == 'valid'
     tab = pd.read_csv(tmp_path / 'pt' / 'zero_shot_multiclass.csv', index_col=[0, 1])
     assert tab.loc[('tuned', 'accuracy'), 'value'] == pt.metrics['tuned_accuracy']
-    scored = evaluate(pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[],
+    scored = evaluate(model_dir=pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[],
                       n_boot=0, output_dir=str(tmp_path / 'eval_tuned'), embedding_map='none', **data)
-    assert scored['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
+    assert scored.tables['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
 
 
 def test_probe_and_adaptor_on_a_csv(table, tmp_path):
@@ -136,14 +136,14 @@ def test_probe_and_adaptor_on_a_csv(table, tmp_path):
     pr = probe(model_dir=str(res.model_dir), classes=classes, fractions=[0.5, 1.0], seeds=[0], test='test', fine_tune=False,
                n_boot=50, output_dir=str(tmp_path / 'probe'), **data)
     n_test = len(load_dataset('csv', data['data_root'], 'test', **data['data_options']))
-    assert pr.attrs['n_test'] == n_test and pr.attrs['classes'] == classes
-    auc = pr.xs(('linear_probe', 'auroc_macro'), level=('method', 'metric'))
+    assert pr.results.attrs['n_test'] == n_test and pr.results.attrs['classes'] == classes
+    auc = pr.results.xs(('linear_probe', 'auroc_macro'), level=('method', 'metric'))
     assert list(auc.index) == [0.5, 1.0] and ((auc.ci_low <= auc.value) & (auc.value <= auc.ci_high)).all()
     man = json.loads((tmp_path / 'probe' / 'manifest.json').read_text())
     assert man['data']['train']['rows']['filtered'] == 6 and man['params']['dataset'] == 'csv'
     ad = run_adaptor(model_dir=str(res.model_dir), classes=classes, epochs=2, batch_size=16, fractions=[1.0], seeds=[0],
                      n_boot=50, head_steps=20, cost=False, output_dir=str(tmp_path / 'adaptor'), **data)
-    s = ad['summary']
+    s = ad.summary
     assert set(s.method) == {'adaptor', 'clip', 'tower'} and (s.fraction == 1.0).all()
     assert (pd.read_csv(tmp_path / 'adaptor' / 'classification.csv').n_test == n_test).all()
     assert json.loads((tmp_path / 'adaptor' / 'manifest.json').read_text())['params']['data_options']['label_column'] == 'finding'
@@ -164,33 +164,33 @@ def test_every_stage_starts_from_a_transformers_clip_folder(table, synth_root, t
     clip_input = dict(channels=3, mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711])
     data = dict(dataset='csv', data_root=str(table / 'meta.csv'), data_options=_options(table))
     classes = ['COVID-19', 'Normal', 'Pneumonia']
-    r = evaluate(clip, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=50, output_dir=str(tmp_path / 'eval'),
+    r = evaluate(model_dir=clip, tasks=['multiclass', 'retrieval'], split='all', classes=classes, n_boot=50, output_dir=str(tmp_path / 'eval'),
                  embedding_map='none', **data)
     man = json.loads((tmp_path / 'eval' / 'manifest.json').read_text())
     assert man['model_sha256'] == hashlib.sha256((tmp_path / 'clip' / 'model.safetensors').read_bytes()).hexdigest()
-    assert man['image_size'] == 32 and r['confusion_multiclass'].values.sum() == 66
-    pt = prompt_tune(clip, classes=classes, n_ctx=2, init='', epochs=2, n_boot=20, test_split='valid',
+    assert man['image_size'] == 32 and r.tables['confusion_multiclass'].values.sum() == 66
+    pt = prompt_tune(model_dir=clip, classes=classes, n_ctx=2, init='', epochs=2, n_boot=20, test_split='valid',
                      output_dir=str(tmp_path / 'pt'), progress=False, **data)
     assert (pt.model_dir / 'prompt').is_dir() and (pt.model_dir / 'preprocessor_config.json').exists()   # the CLIP folder + prompt/
-    scored = evaluate(pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[], n_boot=0,
+    scored = evaluate(model_dir=pt.model_dir, tasks=['multiclass'], split='valid', classes=classes, prompts='tuned', compare=[], n_boot=0,
                       output_dir=str(tmp_path / 'eval_tuned'), embedding_map='none', **data)
-    assert scored['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
+    assert scored.tables['multiclass'].loc['accuracy', 'value'] == pytest.approx(pt.metrics['tuned_accuracy'], abs=1e-9)
     pr = probe(model_dir=clip, classes=classes, fractions=[1.0], seeds=[0], test='test', fine_tune=True, ft_epochs=1, ft_min_steps=5, n_boot=20,
                output_dir=str(tmp_path / 'probe'), **data)
-    assert set(pr.index.get_level_values('method')) == {'linear_probe', 'fine_tune'}
+    assert set(pr.results.index.get_level_values('method')) == {'linear_probe', 'fine_tune'}
     image, text, specs = load_towers(model_dir=clip)
     assert image_input(image) == clip_input and specs['image_size'] == 32 and specs['image']['path'] == clip
     ad = run_adaptor(model_dir=clip, classes=classes, epochs=1, batch_size=16, fractions=[1.0], seeds=[0], n_boot=20, head_steps=10,
                      cost=False, output_dir=str(tmp_path / 'adaptor'), **data)
-    assert set(ad['summary'].method) == {'adaptor', 'clip', 'tower'}
+    assert set(ad.summary.method) == {'adaptor', 'clip', 'tower'}
     sg = segment(model_dir=clip, adaptor_dir='none', data_root=str(synth_root), fractions=[1.0], epochs=1, n_boot=20,
                  output_dir=str(tmp_path / 'seg'), progress=False)
-    d = sg.metrics.loc['segmenter']   # over ViT patch tokens of the CLIP tower (no class token), images in 3 channels
-    assert sg.segmenter.kind == 'tokens' and 0 <= d.ci_low <= d.dice <= d.ci_high <= 1 and d.n == 29
-    # every run folder is shareable: no planted name or MRN, no path of this machine (params.yaml keeps them as given, and
-    # the Adaptor's and the head's own files the folders they reload their towers from)
+    d = sg.dice.loc['segmenter']   # over ViT patch tokens of the CLIP tower (no class token), images in 3 channels
+    assert sg.model.kind == 'tokens' and 0 <= d.ci_low <= d.dice <= d.ci_high <= 1 and d.n == 29
+    # every run folder is shareable: no planted name or MRN, no path of this machine (params.yaml keeps them as given; the
+    # Adaptor's and the head's files name the folders they reload their towers from relative to themselves)
     tmp, runs = str(tmp_path.parents[1]), ('eval', 'pt', 'eval_tuned', 'probe', 'adaptor', 'seg')
     assert NAME in (table / 'meta.csv').read_text() and str(table).startswith(tmp)
     found = {run: leaks(tmp_path / run, 'vexmoor', MRN) for run in runs}
-    found |= {f'{run} (paths)': leaks(tmp_path / run, tmp, skip=('params.yaml', 'adaptor.json', 'segmenter.json')) for run in runs}
+    found |= {f'{run} (paths)': leaks(tmp_path / run, tmp) for run in runs}
     assert {k: v for k, v in found.items() if v} == {}

@@ -70,9 +70,24 @@ def test_debug_shows_traceback():
 
 
 def test_successful_run_exits_0(synth_root, tmp_path):
-    "A real (tiny) pretraining run through the installed script: exit 0, not the returned `RunResult` as a status."
+    "A real (tiny) pretraining run through the installed script: exit 0, not the returned `Result` as a status."
     out = tmp_path / 'run'
     r = run(medvlp() + ['pretrain'] + cli_args(tiny_params(synth_root, out, max_steps=2, ckpt_every=2)), timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    assert 'medvlp: error' not in r.stderr and 'RunResult(' not in r.stderr
+    assert 'medvlp: error' not in r.stderr and 'Result(' not in r.stderr
     assert (out / 'metrics.json').exists() and (out / 'metrics.csv').exists()
+
+
+def test_help_lists_every_parameter_with_its_comment(capsys):
+    "`medvlp <command> --help` shows every field of the command's config with its type, default and its (non-empty) comment."
+    import importlib
+    from medvlp.cli import COMMANDS, run as cli_run
+    undocumented = {}
+    for name, (mod, conf, *_) in COMMANDS.items():
+        with pytest.raises(SystemExit): cli_run([name, '--help'])
+        out = ' '.join(capsys.readouterr().out.split())   # the comments are wrapped over lines
+        fields = getattr(importlib.import_module(mod), conf).help()
+        assert len(fields) > 5, name
+        if bad := [n for n, t, d, c in fields if not c or f'{n} ({t}, default {d!r}): {" ".join(c.split())}' not in out]:
+            undocumented[name] = bad
+    assert undocumented == {}

@@ -202,13 +202,13 @@ def _colour_pairs(root, n=24):
 def test_pretrain_init_from_hf_clip_lora_on_colour_images(hf_clip, tmp_path):
     "init_from a local CLIPModel folder, LoRA on q, k, v of both towers, 20 steps on colour pairs: the loss falls, images stay RGB"
     # with CLIP's own normalisation, and in the towers only the adapters train (peft's own count)
-    from medvlp.pretrain import pretrain, build_model, load_config, make_dataset
+    from medvlp.pretrain import PretrainConfig, pretrain, build_model, make_dataset
     from medvlp.cache import in_channels, image_input
     folder, _ = hf_clip
     p = dict(init_from=str(folder), dataset='pairs_folder', data_root=str(_colour_pairs(tmp_path/'pairs')), image_size=32,
              batch_size=12, max_steps=20, lr=3e-3, warmup_steps=2, log_every=1, zero_shot=False, peft='lora', image_peft='lora',
              lora_targets='q_proj,k_proj,v_proj', lora_r=8, lora_alpha=8, lora_dropout=0.0, output_dir=str(tmp_path/'run'))
-    cfg = load_config(**p)
+    cfg = PretrainConfig.make(**p)
     m = build_model(cfg)
     assert image_input(m.image) == dict(channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])   # preprocessor_config.json's
     img = torch.rand(3, 32, 32)
@@ -228,9 +228,9 @@ def test_pretrain_init_from_hf_clip_lora_on_colour_images(hf_clip, tmp_path):
 def test_pretrain_init_from_an_earlier_run_continues_where_it_left_off(synth_root, tmp_path):
     "A model built with init_from an earlier run's folder scores that run's final zero-shot figure exactly."
     from conftest import tiny_params
-    from medvlp.pretrain import pretrain, build_model, load_config, zero_shot_5x200
+    from medvlp.pretrain import PretrainConfig, pretrain, build_model, zero_shot_5x200
     first = pretrain(**tiny_params(synth_root, tmp_path/'first', zero_shot=True, max_steps=12))
-    cfg = load_config(**tiny_params(synth_root, tmp_path/'second', init_from=str(first.model_dir)))
+    cfg = PretrainConfig.make(**tiny_params(synth_root, tmp_path/'second', init_from=str(first.model_dir)))
     acc, *_ = zero_shot_5x200(build_model(cfg).eval(), cfg)
     assert acc == first.metrics['zero_shot_5x200_acc']
 
@@ -238,7 +238,7 @@ def test_pretrain_init_from_an_earlier_run_continues_where_it_left_off(synth_roo
 def test_kit_tower_in_colour(synth_root, tmp_path):
     "image_config: {in_chans: 3} trains a kit tower on 3-channel images (grey repeated), saved so that a reload scores the same."
     from conftest import tiny_params
-    from medvlp.pretrain import pretrain, load_config, zero_shot_5x200, frozen_model
+    from medvlp.pretrain import PretrainConfig, pretrain, zero_shot_5x200, frozen_model
     from medvlp.cache import image_input
     p = tiny_params(synth_root, tmp_path/'run', image_tower='tiny-vit', image_config={'in_chans': 3}, zero_shot=True, max_steps=6)
     res = pretrain(**p)
@@ -247,5 +247,5 @@ def test_kit_tower_in_colour(synth_root, tmp_path):
     assert model.image.trunk.patch_embed.proj.in_channels == 3
     man = json.loads((tmp_path/'run'/'manifest.json').read_text())
     assert man['image_input'] == dict(size=32, channels=3, mean=0.5, std=0.5)
-    acc, *_ = zero_shot_5x200(model, load_config(**p))
+    acc, *_ = zero_shot_5x200(model, PretrainConfig.make(**p))
     assert acc == res.metrics['zero_shot_5x200_acc']

@@ -1,7 +1,8 @@
 """The package's layering (issue 12): data -> runs/datasets/models/cache -> zero-shot -> pretraining -> evaluation
 (prompt tuning, probe, evaluate) -> Adaptor/segmentation -> the command line. A module imports only modules of its
 own or lower layers, at its top or inside a function, and there is no import cycle (a lazy import inside a
-function closes a cycle as surely as one at the top)."""
+function closes a cycle as surely as one at the top). Issue 25's rules: no function over 60 lines, and no private name
+imported from another module (a name another module uses is public and documented)."""
 import ast
 from pathlib import Path
 from conftest import ROOT
@@ -44,3 +45,20 @@ def test_no_import_cycle():
         for d in g[m]: visit(d)
         path.pop(); done.add(m)
     for m in g: visit(m)
+
+
+def _trees():
+    for p in sorted((ROOT / 'medvlp').glob('*.py')):
+        if p.stem not in ('_modidx', '__init__'): yield p.stem, ast.parse(p.read_text())
+
+
+def test_no_function_over_60_lines():
+    long = sorted((n.end_lineno - n.lineno + 1, m, n.name) for m, t in _trees() for n in ast.walk(t)
+                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60)
+    assert not long, long
+
+
+def test_no_private_name_imported_across_modules():
+    private = sorted((m, n.module, a.name) for m, t in _trees() for n in ast.walk(t) if isinstance(n, ast.ImportFrom)
+                     and (n.level == 1 or (n.module or '').startswith('medvlp')) for a in n.names if a.name.startswith('_'))
+    assert not private, private

@@ -56,7 +56,7 @@ def test_parameters_cell_is_read_through_the_config(nb):
     assert '_before = set(globals())' in _src(cells[i - 1]), _src(cells[i - 1])
     name = NOTEBOOKS[nb][1]
     after = ''.join(_src(c) for c in cells[i + 1:i + 3] if c['cell_type'] == 'code')
-    assert re.search(rf'\b({name}\.from_cell|config_from_cell)\(', after), after
+    assert re.search(rf'\b{name}\.from_cell\(', after), after
 
 
 def _package_source_without(cls) -> str:

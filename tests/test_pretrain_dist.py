@@ -51,3 +51,16 @@ def test_two_sharded_processes_match_one_and_resume(tmp_path, synth_root):
     # Adam turns rounding noise in a near-zero gradient (attention key biases have none) into steps of up to lr (1e-3):
     # 6 steps move such a weight at most 6e-3 apart; the others agree far closer
     assert max((b[k] - a[k]).abs().max().item() for k in a) < 6e-3
+
+
+def test_a_refused_folder_stops_every_process(tmp_path, synth_root):
+    "Two processes into another command's folder: the main process refuses it, and the other stops with its reason instead of waiting."
+    out = tmp_path / 'taken'
+    out.mkdir()
+    (out / 'run.json').write_text(json.dumps(dict(command='eval')))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'medvlp.cli', 'pretrain']
+    r = subprocess.run(cmd + cli_args(tiny_params(synth_root, out, num_processes=2, max_steps=2)), capture_output=True, text=True,
+                       env=env(), timeout=180)
+    assert r.returncode != 0
+    assert r.stderr.count("holds a 'eval' run (run.json)") == 2, r.stderr[-3000:]   # the main's refusal, and the other's copy of it
+    assert sorted(p.name for p in out.iterdir() if p.name[0] != '.') == ['run.json']

@@ -28,12 +28,12 @@ def test_recipe_is_valid(path):
 @pytest.mark.parametrize('path', TINY, ids=lambda p: p.stem)
 def test_tiny_recipe_trains(path, tmp_path, synth_root, monkeypatch):
     "Run as the recipe says, from a folder where `medvlp tiny-clip` wrote the tiny CLIP the fine-tuning recipes start from."
-    from medvlp.pretrain import load_config, pretrain
+    from medvlp.pretrain import PretrainConfig, pretrain
     from medvlp.cli import run
     monkeypatch.chdir(tmp_path)
     run(['tiny-clip'])
     p = tiny_params(synth_root, tmp_path, max_steps=3, ckpt_every=100)
-    cfg = load_config(path, **{k: v for k, v in p.items() if k != 'image_size'})
+    cfg = PretrainConfig.load(path, **{k: v for k, v in p.items() if k != 'image_size'})
     res = pretrain(cfg)
     assert res.metrics['steps'] == 3
     assert math.isfinite(res.metrics['final_loss'])
