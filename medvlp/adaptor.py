@@ -20,14 +20,16 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from .data import CHEXPERT5, DataError, StudyDataset, Collate, atomic_dir, read_file, torch_threads
 from fastcore.basics import patch
 from .datasets import load_dataset
-from .models import AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind, build_image_tower, build_text_tower, count_parameters, refuse_code
+from .models import (AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_source, source_kind,
+                           build_image_tower, build_text_tower, count_parameters, refuse_code)
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, in_channels, tower_transform
 from .metrics import classification_metrics
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model, patient_reports
-from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, step_memory_mib, shareable, anchored
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, step_memory_mib,
+                         shareable, anchored)
 
 # %% auto 0
 __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_features', 'split_features', 'Adaptor',
@@ -38,13 +40,15 @@ __all__ = ['METHODS', 'AdaptorConfig', 'build_tower', 'load_towers', 'image_feat
 @dataclass
 class AdaptorConfig(ImageParams, DataParams):
     "All parameters of an Adaptor pretraining run; defaults are the tiny offline recipe on SynthCXR."
-    model_dir: str = ''          # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    model_dir: str = ''
     image_tower: str = ''        # '' = model_dir's; a preset, timm name, or a DualEncoder folder
     image_pretrained: str = ''   # for a timm name: '' random, 'timm' hub weights, or a weights file / folder / hub id
     text_tower: str = ''         # '' = model_dir's; a preset, hub id, local transformers folder or DualEncoder folder
     image_pool: str = ''         # a named image tower's pooling ('' = default); see medvlp.models.IMAGE_POOLS
     text_pool: str = ''          # a named text tower's pooling ('' = cls for encoders, eos for causal LMs)
-    classes: list = field(default_factory=list)       # the classification classes; [] = the five CheXpert competition classes
+    # the classification classes; [] = the five CheXpert competition classes
+    classes: list = field(default_factory=list)
     dim: int = 128               # fusion width
     num_layers: int = 2          # transformer layers of the fusion module
     num_heads: int = 4           # attention heads per fusion layer; must divide dim
@@ -61,8 +65,10 @@ class AdaptorConfig(ImageParams, DataParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.dim % self.num_heads: raise ValueError(f'parameter dim={self.dim} must be divisible by num_heads={self.num_heads}')
-        if not 0 <= self.i2t_weight <= 1: raise ValueError(f'parameter i2t_weight={self.i2t_weight}: expected a value in [0, 1]')
+        if self.dim % self.num_heads:
+            raise ValueError(f'parameter dim={self.dim} must be divisible by num_heads={self.num_heads}')
+        if not 0 <= self.i2t_weight <= 1:
+            raise ValueError(f'parameter i2t_weight={self.i2t_weight}: expected a value in [0, 1]')
 
     def studies(self, split):
         "The studies of `split` of the configured dataset."
@@ -73,13 +79,14 @@ def _frozen(tower):
     tower.requires_grad_(False)
     return tower.eval()
 
+# %% ../nbs/06_adaptor.ipynb 11
 def _seeded(seed, fn):
     "`fn()` under a fixed torch seed, leaving the global random state as it was."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return fn()
 
-
+# %% ../nbs/06_adaptor.ipynb 13
 def build_tower(kind: str, spec: dict, tokenizer=None, texts=None):
     "Rebuild the frozen image or text tower a spec describes (the specs `load_towers` returns)."
     if kind not in ('image', 'text'): raise ValueError(f"kind={kind!r}: expected 'image' or 'text'")
@@ -89,14 +96,15 @@ def build_tower(kind: str, spec: dict, tokenizer=None, texts=None):
     if kind == 'image' and src == 'timm':
         pre = {'': False, 'timm': True}.get(spec.get('pretrained', ''), spec.get('pretrained'))
         kw = dict(img_size=spec['img_size']) if spec.get('img_size') else {}
-        return _frozen(_seeded(spec.get('seed', 0), lambda: build_image_tower(spec['name'], pretrained=pre,
-                                                                              pool=spec.get('pool') or 'default', **kw)))
+        return _frozen(_seeded(spec.get('seed', 0), lambda: build_image_tower(
+            spec['name'], pretrained=pre, pool=spec.get('pool') or 'default', **kw)))
     if kind == 'text' and src == 'transformers':
-        return _frozen(_seeded(spec.get('seed', 0), lambda: build_text_tower(spec['name'], tokenizer=tokenizer, texts=texts,
-                                                                             pool=spec.get('pool') or None)))
+        return _frozen(_seeded(spec.get('seed', 0), lambda: build_text_tower(
+            spec['name'], tokenizer=tokenizer, texts=texts, pool=spec.get('pool') or None)))
     raise ValueError(f"{kind} tower spec {spec}: source {src!r} is not one of "
                      f"{['dual_encoder', 'timm'] if kind == 'image' else ['dual_encoder', 'transformers']}")
 
+# %% ../nbs/06_adaptor.ipynb 15
 def _build_pair(specs, tokenizer=None, texts=None):
     "The frozen (image, text) towers of `specs`; one DualEncoder folder lending both is read once."
     if specs['image'] == specs['text']:
@@ -104,6 +112,7 @@ def _build_pair(specs, tokenizer=None, texts=None):
         return _frozen(de.image), _frozen(de.text)
     return build_tower('image', specs['image']), build_tower('text', specs['text'], tokenizer, texts)
 
+# %% ../nbs/06_adaptor.ipynb 17
 def load_towers(cfg=None, texts=None, **overrides):
     "The frozen `(image_tower, text_tower, specs)` that `cfg` names; specs also hold `image_size`."
     cfg = AdaptorConfig.make(cfg, **overrides)
@@ -124,22 +133,24 @@ def load_towers(cfg=None, texts=None, **overrides):
     specs['image_size'] = cfg.image_size or image.image_size
     return image, text, specs
 
-# %% ../nbs/06_adaptor.ipynb 15
+# %% ../nbs/06_adaptor.ipynb 23
 def image_features(image, studies, image_size, root=None) -> np.ndarray:
     "Cached pooled features [N, Di] of the first image of each study under the frozen image tower (read-only memmap)."
     return embed_images(image, studies, tower_transform(image, image_size), root=root).pooled
 
+# %% ../nbs/06_adaptor.ipynb 25
 def split_features(image, text, studies, image_size, root=None) -> tuple[np.ndarray, np.ndarray]:
     "Cached pooled `(image [N, Di], text [N, Dt])` features of `studies` under the frozen towers."
     te = embed_texts(text, [s.text for s in studies], max_length=text.max_length, root=root)
     return image_features(image, studies, image_size, root), te.pooled
 
-# %% ../nbs/06_adaptor.ipynb 19
+# %% ../nbs/06_adaptor.ipynb 29
 def _batch(feats, i, n, device) -> torch.Tensor:
     "Rows `i:i+n` of an array, memmap or tensor as a float32 tensor on `device` (a copy: cached arrays are read-only)."
     f = feats[i:i + n]
     return (f.float() if torch.is_tensor(f) else torch.tensor(np.asarray(f), dtype=torch.float32)).to(device)
 
+# %% ../nbs/06_adaptor.ipynb 31
 class Adaptor(nn.Module):
     "A trained `AdaptorFusion` and logit scale between two frozen towers and the shared embedding space."
     def __init__(self, cfg: AdaptorConfig, image_dim: int, text_dim: int, image=None, text=None, specs=None):
@@ -172,15 +183,18 @@ class Adaptor(nn.Module):
     def encode_image_features(self, feats, batch_size=1024) -> torch.Tensor:
         "Normalised image embeddings [N, dim] of cached image features [N, Di], in eval mode."
         was = self.training; self.eval()
-        out = torch.cat([self(_batch(feats, i, batch_size, self._dev()))['image_emb'].cpu() for i in range(0, len(feats), batch_size)])
+        out = torch.cat([self(_batch(feats, i, batch_size, self._dev()))['image_emb'].cpu()
+                         for i in range(0, len(feats), batch_size)])
         self.train(was)
         return out
 
     @torch.no_grad()
     def encode_text_features(self, feats, batch_size=1024) -> torch.Tensor:
-        "Normalised text embeddings [N, dim] of cached text features [N, Dt], each text on its own (no image attended, even with `fuse`)."
+        ("Normalised text embeddings [N, dim] of cached text features [N, Dt], each text on its own (no image "
+         "attended, even with `fuse`).")
         was = self.training; self.eval()
-        out = torch.cat([self._text_only(_batch(feats, i, batch_size, self._dev())).cpu() for i in range(0, len(feats), batch_size)])
+        out = torch.cat([self._text_only(_batch(feats, i, batch_size, self._dev())).cpu()
+                         for i in range(0, len(feats), batch_size)])
         self.train(was)
         return out
 
@@ -192,7 +206,9 @@ class Adaptor(nn.Module):
 
     def _need(self, kind):
         t = getattr(self, kind)
-        if t is None: raise ValueError(f'this Adaptor has no {kind} tower: load it with Adaptor.from_pretrained(dir, towers=True)')
+        if t is None:
+            raise ValueError(f'this Adaptor has no {kind} tower: load it with '
+                             'Adaptor.from_pretrained(dir, towers=True)')
         return t
 
     @torch.no_grad()
@@ -211,31 +227,40 @@ class Adaptor(nn.Module):
         "The tensors training changes (fusion and logit scale): what the adaptor folder stores."
         return {k: v for k, v in self.state_dict().items() if not k.startswith(('image.', 'text.'))}
 
-# %% ../nbs/06_adaptor.ipynb 22
+# %% ../nbs/06_adaptor.ipynb 34
 @patch
 def save_pretrained(self: Adaptor, save_dir, fingerprints=None) -> Path:
-    "Write `adaptor.json` (config, tower specs, fingerprints, dims) and `adaptor.safetensors` to `save_dir`, atomically."
+    ("Write `adaptor.json` (config, tower specs, fingerprints, dims) and `adaptor.safetensors` to `save_dir`, "
+     "atomically.")
     fu, dest = self.fusion, Path(save_dir)
-    fps = fingerprints or {k: tower_fingerprint(getattr(self, k)) for k in ('image', 'text') if getattr(self, k) is not None}
+    fps = fingerprints or {k: tower_fingerprint(getattr(self, k)) for k in ('image', 'text')
+                           if getattr(self, k) is not None}
     meta = dict(format='medvlp-adaptor/1', config=asdict(self.config), specs=self.specs, fingerprints=fps,
                 image_dim=fu.image_proj.in_features, text_dim=fu.text_proj.in_features)
     with atomic_dir(dest) as d:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.trained_state().items()}, str(d/'adaptor.safetensors'))
-        if self.specs.get('text', {}).get('source') == 'transformers' and self.text is not None and self.text.tokenizer is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.trained_state().items()},
+                  str(d/'adaptor.safetensors'))
+        if (self.specs.get('text', {}).get('source') == 'transformers' and self.text is not None
+                and self.text.tokenizer is not None):
             self.text.tokenizer.save_pretrained(d/'tokenizer')
-        (d/'adaptor.json').write_text(json.dumps(shareable(meta, dest), indent=1))   # tower folders relative to this one
+        # tower folders relative to this one
+        (d/'adaptor.json').write_text(json.dumps(shareable(meta, dest), indent=1))
     return dest
 
+# %% ../nbs/06_adaptor.ipynb 36
 @patch(cls_method=True)
 def from_pretrained(cls: Adaptor, save_dir, towers=True, device='cpu') -> Adaptor:
-    "Load an adaptor folder in one call: fusion weights strictly, and (with `towers`) the frozen towers, checked by fingerprint."
+    ("Load an adaptor folder in one call: fusion weights strictly, and (with `towers`) the frozen towers, checked "
+     "by fingerprint.")
     d = Path(save_dir).expanduser()
     if not (d/'adaptor.json').exists() or not (d/'adaptor.safetensors').exists():
-        raise FileNotFoundError(f'{d}: expected adaptor.json and adaptor.safetensors (a folder written by adaptor_pretrain)')
+        raise FileNotFoundError(f'{d}: expected adaptor.json and adaptor.safetensors '
+                                '(a folder written by adaptor_pretrain)')
     refuse_code(d)   # its tokenizer and configs are read like any model folder's
     meta = read_file(d/'adaptor.json')
     cfg, specs = AdaptorConfig.make(meta['config']), meta['specs']
-    specs = {k: dict(v, path=anchored(v['path'], d)) if isinstance(v, dict) and 'path' in v else v for k, v in specs.items()}
+    specs = {k: dict(v, path=anchored(v['path'], d)) if isinstance(v, dict) and 'path' in v else v
+             for k, v in specs.items()}
     image = text = None
     if towers:
         tok = AutoTokenizer.from_pretrained(d/'tokenizer') if (d/'tokenizer').exists() else None
@@ -243,17 +268,18 @@ def from_pretrained(cls: Adaptor, save_dir, towers=True, device='cpu') -> Adapto
         for kind, t in (('image', image), ('text', text)):
             fp = tower_fingerprint(t)
             if fp != meta['fingerprints'].get(kind):
-                raise ValueError(f'{d}: the {kind} tower built from {specs[kind]} has fingerprint {fp[:12]}..., not the '
-                                 f"{str(meta['fingerprints'].get(kind))[:12]}... the adaptor was trained on; its weights changed")
+                raise ValueError(f'{d}: the {kind} tower built from {specs[kind]} has fingerprint {fp[:12]}..., '
+                                 f"not the {str(meta['fingerprints'].get(kind))[:12]}... the adaptor was trained on; "
+                                 "its weights changed")
     a = cls(cfg, meta['image_dim'], meta['text_dim'], image, text, specs)
     missing, unexpected = a.load_state_dict(read_file(d/'adaptor.safetensors', load_file), strict=False)
     missing = [k for k in missing if not k.startswith(('image.', 'text.'))]
     if missing or unexpected:
-        raise ValueError(f'{d}/adaptor.safetensors does not match the adaptor it describes: missing {missing}, unexpected {unexpected}')
+        raise ValueError(f'{d}/adaptor.safetensors does not match the adaptor it describes: missing {missing}, '
+                         f'unexpected {unexpected}')
     return a.to(device).eval()
 
-
-# %% ../nbs/06_adaptor.ipynb 27
+# %% ../nbs/06_adaptor.ipynb 41
 def _param_groups(module, wd):
     "AdamW groups: weight decay on matrices, none on biases, norms, the modality embedding and the logit scale."
     decay, no = [], []
@@ -261,6 +287,7 @@ def _param_groups(module, wd):
         if p.requires_grad: (no if p.ndim < 2 or 'modality' in n or 'logit' in n else decay).append(p)
     return [dict(params=decay, weight_decay=wd), dict(params=no, weight_decay=0.0)]
 
+# %% ../nbs/06_adaptor.ipynb 43
 @torch.no_grad()
 def _validate(model, vi, vt, bs, w) -> tuple[float, float]:
     "(mean loss over full batches of `bs`, image->text R@1 over all pairs) of `model` in eval mode."
@@ -268,13 +295,17 @@ def _validate(model, vi, vt, bs, w) -> tuple[float, float]:
     o = model(vi, vt)
     img, txt = o['image_emb'], o['text_emb']
     nb = max(1, len(vi)//bs); bs = min(bs, len(vi))
-    loss = np.mean([adaptor_loss(img[i*bs:(i + 1)*bs], txt[i*bs:(i + 1)*bs], model.scale(), i2t_weight=w).item() for i in range(nb)])
+    loss = np.mean([adaptor_loss(img[i*bs:(i + 1)*bs], txt[i*bs:(i + 1)*bs], model.scale(), i2t_weight=w).item()
+                    for i in range(nb)])
     r1 = (img @ txt.T).argmax(1).eq(torch.arange(len(img), device=img.device)).float().mean().item()
     model.train(was)
     return float(loss), r1
 
-def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_threads=1, progress=True, **overrides) -> Result:
-    "Train an `Adaptor` on cached frozen-tower features of the training split and save it to `out_dir`; its `Result`: timings as metrics, the `history` table, the `Adaptor` as model."
+# %% ../nbs/06_adaptor.ipynb 45
+def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_threads=1, progress=True,
+                     **overrides) -> Result:
+    ("Train an `Adaptor` on cached frozen-tower features of the training split and save it to `out_dir`; its "
+     "`Result`: timings as metrics, the `history` table, the `Adaptor` as model.")
     from tqdm.auto import tqdm
     cfg = AdaptorConfig.make(cfg, **overrides)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -283,8 +314,10 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     t0 = time.time()
     image, text, specs = load_towers(cfg, texts=patient_reports(train))
     t1 = time.time()
-    xi, xt = (torch.tensor(np.asarray(a)).to(dev) for a in split_features(image, text, train, specs['image_size'], cache_root))
-    vi, vt = (torch.tensor(np.asarray(a)).to(dev) for a in split_features(image, text, valid, specs['image_size'], cache_root))
+    xi, xt = (torch.tensor(np.asarray(a)).to(dev)
+              for a in split_features(image, text, train, specs['image_size'], cache_root))
+    vi, vt = (torch.tensor(np.asarray(a)).to(dev)
+              for a in split_features(image, text, valid, specs['image_size'], cache_root))
     t2 = time.time()
     torch.manual_seed(cfg.seed)
     model = Adaptor(cfg, xi.shape[1], xt.shape[1], image, text, specs).to(dev)
@@ -304,8 +337,9 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
                 opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
                 losses.append(loss.item())
             vloss, r1 = _validate(model, vi, vt, bs, cfg.i2t_weight)
-            hist.append(dict(epoch=epoch + 1, step=(epoch + 1)*per_epoch, train_loss=float(np.mean(losses)), val_loss=vloss,
-                             **{'val_image_to_text_R@1': r1}, lr=sched.get_last_lr()[0], logit_scale=model.scale().item()))
+            hist.append(dict(epoch=epoch + 1, step=(epoch + 1)*per_epoch, train_loss=float(np.mean(losses)),
+                             val_loss=vloss, **{'val_image_to_text_R@1': r1}, lr=sched.get_last_lr()[0],
+                             logit_scale=model.scale().item()))
     t3 = time.time()
     model.eval().save_pretrained(out)
     history = pd.DataFrame(hist)
@@ -313,7 +347,7 @@ def adaptor_pretrain(cfg=None, out_dir=None, cache_root=None, device=None, num_t
     timings = dict(towers_s=t1 - t0, features_s=t2 - t1, train_s=t3 - t2, steps=total, n_train=n, n_valid=len(vi))
     return Result(out, timings, dict(history=history), out, model.cpu())
 
-# %% ../nbs/06_adaptor.ipynb 35
+# %% ../nbs/06_adaptor.ipynb 53
 class AdaptorClassifier(nn.Module):
     "The Adaptor paper's classification head: dropout, linear, batch norm, ReLU, dropout, linear."
     def __init__(self, in_dim: int, num_classes: int, hidden=256, dropout=0.2):
@@ -322,11 +356,14 @@ class AdaptorClassifier(nn.Module):
                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
     def forward(self, x): return self.net(x)
 
+# %% ../nbs/06_adaptor.ipynb 55
 def train_head(feats, y, num_classes, hidden=256, dropout=0.2, steps=300, batch_size=64, lr=1e-3, weight_decay=1e-4,
                seed=0) -> AdaptorClassifier:
     "Fit an `AdaptorClassifier` on frozen features [N, D] with cross-entropy, AdamW and a linear warmup."
     x, y = torch.tensor(np.asarray(feats), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.long)
-    if len(x) < 2 or len(x) != len(y): raise DataError(f'train_head: need at least 2 studies with one label each; got {len(x)} features, {len(y)} labels')
+    if len(x) < 2 or len(x) != len(y):
+        raise DataError(f'train_head: need at least 2 studies with one label each; got {len(x)} features, '
+                        f'{len(y)} labels')
     torch.manual_seed(seed)
     head = AdaptorClassifier(x.shape[1], num_classes, hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -341,24 +378,29 @@ def train_head(feats, y, num_classes, hidden=256, dropout=0.2, steps=300, batch_
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
     return head.eval()
 
+# %% ../nbs/06_adaptor.ipynb 57
 @torch.no_grad()
 def predict_proba(head, feats) -> np.ndarray:
     "Class probabilities [N, C] of a trained head on frozen features."
     head.eval()
     return torch.softmax(head(torch.tensor(np.asarray(feats), dtype=torch.float32)), -1).numpy()
 
-# %% ../nbs/06_adaptor.ipynb 38
+# %% ../nbs/06_adaptor.ipynb 60
 METHODS = ('adaptor', 'clip', 'tower')
 
+# %% ../nbs/06_adaptor.ipynb 62
 def _test_studies(cfg, test_set):
     if test_set == 'test': return cfg.studies('test')
     if test_set == '5x200':
-        if cfg.dataset != 'synthcxr': raise ValueError(f"test_set='5x200' is SynthCXR's set; dataset={cfg.dataset!r}: use test_set='test'")
+        if cfg.dataset != 'synthcxr':
+            raise ValueError(f"test_set='5x200' is SynthCXR's set; dataset={cfg.dataset!r}: use test_set='test'")
         return load_dataset('synthcxr', cfg.data_root or None, split=None, subset='5x200')
     raise ValueError(f"test_set={test_set!r}: expected 'test' or '5x200'")
 
+# %% ../nbs/06_adaptor.ipynb 64
 def frozen_features(adaptor: Adaptor, studies, methods=METHODS, cache_root=None) -> dict:
-    "Frozen image features of `studies` per method name: the adaptor's embedding, CLIP's own embedding, the tower's output."
+    ("Frozen image features of `studies` per method name: the adaptor's embedding, CLIP's own embedding, the "
+     "tower's output.")
     pooled = image_features(adaptor._need('image'), studies, adaptor.specs['image_size'], cache_root)
     out = {}
     for m in methods:
@@ -367,14 +409,17 @@ def frozen_features(adaptor: Adaptor, studies, methods=METHODS, cache_root=None)
         elif m == 'clip':
             spec = adaptor.specs['image']
             if spec['source'] != 'dual_encoder':
-                raise ValueError(f"method 'clip' needs an image tower from a DualEncoder folder; this adaptor's is {spec}")
+                raise ValueError("method 'clip' needs an image tower from a DualEncoder folder; "
+                                 f"this adaptor's is {spec}")
             proj = DualEncoder.from_pretrained(spec['path']).image_proj
             with torch.no_grad(): out[m] = F.normalize(proj(torch.tensor(np.asarray(pooled))), dim=-1).numpy()
         else: raise ValueError(f'method {m!r}: expected one of {METHODS}')
     return out
 
+# %% ../nbs/06_adaptor.ipynb 66
 def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), methods=None, classes=None, test_set='test',
-                     steps=300, hidden=256, dropout=0.2, lr=1e-3, n_boot=1000, num_threads=1, cache_root=None) -> pd.DataFrame:
+                     steps=300, hidden=256, dropout=0.2, lr=1e-3, n_boot=1000, num_threads=1,
+                     cache_root=None) -> pd.DataFrame:
     "Multi-class classification with the reference head over frozen features at each fraction of training patients."
     a = adaptor if isinstance(adaptor, Adaptor) else Adaptor.from_pretrained(adaptor)
     cfg = a.config
@@ -391,16 +436,21 @@ def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), metho
             for seed in seeds:
                 keep, info = train_subset(sub, ytr, frac, seed, classes)
                 for m in methods:
-                    head = train_head(ftr[m][tr_rows][keep], ytr[keep], len(classes), hidden, dropout, steps, lr=lr, seed=seed)
-                    res = classification_metrics(yte, predict_proba(head, fte[m][te_rows]), classes, n_boot=n_boot, seed=0)
+                    head = train_head(ftr[m][tr_rows][keep], ytr[keep], len(classes), hidden, dropout, steps, lr=lr,
+                                      seed=seed)
+                    res = classification_metrics(yte, predict_proba(head, fte[m][te_rows]), classes, n_boot=n_boot,
+                                                 seed=0)
                     for metric, r in res.iterrows():
-                        recs.append(dict(method=m, fraction=frac, seed=seed, n_train=info['n_train'], n_patients=info['n_patients'],
-                                         topped_up=','.join(info['topped_up']), n_test=len(te_rows), metric=metric, **r.to_dict()))
+                        recs.append(dict(method=m, fraction=frac, seed=seed, n_train=info['n_train'],
+                                         n_patients=info['n_patients'], topped_up=','.join(info['topped_up']),
+                                         n_test=len(te_rows), metric=metric, **r.to_dict()))
     return pd.DataFrame(recs)
 
+# %% ../nbs/06_adaptor.ipynb 68
 def summarize(df, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     "One row per method and fraction: each metric's value and CI (means over seeds) and the training-set size."
-    d = df[df.metric.isin(metrics)].groupby(['method', 'fraction', 'metric'], sort=False)[['value', 'ci_low', 'ci_high']].mean()
+    d = df[df.metric.isin(metrics)].groupby(['method', 'fraction', 'metric'], sort=False)[
+        ['value', 'ci_low', 'ci_high']].mean()
     d = d.unstack('metric')
     d.columns = [m if k == 'value' else f'{m}_{k[3:]}' for k, m in d.columns]
     d = d[[c for m in metrics for c in (m, f'{m}_low', f'{m}_high')]]
@@ -408,6 +458,7 @@ def summarize(df, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     n = g[['n_train', 'n_patients']].mean().join(g.seed.nunique().rename('n_seeds'))
     return d.join(n).reset_index()
 
+# %% ../nbs/06_adaptor.ipynb 70
 def _cells(summary, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     "The summary with each metric as one `value [low, high]` text cell (the Markdown table)."
     out = summary[['method']].assign(patients=[f'{f:.0%}' for f in summary.fraction])
@@ -416,7 +467,7 @@ def _cells(summary, metrics=('auroc_macro', 'accuracy')) -> pd.DataFrame:
     out['n_train'] = summary.n_train.round(1)
     return out
 
-# %% ../nbs/06_adaptor.ipynb 44
+# %% ../nbs/06_adaptor.ipynb 76
 class _EndToEnd(nn.Module):
     "CLIP over trainable copies of two towers: linear projections to `dim`, normalised, a learnable logit scale."
     def __init__(self, image, text, dim):
@@ -431,10 +482,12 @@ class _EndToEnd(nn.Module):
         txt = F.normalize(self.text_proj(self.text(b['input_ids'], b['attention_mask'])), dim=-1)
         return clip_loss(img, txt, self.logit_scale.clamp(0, math.log(100)).exp())
 
+# %% ../nbs/06_adaptor.ipynb 78
 def _state_mib(in_memory: int, trainable: int) -> float:
     "fp32 parameters in memory plus gradient and two AdamW moments per trainable parameter, in MiB."
     return 4*(in_memory + 3*trainable)/2**20
 
+# %% ../nbs/06_adaptor.ipynb 80
 def _timed_epoch(step, batches, dev) -> tuple[float, int]:
     "(wall seconds, steps) of running `step` over the batches `batches()` yields."
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
@@ -443,13 +496,16 @@ def _timed_epoch(step, batches, dev) -> tuple[float, int]:
     sync()
     return time.perf_counter() - t0, n
 
+# %% ../nbs/06_adaptor.ipynb 82
 def cost_table(adaptor, batch_size=None, max_steps=0, mem_steps=3, num_workers=0, device=None, num_threads=1,
                cache_build=True, cache_root=None) -> pd.DataFrame:
-    "Wall time and peak memory of one epoch: Adaptor on the cache vs end-to-end CLIP of the same towers; the cache's one-off cost."
+    ("Wall time and peak memory of one epoch: Adaptor on the cache vs end-to-end CLIP of the same towers; the "
+     "cache's one-off cost.")
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     with torch_threads(num_threads if dev.type == 'cpu' else None):
         return _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root)
 
+# %% ../nbs/06_adaptor.ipynb 84
 def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cache_build, cache_root):
     a = adaptor if isinstance(adaptor, Adaptor) else Adaptor.from_pretrained(adaptor)
     cfg, size = a.config, a.specs['image_size']
@@ -487,7 +543,8 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     eopt = torch.optim.AdamW(_param_groups(e2e, cfg.weight_decay), lr=cfg.lr)
     ds = StudyDataset(train, tower_transform(image, size, train=True), channels=in_channels(image))
     dl = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=num_workers,
-                    collate_fn=Collate(text.tokenizer, text.max_length), generator=torch.Generator().manual_seed(cfg.seed))
+                    collate_fn=Collate(text.tokenizer, text.max_length),
+                    generator=torch.Generator().manual_seed(cfg.seed))
     def e2e_step(b):
         loss = e2e.loss({k: v.to(dev) for k, v in b.items() if torch.is_tensor(v)})
         eopt.zero_grad(set_to_none=True); loss.backward(); eopt.step()
@@ -498,16 +555,20 @@ def _cost_table(adaptor, batch_size, max_steps, mem_steps, num_workers, dev, cac
     image.cpu(); text.cpu()
     return _cost_frame(rows, cache_build, dev, bs, len(train), size)
 
+# %% ../nbs/06_adaptor.ipynb 86
 def _cost_row(step, batches, module, dev, mem_steps) -> dict:
-    "One row of the cost table: an epoch of `step` over `batches()` timed, a step's memory, `module`'s parameters and state."
+    ("One row of the cost table: an epoch of `step` over `batches()` timed, a step's memory, `module`'s parameters "
+     "and state.")
     sec, n = _timed_epoch(step, batches, dev)
     mem = max(step_memory_mib(lambda: step(b), dev, module.parameters()) for b, _ in zip(batches(), range(mem_steps)))
     p = count_parameters(module)
     return dict(steps=n, epoch_s=sec, trainable_params=p['trainable'], params_in_memory=p['total'],
                 state_mib=_state_mib(p['total'], p['trainable']), activations_mib=mem)
 
+# %% ../nbs/06_adaptor.ipynb 88
 def _cost_frame(rows, cache_build, dev, bs, n_train, size) -> pd.DataFrame:
-    "The cost rows as a table, with per-step time, peak memory, the end-to-end / adaptor ratio and the cache's break-even."
+    ("The cost rows as a table, with per-step time, peak memory, the end-to-end / adaptor ratio and the cache's "
+     "break-even.")
     df = pd.DataFrame(rows).T
     df['ms_per_step'] = 1000*df.epoch_s/df.steps
     df['peak_mib'] = df.state_mib + df.activations_mib
@@ -515,14 +576,17 @@ def _cost_frame(rows, cache_build, dev, bs, n_train, size) -> pd.DataFrame:
     df.loc['ratio end-to-end / adaptor'] = e_row/ad_row
     df['break_even_epochs'] = np.nan
     saved = e_row.epoch_s*(ad_row.steps/e_row.steps) - ad_row.epoch_s  # per adaptor epoch, at equal step counts
-    if cache_build: df.loc['cache build (once)', 'break_even_epochs'] = df.loc['cache build (once)', 'epoch_s']/saved if saved > 0 else np.inf
-    df.attrs.update(device=str(dev), torch_threads=torch.get_num_threads() if dev.type == 'cpu' else None, batch_size=bs, n_train=n_train, image_size=size,
+    if cache_build:
+        df.loc['cache build (once)', 'break_even_epochs'] = (df.loc['cache build (once)', 'epoch_s']/saved
+                                                             if saved > 0 else np.inf)
+    df.attrs.update(device=str(dev), torch_threads=torch.get_num_threads() if dev.type == 'cpu' else None,
+                    batch_size=bs, n_train=n_train, image_size=size,
                     memory='peak CUDA allocation of a step + resident state' if dev.type == 'cuda' else
                            'autograd-saved tensors of a step (unique storages) + fp32 params, grads and AdamW moments')
-    return df[['steps', 'epoch_s', 'ms_per_step', 'trainable_params', 'params_in_memory', 'state_mib', 'activations_mib',
-               'peak_mib', 'break_even_epochs']]
+    return df[['steps', 'epoch_s', 'ms_per_step', 'trainable_params', 'params_in_memory', 'state_mib',
+               'activations_mib', 'peak_mib', 'break_even_epochs']]
 
-# %% ../nbs/06_adaptor.ipynb 48
+# %% ../nbs/06_adaptor.ipynb 92
 def save_figure(summary, history, path):
     "Macro AUROC vs training fraction per method with 95% CI bars, and the adaptor's training / validation loss."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -530,10 +594,12 @@ def save_figure(summary, history, path):
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     for k, (m, d) in enumerate(summary.groupby('method', sort=False)):
         d = d.sort_values('fraction')
-        ax[0].errorbar(d.fraction*100*1.08**k, d.auroc_macro, yerr=[d.auroc_macro - d.auroc_macro_low, d.auroc_macro_high - d.auroc_macro],
+        ax[0].errorbar(d.fraction*100*1.08**k, d.auroc_macro,
+                       yerr=[d.auroc_macro - d.auroc_macro_low, d.auroc_macro_high - d.auroc_macro],
                        marker='o', capsize=4, label=m)
     ax[0].axhline(0.5, color='grey', ls=':', lw=1, label='chance')
-    ax[0].set(xscale='log', xlabel='training patients (%, methods side by side)', ylabel='macro AUROC (95% CI)', title='classification')
+    ax[0].set(xscale='log', xlabel='training patients (%, methods side by side)', ylabel='macro AUROC (95% CI)',
+              title='classification')
     ax[0].legend()
     ax[1].plot(history.epoch, history.train_loss, label='train')
     ax[1].plot(history.epoch, history.val_loss, label='validation')
@@ -541,6 +607,7 @@ def save_figure(summary, history, path):
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
+# %% ../nbs/06_adaptor.ipynb 94
 @dataclass
 class AdaptorRunConfig(RunParams, AdaptorConfig):
     "An Adaptor experiment: the adaptor's parameters plus the classification fractions, seeds, test set and run folder."
@@ -554,17 +621,20 @@ class AdaptorRunConfig(RunParams, AdaptorConfig):
 
     _choices = dict(test_set=('test', '5x200'))
 
+# %% ../nbs/06_adaptor.ipynb 96
 def run_adaptor(cfg: AdaptorRunConfig | None = None, cache_root=None, **overrides) -> Result:
-    "Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to the run folder."
+    ("Pretrain an adaptor, classify at each fraction next to end-to-end CLIP, measure the cost; write everything to "
+     "the run folder.")
     rc = AdaptorRunConfig.make(cfg, **overrides)
     with start_run(rc, 'adaptor') as run: return _adaptor_run(rc, run, cache_root)
 
+# %% ../nbs/06_adaptor.ipynb 98
 def _adaptor_run(rc, run, cache_root) -> Result:
     "`run_adaptor`'s work, written to the run folder `run.out`."
     cfg, out = AdaptorConfig(**{f.name: getattr(rc, f.name) for f in fields(AdaptorConfig)}), run.out
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
-    cls = adaptor_classify(res.model, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot, steps=rc.head_steps,
-                           cache_root=cache_root)
+    cls = adaptor_classify(res.model, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot,
+                           steps=rc.head_steps, cache_root=cache_root)
     summ = summarize(cls)
     ct = cost_table(res.model, cache_root=cache_root) if rc.cost else None
     cls.to_csv(out/'classification.csv', index=False)
@@ -579,4 +649,5 @@ def _adaptor_run(rc, run, cache_root) -> Result:
         extra['cost'] = dict(epoch_time_ratio=float(rr.epoch_s), peak_memory_ratio=float(rr.peak_mib),
                              trainable_params_ratio=float(rr.trainable_params), **ct.attrs)
     run.record.update(studies=train, **extra)
-    return Result(out, extra, dict(classification=cls, summary=summ, **({'cost': ct} if ct is not None else {})), res.model_dir, res.model)
+    return Result(out, extra, dict(classification=cls, summary=summ, **({'cost': ct} if ct is not None else {})),
+                  res.model_dir, res.model)

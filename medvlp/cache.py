@@ -50,6 +50,7 @@ def _paths(studies, view=0) -> tuple[list, list]:
         else: raise TypeError(f'studies[{i}]: expected a Study or an image path, got {type(s).__name__}')
     return paths, ids
 
+# %% ../nbs/04_embed_cache.ipynb 12
 def files_fingerprint(paths) -> str:
     "sha256 over the ordered paths with their size and modification time (a missing file raises `DataError`)."
     h = hashlib.sha256()
@@ -59,7 +60,7 @@ def files_fingerprint(paths) -> str:
         h.update(f'{p}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()
 
-# %% ../nbs/04_embed_cache.ipynb 13
+# %% ../nbs/04_embed_cache.ipynb 15
 @dataclass
 class Embeddings:
     "Cached embeddings: `pooled` [N, D], optional `tokens` [N, T, Dt] with their `grid`, row `ids`, the cache `path`."
@@ -76,7 +77,8 @@ class Embeddings:
     def load(cls, path):
         "Open a cache folder written by `embed_images` / `embed_texts` (arrays memory-mapped, read-only)."
         path = Path(path)
-        if not (path/'meta.json').exists(): raise FileNotFoundError(f'{path}: no meta.json; not a complete embedding cache folder')
+        if not (path/'meta.json').exists():
+            raise FileNotFoundError(f'{path}: no meta.json; not a complete embedding cache folder')
         meta, arr = read_file(path/'meta.json'), lambda p: np.load(p, mmap_mode='r')
         tok = read_file(path/'tokens.npy', arr) if (path/'tokens.npy').exists() else None
         return cls(read_file(path/'pooled.npy', arr), tok, tuple(meta['grid']) if meta.get('grid') else None,
@@ -86,28 +88,35 @@ class Embeddings:
         t = f', tokens={tuple(self.tokens.shape)}, grid={self.grid}' if self.tokens is not None else ''
         return f'Embeddings(n={len(self)}, pooled={tuple(self.pooled.shape)}{t}, path={str(self.path)!r})'
 
-# %% ../nbs/04_embed_cache.ipynb 15
+# %% ../nbs/04_embed_cache.ipynb 17
 def _barrier():
     if dist_info()[1] > 1: torch.distributed.barrier()
 
+# %% ../nbs/04_embed_cache.ipynb 19
 def _shard(n, rank, world) -> range:
     "The contiguous rows of process `rank` out of `n`."
     return range(n*rank//world, n*(rank + 1)//world)
 
+# %% ../nbs/04_embed_cache.ipynb 21
 def _key(parts: dict) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
+# %% ../nbs/04_embed_cache.ipynb 23
 def _device(m: nn.Module) -> torch.device:
     p = next(m.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
+# %% ../nbs/04_embed_cache.ipynb 25
 @torch.inference_mode()
 def _compute(fn, loader, n, folder: Path, prefix='', desc=None, show=True) -> dict:
-    "Run `fn(batch) -> dict name: array` over `loader`; write each name to `folder/<prefix><name>.npy` ([n, ...] float32)."
+    ("Run `fn(batch) -> dict name: array` over `loader`; write each name to `folder/<prefix><name>.npy` ([n, ...] "
+     "float32).")
     out, i = {}, 0
     for b in tqdm(loader, desc=desc, disable=not show, leave=False):
-        res = {k: v.float().cpu().numpy() if torch.is_tensor(v) else np.asarray(v, np.float32) for k, v in fn(b).items()}
+        res = {k: v.float().cpu().numpy() if torch.is_tensor(v) else np.asarray(v, np.float32)
+               for k, v in fn(b).items()}
         for k, v in res.items():
-            if k not in out: out[k] = np.lib.format.open_memmap(folder/f'{prefix}{k}.npy', mode='w+', dtype=np.float32, shape=(n, *v.shape[1:]))
+            if k not in out: out[k] = np.lib.format.open_memmap(folder/f'{prefix}{k}.npy', mode='w+', dtype=np.float32,
+                                                                shape=(n, *v.shape[1:]))
             out[k][i:i + len(v)] = v
         i += len(next(iter(res.values())))
     if i != n: raise RuntimeError(f'embedded {i} rows, expected {n}')
@@ -115,11 +124,13 @@ def _compute(fn, loader, n, folder: Path, prefix='', desc=None, show=True) -> di
     for v in out.values(): v.flush()
     return shapes
 
+# %% ../nbs/04_embed_cache.ipynb 27
 def _assemble(tmp: Path, world: int, names) -> dict:
     "Concatenate the part files `part<r>_<name>.npy` of every rank into `<name>.npy`; remove the parts."
     shapes = {}
     for k in names:
-        parts = [np.load(tmp/f'part{r}_{k}.npy', mmap_mode='r') for r in range(world) if (tmp/f'part{r}_{k}.npy').exists()]
+        parts = [np.load(tmp/f'part{r}_{k}.npy', mmap_mode='r') for r in range(world)
+                 if (tmp/f'part{r}_{k}.npy').exists()]
         full = np.lib.format.open_memmap(tmp/f'{k}.npy', mode='w+', dtype=np.float32,
                                          shape=(sum(len(p) for p in parts), *parts[0].shape[1:]))
         i = 0
@@ -128,12 +139,16 @@ def _assemble(tmp: Path, world: int, names) -> dict:
         for r in range(world): (tmp/f'part{r}_{k}.npy').unlink(missing_ok=True)
     return shapes
 
+# %% ../nbs/04_embed_cache.ipynb 29
 def _remove_stale(base: Path, key: str):
     "Remove the temporary folders that killed builds of `key` on this host left behind (their process is gone)."
     for d in base.glob(f'.tmp-{key}-*'):
-        host, pid = d.name[len(f'.tmp-{key}-'):].rpartition('-')[0].rpartition('-')[::2]   # .tmp-<key>-<host>-<pid>-<uuid>
-        if host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid)): shutil.rmtree(d, ignore_errors=True)
+        # .tmp-<key>-<host>-<pid>-<uuid>
+        host, pid = d.name[len(f'.tmp-{key}-'):].rpartition('-')[0].rpartition('-')[::2]
+        if host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
 
+# %% ../nbs/04_embed_cache.ipynb 31
 def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra=None) -> Embeddings:
     "The cache folder for key `parts`: read it if complete, else compute it (sharded under torch.distributed)."
     base = Path(root) if root is not None else cache_dir('embeddings')
@@ -141,7 +156,8 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
     rank, world = dist_info()
     state = [(final/'meta.json').exists(), f'.tmp-{key}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}']
     if rank == 0 and not state[0]: _remove_stale(base, key)
-    if world > 1: torch.distributed.broadcast_object_list(state, src=0)  # rank 0 decides for all: reuse, or one temp folder
+    # rank 0 decides for all: reuse, or one temp folder
+    if world > 1: torch.distributed.broadcast_object_list(state, src=0)
     if state[0]: return Embeddings.load(final)
     tmp = base/state[1]
     tmp.mkdir(parents=True, exist_ok=True)
@@ -159,7 +175,8 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
         got = [None]*world; torch.distributed.all_gather_object(got, extra)
         extra = {k: v for e in got for k, v in e.items()}
     if rank == 0:
-        if world > 1: shapes = _assemble(tmp, world, [k for k in ('pooled', 'tokens') if any(tmp.glob(f'part*_{k}.npy'))])
+        if world > 1:
+            shapes = _assemble(tmp, world, [k for k in ('pooled', 'tokens') if any(tmp.glob(f'part*_{k}.npy'))])
         (tmp/'ids.json').write_text(json.dumps(list(ids)))
         meta = dict(key=key, parts=parts, n=n, shapes=shapes, created=time.strftime('%Y-%m-%dT%H:%M:%S'),
                     wall_s=round(time.time() - t0, 3), world_size=world, **extra)
@@ -171,19 +188,22 @@ def _cached(parts: dict, ids: list, make_loader, fn, root=None, desc=None, extra
     _barrier()
     return Embeddings.load(final)
 
-# %% ../nbs/04_embed_cache.ipynb 17
+# %% ../nbs/04_embed_cache.ipynb 33
 class _ImageFiles(Dataset):
-    def __init__(self, paths, transform, channels): self.paths, self.transform, self.channels = paths, transform, channels
+    def __init__(self, paths, transform, channels):
+        self.paths, self.transform, self.channels = paths, transform, channels
     def __len__(self): return len(self.paths)
     def __getitem__(self, i):
         x = load_image(self.paths[i], self.channels)
         return self.transform(x) if self.transform is not None else x
 
+# %% ../nbs/04_embed_cache.ipynb 35
 def in_channels(tower: nn.Module) -> int:
     "The image channels `tower` takes: its first convolution's input channels (1 when it has none)."
     conv = next((m for m in tower.modules() if isinstance(m, nn.Conv2d)), None)
     return conv.in_channels if conv is not None else 1
 
+# %% ../nbs/04_embed_cache.ipynb 37
 def embed_images(tower, studies, transform, tokens=False, batch_size=64, num_workers=0, root=None, desc=None,
                  view=0, channels=None) -> Embeddings:
     "Pooled features (and patch tokens) of `tower` over the images of `studies`, computed once and cached on disk."
@@ -209,15 +229,17 @@ def embed_images(tower, studies, transform, tokens=False, batch_size=64, num_wor
     try: return _cached(parts, ids, loader, fn, root, desc or f'embed {len(paths)} images')
     finally: tower.train(was)
 
-# %% ../nbs/04_embed_cache.ipynb 32
+# %% ../nbs/04_embed_cache.ipynb 52
 def _tokenizer_fingerprint(tok) -> str:
     if tok is None: return ''
-    if hasattr(tok, 'backend_tokenizer'):  # the fast tokenizer's full definition, less the padding/truncation state a call leaves
+    # the fast tokenizer's full definition, less the padding/truncation state a call leaves
+    if hasattr(tok, 'backend_tokenizer'):
         d = json.loads(tok.backend_tokenizer.to_str()); d.pop('truncation', None); d.pop('padding', None)
         s = json.dumps(d, sort_keys=True)
     else: s = json.dumps(sorted(tok.get_vocab().items()))
     return hashlib.sha256(f'{type(tok).__name__}:{tok.padding_side}:{s}'.encode()).hexdigest()
 
+# %% ../nbs/04_embed_cache.ipynb 54
 def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=None) -> Embeddings:
     "Pooled features of text `tower` over `texts` (a list of strings), computed once and cached on disk."
     texts = list(texts)
@@ -237,26 +259,32 @@ def embed_texts(tower, texts, max_length=128, batch_size=64, root=None, desc=Non
     try: return _cached(parts, list(range(len(texts))), loader, fn, root, desc or f'embed {len(texts)} texts')
     finally: tower.train(was)
 
-# %% ../nbs/04_embed_cache.ipynb 35
+# %% ../nbs/04_embed_cache.ipynb 57
 def image_input(tower) -> dict:
-    "The channels, mean and std image `tower` takes (recorded when it was built or loaded; grey 0.5 / 0.5 if it records none)."
+    ("The channels, mean and std image `tower` takes (recorded when it was built or loaded; grey 0.5 / 0.5 if it "
+     "records none).")
     mean, std = getattr(tower, 'mean', None), getattr(tower, 'std', None)
     return dict(channels=in_channels(tower), mean=0.5 if mean is None else mean, std=0.5 if std is None else std)
 
+# %% ../nbs/04_embed_cache.ipynb 59
 def min_image_size(tower) -> int:
     "The smallest side `tower` takes: its patch size (timm, transformers or open_clip), and never under 16 px."
     t = getattr(tower, 'trunk', None)
     p = next((v for v in (getattr(getattr(t, 'patch_embed', None), 'patch_size', None),
-                          getattr(getattr(t, 'config', None), 'patch_size', None), getattr(t, 'patch_size', None)) if v), 1)
+                          getattr(getattr(t, 'config', None), 'patch_size', None), getattr(t, 'patch_size', None))
+              if v), 1)
     return max(16, *(p if isinstance(p, (tuple, list)) else [p]))
 
+# %% ../nbs/04_embed_cache.ipynb 61
 def check_image_size(tower, size):
     "`size`, or the tower's own size when it is 0 / None; a size under `min_image_size` fails, naming both."
     if size and size < (m := min_image_size(tower)):
-        raise ValueError(f'image_size={size}: the image tower takes at least {m} px (its patch size, and never under 16); '
-                         f'0 means its own size, {tower.image_size}')
+        raise ValueError(f'image_size={size}: the image tower takes at least {m} px (its patch size, and never '
+                         f'under 16); 0 means its own size, {tower.image_size}')
     return size or tower.image_size
 
+# %% ../nbs/04_embed_cache.ipynb 63
 def tower_transform(tower, image_size=None, train=False, preset='clip'):
-    "The transform that feeds `tower`: `image_size` (default: the size it was built for), its channels and normalisation."
+    ("The transform that feeds `tower`: `image_size` (default: the size it was built for), its channels and "
+     "normalisation.")
     return image_transform(check_image_size(tower, image_size), train=train, preset=preset, **image_input(tower))

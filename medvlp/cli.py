@@ -17,13 +17,17 @@ COMMANDS = {  # subcommand: (module, config class, run function, what it does)
     'prompt-tune': ('medvlp.prompt_tune', 'PromptTuneConfig', 'prompt_tune', 'context prompt tuning on a frozen model'),
     'probe': ('medvlp.probe', 'ProbeConfig', 'probe', 'linear probe (and fine-tuning) at data fractions'),
     'eval': ('medvlp.evaluate', 'EvalConfig', 'evaluate', 'zero-shot classification and retrieval with intervals'),
-    'adaptor': ('medvlp.adaptor', 'AdaptorRunConfig', 'run_adaptor', 'Adaptor on frozen towers, classified at data fractions'),
+    'adaptor': ('medvlp.adaptor', 'AdaptorRunConfig', 'run_adaptor',
+                'Adaptor on frozen towers, classified at data fractions'),
     'segment': ('medvlp.segment', 'SegmentConfig', 'segment', 'a segmentation head over a frozen tower'),
-    'compare': ('medvlp.compare', 'CompareConfig', 'compare', 'every method side by side: same data, budget, seeds; paired intervals'),
+    'compare': ('medvlp.compare', 'CompareConfig', 'compare',
+                'every method side by side: same data, budget, seeds; paired intervals'),
 }
 
+# %% ../nbs/09_cli.ipynb 7
 def _param_value(s):
-    "A `-p` value typed as papermill types it: int, then float, then true/false, a YAML list or mapping for [...] / {...}, else the string."
+    ("A `-p` value typed as papermill types it: int, then float, then true/false, a YAML list or mapping for "
+     "[...] / {...}, else the string.")
     for t in (int, float):
         try: return t(s)
         except ValueError: pass
@@ -32,8 +36,7 @@ def _param_value(s):
         except yaml.YAMLError as e: raise ValueError(f'-p value {s!r}: not a YAML list or mapping: {e}') from None
     return {'true': True, 'false': False}.get(s.lower(), s)
 
-
-# %% ../nbs/09_cli.ipynb 7
+# %% ../nbs/09_cli.ipynb 9
 def params_help(cls) -> str:
     "Every field of the config class `cls` as `name (type, default): comment` lines, for a subcommand's `--help`."
     lines = ['parameters (-p NAME VALUE, or the keys of a -f recipe):']
@@ -42,6 +45,7 @@ def params_help(cls) -> str:
                                initial_indent='  ', subsequent_indent='      ')
     return '\n'.join(lines)
 
+# %% ../nbs/09_cli.ipynb 11
 class _Help(argparse.Action):
     "A subcommand's `-h`: its usage, then `params_help` of its config, imported now."
     def __init__(self, option_strings, dest, **kw):
@@ -53,10 +57,10 @@ class _Help(argparse.Action):
         parser.epilog = params_help(getattr(importlib.import_module(mod), conf))
         parser.print_help(); parser.exit()
 
-
-# %% ../nbs/09_cli.ipynb 9
+# %% ../nbs/09_cli.ipynb 12
 def parser() -> argparse.ArgumentParser:
-    "The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `benchmark`, `synthcxr`, `tiny-clip` and `notebooks`."
+    ("The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `benchmark`, `synthcxr`, "
+     "`tiny-clip` and `notebooks`.")
     p = argparse.ArgumentParser(prog='medvlp', description='medvlp: medical vision-language pretraining kit')
     sub = p.add_subparsers(dest='command', required=True)
     def recipe(pt):
@@ -68,8 +72,9 @@ def parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         pt.add_argument('-h', '--help', action=_Help); recipe(pt)
         pt.add_argument('--print-config', action='store_true', help='print the resolved parameters and exit')
-    bm = sub.add_parser('benchmark', help="time a pretraining recipe's step, its whole loop, the bare towers and open_clip "
-                                          "(medvlp.pretrain.benchmark), and with --scaling batch and image sizes"); recipe(bm)
+    bm = sub.add_parser('benchmark', help="time a pretraining recipe's step, its whole loop, the bare towers and "
+                                          "open_clip (medvlp.pretrain.benchmark), and with --scaling batch and "
+                                          "image sizes"); recipe(bm)
     bm.add_argument('--steps', type=int, default=10)
     bm.add_argument('--scaling', nargs='*', type=int, metavar='N', default=None,
                     help='also the scaling table; its batch sizes (default 16 32 64), at --image-sizes')
@@ -82,18 +87,19 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument('--seed', type=int, default=0)
     sc.add_argument('--workers', type=int, default=2)
     sc.add_argument('--force', action='store_true')
-    tc = sub.add_parser('tiny-clip', help="write a tiny random transformers CLIP (medvlp.models.tiny_clip), the offline "
-                                          "stand-in for openai/clip-vit-base-patch16 in params/tiny/clip_finetune_*.yaml")
+    tc = sub.add_parser('tiny-clip', help="write a tiny random transformers CLIP (medvlp.models.tiny_clip), the "
+                                          "offline stand-in for openai/clip-vit-base-patch16 in "
+                                          "params/tiny/clip_finetune_*.yaml")
     tc.add_argument('--folder', default='outputs/tiny_clip')
     ne = sub.add_parser('notebooks', help='execute the notebooks and save them with their outputs (execute_notebooks)')
     ne.add_argument('names', nargs='*', help='only the notebooks whose names start with these (e.g. 02 05_eval)')
     ne.add_argument('--folder', default='nbs')
     return p
 
-
-# %% ../nbs/09_cli.ipynb 10
+# %% ../nbs/09_cli.ipynb 14
 def run(argv=None):
-    "Run the `medvlp` command line with `argv` (default: `sys.argv[1:]`) and return what it made: the config for `--print-config`, the run's result, the SynthCXR folder. Errors are raised."
+    ("Run the `medvlp` command line with `argv` (default: `sys.argv[1:]`) and return what it made: the config for "
+     "`--print-config`, the run's result, the SynthCXR folder. Errors are raised.")
     a = parser().parse_args(argv)
     if a.command in COMMANDS:
         import importlib
@@ -111,14 +117,18 @@ def run(argv=None):
         from medvlp.models import tiny_clip
         print(d := tiny_clip(a.folder)); return d
     from medvlp.synthcxr import generate_synthcxr
-    root = generate_synthcxr(root=a.root, n_studies=a.n_studies, size=a.size, seed=a.seed, workers=a.workers, force=a.force)
+    root = generate_synthcxr(root=a.root, n_studies=a.n_studies, size=a.size, seed=a.seed, workers=a.workers,
+                             force=a.force)
     print(root)
     return root
 
+# %% ../nbs/09_cli.ipynb 17
 def _debug() -> bool: return os.environ.get('MEDVLP_DEBUG', '').strip() not in ('', '0')
 
+# %% ../nbs/09_cli.ipynb 19
 def main(argv=None) -> int:
-    "The console script: `run(argv)`, then the exit status: 0, or 1 with `medvlp: error: <type>: <message>` on stderr (`MEDVLP_DEBUG=1`: the traceback)."
+    ("The console script: `run(argv)`, then the exit status: 0, or 1 with `medvlp: error: <type>: <message>` on "
+     "stderr (`MEDVLP_DEBUG=1`: the traceback).")
     try: run(argv)
     except KeyboardInterrupt:
         if _debug(): raise
@@ -129,8 +139,7 @@ def main(argv=None) -> int:
         print(f'medvlp: error: {type(e).__name__}' + (f': {msg}' if msg else ''), file=sys.stderr); return 1
     return 0
 
-
-# %% ../nbs/09_cli.ipynb 11
+# %% ../nbs/09_cli.ipynb 21
 def _benchmark(a) -> dict:
     "`medvlp benchmark`: the tables of `benchmark` (and `scaling`), printed and written to CSV + Markdown in `a.out`."
     import json
@@ -140,28 +149,33 @@ def _benchmark(a) -> dict:
     out = Path(a.out or Path('outputs')/'benchmarks'/cfg.run_name)
     tables = dict(benchmark=benchmark(cfg, steps=a.steps))
     if a.scaling is not None:
-        tables['scaling'] = scaling(cfg, batch_sizes=a.scaling or (16, 32, 64), image_sizes=a.image_sizes, steps=max(2, a.steps//3))
+        tables['scaling'] = scaling(cfg, batch_sizes=a.scaling or (16, 32, 64), image_sizes=a.image_sizes,
+                                    steps=max(2, a.steps//3))
     for name, df in tables.items():
         write_table(out, name, df, title=f'{name}: {json.dumps(df.attrs, default=str)}' if df.attrs else name)
         print(f'{name} ({out/name}.csv)', json.dumps(df.attrs, default=str), markdown_table(df), sep='\n')
     return tables
 
-# %% ../nbs/09_cli.ipynb 15
+# %% ../nbs/09_cli.ipynb 25
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
 
-# %% ../nbs/09_cli.ipynb 21
+# %% ../nbs/09_cli.ipynb 33
 NB_SKIP = ('slow', 'gpu')
 
+# %% ../nbs/09_cli.ipynb 35
 def _skip(cell, flags=NB_SKIP) -> bool:
-    "Whether `nbdev_test` skips `cell` (its rule, on nbdev's own reading of the `#|` directives): not code, an export call, `eval: false`, a flag."
+    ("Whether `nbdev_test` skips `cell` (its rule, on nbdev's own reading of the `#|` directives): not code, an "
+     "export call, `eval: false`, a flag.")
     from nbdev.process import extract_directives
     if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
     d = extract_directives(cell, remove=False)
     return d.get('eval:', [''])[0].lower() == 'false' or bool(set(flags) & d.keys())
 
+# %% ../nbs/09_cli.ipynb 37
 def _small_figure(b64: str, max_bytes=30_000, max_width=800) -> tuple:
-    "(mime type, base64) of a figure in at most `max_bytes`: the smaller of a 64-colour PNG (plots) and a JPEG (images), narrowed until it fits."
+    ("(mime type, base64) of a figure in at most `max_bytes`: the smaller of a 64-colour PNG (plots) and a JPEG "
+     "(images), narrowed until it fits.")
     import base64, io
     from PIL import Image
     def enc(im, fmt, **kw): buf = io.BytesIO(); im.save(buf, fmt, optimize=True, **kw); return buf.getvalue()
@@ -174,6 +188,7 @@ def _small_figure(b64: str, max_bytes=30_000, max_width=800) -> tuple:
         if len(data) <= max_bytes or width <= 200: return mime, base64.b64encode(data).decode()
         width = int(width * 0.85)
 
+# %% ../nbs/09_cli.ipynb 39
 def _tidy(out, subs, max_lines=30):
     "An output as a reader should see it: long text cut, this machine's paths replaced, every figure small."
     def clean(t):
@@ -182,7 +197,8 @@ def _tidy(out, subs, max_lines=30):
         return t
     if out.get('output_type') == 'stream':
         lines = clean(out['text']).split('\n')
-        if len(lines) > max_lines: lines = lines[:max_lines//2] + [f'... ({len(lines) - max_lines} lines cut)'] + lines[-max_lines//2:]
+        if len(lines) > max_lines:
+            lines = lines[:max_lines//2] + [f'... ({len(lines) - max_lines} lines cut)'] + lines[-max_lines//2:]
         out['text'] = '\n'.join(lines)
     for k in ('text/plain', 'text/html', 'text/markdown'):
         if k in out.get('data', {}): out['data'][k] = clean(out['data'][k])
@@ -191,9 +207,10 @@ def _tidy(out, subs, max_lines=30):
             mime, data = _small_figure(out['data'].pop(k)); out['data'][mime] = data
     return out
 
-# %% ../nbs/09_cli.ipynb 22
+# %% ../nbs/09_cli.ipynb 41
 def execute_notebook(path, flags=NB_SKIP):
-    "Run notebook `path` top to bottom in its folder as `nbdev_test` does and save it with its tidied outputs; stop at an error."
+    ("Run notebook `path` top to bottom in its folder as `nbdev_test` does and save it with its tidied outputs; "
+     "stop at an error.")
     import warnings, pandas as pd
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
@@ -203,7 +220,8 @@ def execute_notebook(path, flags=NB_SKIP):
     nb = read_nb(path)
     subs = [(str(cache_dir()), '$MEDVLP_CACHE'), (str(path.parents[1]) + '/', ''), (str(Path.home()), '~')]
     shell = CaptureShell(path)
-    with working_directory(path.parent), warnings.catch_warnings(), pd.option_context('display.max_rows', 20, 'display.min_rows', 10):
+    with working_directory(path.parent), warnings.catch_warnings(), pd.option_context(
+            'display.max_rows', 20, 'display.min_rows', 10):
         warnings.simplefilter('ignore')   # a table over 20 rows shows its first and last five
         shell.run_all(nb, exc_stop=True, preproc=lambda c: _skip(c, flags))
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
@@ -211,19 +229,23 @@ def execute_notebook(path, flags=NB_SKIP):
         if c.cell_type != 'code': continue
         for o in c.get('outputs', []):
             if o.get('output_type') == 'stream': o['text'] = ''.join(o['text'])
-        c.outputs = [o for o in c.get('outputs', []) if o.get('name') != 'stderr' or not re.search(r'Warning|warnings.warn', o['text'])]
-        CoalesceStreamsPreprocessor().preprocess_cell(c, {}, i)   # one stream per name, a progress bar at its last state
+        c.outputs = [o for o in c.get('outputs', [])
+                     if o.get('name') != 'stderr' or not re.search(r'Warning|warnings.warn', o['text'])]
+        # one stream per name, a progress bar at its last state
+        CoalesceStreamsPreprocessor().preprocess_cell(c, {}, i)
         c.outputs = [_tidy(o, subs) for o in c.outputs]
     write_nb(nb, path)
     return path
 
+# %% ../nbs/09_cli.ipynb 43
 def execute_notebooks(folder='nbs', names=None) -> list:
     "Execute and save every notebook in `folder` (or those whose names start with one of `names`), in order."
     import tempfile
     nbs = sorted(p for p in Path(folder).glob('*.ipynb') if not names or p.name.startswith(tuple(names)))
     if not nbs: raise FileNotFoundError(f'{folder}: no notebook' + (f' starting with {list(names)}' if names else ''))
     old = os.environ.get('MEDVLP_RUNS')
-    with tempfile.TemporaryDirectory() as runs:   # fresh run folders: a saved notebook shows a whole run, never a resumed one
+    # fresh run folders: a saved notebook shows a whole run, never a resumed one
+    with tempfile.TemporaryDirectory() as runs:
         os.environ['MEDVLP_RUNS'] = runs
         try: return [execute_notebook(p) for p in nbs]
         finally: os.environ.pop('MEDVLP_RUNS') if old is None else os.environ.update(MEDVLP_RUNS=old)

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import medvlp
 from .data import CHEXPERT5, read_file
 from .metrics import score_matrices, bootstrap_counts, percentile_interval, weighted_metrics, retrieval_ranks
-from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, repo_root, data_record, interval_cell, write_table
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, repo_root, data_record,
+                         interval_cell, write_table)
 from .cache import embed_images
 from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, RUNTIME_PARAMS
 from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings
@@ -32,31 +33,41 @@ __all__ = ['CLAIMS', 'method_recipe', 'CompareConfig', 'run_config', 'train_run'
 
 # %% ../nbs/08_compare.ipynb 6
 def method_recipe(method: str) -> tuple[str, dict]:
-    "(label, recipe) of `method`: a YAML recipe file (label: its name), or a name in `METHODS` (its `params/tiny` recipe in the checkout)."
+    ("(label, recipe) of `method`: a YAML recipe file (label: its name), or a name in `METHODS` (its `params/tiny` "
+     "recipe in the checkout).")
     p = Path(method)
     if p.suffix in ('.yaml', '.yml'):
         if not p.is_file(): raise FileNotFoundError(f'methods: no recipe file {method}')
         d = yaml.safe_load(p.read_text()) or {}
         PretrainConfig.make(d)   # a misspelt parameter fails here, naming the valid ones
         return p.stem, d
-    if method not in METHODS: raise ValueError(f'methods: {method!r} is neither a YAML recipe nor one of {tuple(METHODS)}')
+    if method not in METHODS:
+        raise ValueError(f'methods: {method!r} is neither a YAML recipe nor one of {tuple(METHODS)}')
     tiny = (repo_root(Path(medvlp.__file__).parent) or Path('/nonexistent'))/'params'/'tiny'/f'{method}.yaml'
     return method, yaml.safe_load(tiny.read_text()) if tiny.is_file() else dict(method=method)
 
 # %% ../nbs/08_compare.ipynb 9
 @dataclass
 class CompareConfig(RunParams, ImageParams, DataParams):
-    "All parameters of a comparison; defaults: the tiny CI setting (CLIP and CXR-CLIP, one seed, 150 steps) on SynthCXR."
-    methods: list = field(default_factory=lambda: ['clip', 'cxr_clip'])  # METHODS names or YAML recipes; the first is the baseline
+    ("All parameters of a comparison; defaults: the tiny CI setting (CLIP and CXR-CLIP, one seed, 150 steps) on "
+     "SynthCXR.")
+    # METHODS names or YAML recipes; the first is the baseline
+    methods: list = field(default_factory=lambda: ['clip', 'cxr_clip'])
     seeds: list = field(default_factory=lambda: [0])  # one pretraining run per method and seed; lrs tried at the first
-    lrs: list = field(default_factory=list)     # learning rates tried per method (chosen on the validation split); [] = the recipe's
+    # learning rates tried per method (chosen on the validation split); [] = the recipe's
+    lrs: list = field(default_factory=list)
     max_steps: int = 150           # the shared budget in optimizer steps; 0 = each recipe's epochs
-    overrides: dict = field(default_factory=dict)     # other pretraining parameters for every method (towers, precision, ...)
-    tasks: list = field(default_factory=lambda: ['5x200', 'retrieval'])  # zero-shot and retrieval tasks (evaluate's presets or kinds)
-    classes: list = field(default_factory=list)       # the kinds' and the probe's classes; [] = CheXpert's five on SynthCXR, else every label
+    # other pretraining parameters for every method (towers, precision, ...)
+    overrides: dict = field(default_factory=dict)
+    # zero-shot and retrieval tasks (evaluate's presets or kinds)
+    tasks: list = field(default_factory=lambda: ['5x200', 'retrieval'])
+    # the kinds' and the probe's classes; [] = CheXpert's five on SynthCXR, else every label
+    classes: list = field(default_factory=list)
     probe_fractions: list = field(default_factory=lambda: [1.0])  # linear-probe training fractions; [] = no probe
-    tune_prompts: bool = False     # also score each model with a context prompt tuned on the training split, as '<method>+prompt'
-    prompt_options: dict = field(default_factory=dict)  # medvlp.prompt_tune parameters for it (e.g. epochs, n_ctx, loss)
+    # also score each model with a context prompt tuned on the training split, as '<method>+prompt'
+    tune_prompts: bool = False
+    # medvlp.prompt_tune parameters for it (e.g. epochs, n_ctx, loss)
+    prompt_options: dict = field(default_factory=dict)
     n_boot: int = 1000             # paired bootstrap draws over test images and seeds behind each interval
     ci: float = 0.95               # confidence level of the intervals (0.95 = 95%)
     device: str = 'cpu'            # where the models are scored (training: Accelerate's choice)
@@ -71,29 +82,33 @@ class CompareConfig(RunParams, ImageParams, DataParams):
         for k in ('methods', 'seeds'):
             if not getattr(self, k) or len(set(map(str, getattr(self, k)))) < len(getattr(self, k)):
                 raise ValueError(f'parameter {k}={getattr(self, k)!r}: expected a non-empty list without repeats')
-        if bad := [f for f in self.probe_fractions if not 0 < f <= 1]: raise ValueError(f'probe_fractions: {bad} not in (0, 1]')
+        if bad := [f for f in self.probe_fractions if not 0 < f <= 1]:
+            raise ValueError(f'probe_fractions: {bad} not in (0, 1]')
 
 # %% ../nbs/08_compare.ipynb 12
 def run_config(cfg: CompareConfig, label: str, recipe: dict, seed: int, lr: float | None = None) -> PretrainConfig:
-    "The pretraining config of `label`'s `recipe` at `seed` (and `lr`) under `cfg`'s data and budget, in its own run folder."
-    p = {**recipe, **cfg.overrides, 'dataset': cfg.dataset, 'data_root': cfg.data_root, 'data_options': cfg.data_options,
-         'batch_size': cfg.batch_size, 'seed': seed, 'zero_shot': False}
+    ("The pretraining config of `label`'s `recipe` at `seed` (and `lr`) under `cfg`'s data and budget, in its own "
+     "run folder.")
+    p = {**recipe, **cfg.overrides, 'dataset': cfg.dataset, 'data_root': cfg.data_root,
+         'data_options': cfg.data_options, 'batch_size': cfg.batch_size, 'seed': seed, 'zero_shot': False}
     p.update({k: v for k, v in (('max_steps', cfg.max_steps), ('image_size', cfg.image_size), ('lr', lr)) if v})
     pc = PretrainConfig.make(p)
     train = json.dumps({k: v for k, v in asdict(pc).items() if k not in RUNTIME_PARAMS}, sort_keys=True, default=str)
     name = f'{label}-lr{pc.lr:g}-s{seed}-{hashlib.sha256(train.encode()).hexdigest()[:8]}'
     return replace(pc, run_name=name, output_dir=str(run_dir(cfg)/'runs'/name))
 
+# %% ../nbs/08_compare.ipynb 14
 def train_run(pc: PretrainConfig) -> dict:
     "Train `pc` unless its folder holds the finished run (then it is reused); the run's `metrics.json`."
     out = Path(pc.output_dir)
     if not ((out/'metrics.json').exists() and (out/'model'/'config.json').exists()): pretrain(pc)
     return read_file(out/'metrics.json')
 
-# %% ../nbs/08_compare.ipynb 15
+# %% ../nbs/08_compare.ipynb 17
 @dataclass
 class EvalSet:
-    "Studies every model is scored on: `kind` multiclass/binary/multilabel (zero-shot), retrieval (`classes` = the texts) or probe."
+    ("Studies every model is scored on: `kind` multiclass/binary/multilabel (zero-shot), retrieval (`classes` = the "
+     "texts) or probe.")
     name: str
     kind: str
     studies: list
@@ -102,6 +117,7 @@ class EvalSet:
     train: tuple = ()        # probe: (training studies, their targets)
     fraction: float = 1.0    # probe: the fraction of training patients
 
+# %% ../nbs/08_compare.ipynb 19
 def eval_sets(cfg: CompareConfig) -> dict:
     "The validation set ('valid'), each task's test set and each probe fraction's set of `cfg`, by name."
     data = dict(dataset=cfg.dataset, data_root=cfg.data_root, data_options=cfg.data_options)
@@ -114,49 +130,58 @@ def eval_sets(cfg: CompareConfig) -> dict:
         test = eval_task('5x200', data_root=cfg.data_root) if cfg.dataset == 'synthcxr' else \
             EvalTask('probe', 'multiclass', split='test', classes=classes, **data)   # SynthCXR: its balanced 5x200 set
         te, _, y_te, _ = task_data(replace(test, classes=classes))
-        sets.update({f'probe {f:.0%}': EvalSet(f'probe {f:.0%}', 'probe', te, classes, y_te, (st, y), f) for f in cfg.probe_fractions})
+        sets.update({f'probe {f:.0%}': EvalSet(f'probe {f:.0%}', 'probe', te, classes, y_te, (st, y), f)
+                     for f in cfg.probe_fractions})
     return sets
 
-# %% ../nbs/08_compare.ipynb 18
+# %% ../nbs/08_compare.ipynb 22
 @torch.no_grad()
 def score_model(model_dir, sets: dict, seed: int = 0, device='cpu', prompts='hand', C=0.1) -> dict:
-    "Per-image results of the model in `model_dir` on each of `sets`: zero-shot scores [N, C] (with `prompts`), image-to-text ranks [N] or probe probabilities [N, C]."
+    ("Per-image results of the model in `model_dir` on each of `sets`: zero-shot scores [N, C] (with `prompts`), "
+     "image-to-text ranks [N] or probe probabilities [N, C].")
     model, tfm = frozen_model(model_dir); model.to(device)
     pooled = lambda st: np.asarray(embed_images(model.image, st, tfm, desc=f'embed {len(st)} images').pooled)
     res = {}
     for s in sets.values():
         if s.kind == 'probe':
             rows, _ = train_subset(s.train[0], s.train[1], s.fraction, seed, s.classes)
-            res[s.name] = head_scores(fit_linear(pooled(s.train[0])[rows], s.train[1][rows], 'multiclass', C, seed), pooled(s.studies))
+            res[s.name] = head_scores(fit_linear(pooled(s.train[0])[rows], s.train[1][rows], 'multiclass', C, seed),
+                                      pooled(s.studies))
             continue
         img = study_embeddings(model, s.studies, model.image_size)
         res[s.name] = retrieval_ranks(img, text_embeddings(model, s.classes), s.y, np.arange(len(s.classes))) \
             if s.kind == 'retrieval' else zero_shot_scores(model, img, s.classes, prompts, model_dir, s.kind)
     return res
 
+# %% ../nbs/08_compare.ipynb 24
 def set_metrics(s: EvalSet, a, W, ks=(1, 5, 10)) -> dict:
-    "Each headline metric of set `s` from a model's per-image results `a`, under bootstrap weights `W` [B, N]: name -> [B]."
+    ("Each headline metric of set `s` from a model's per-image results `a`, under bootstrap weights `W` [B, N]: "
+     "name -> [B].")
     W = np.atleast_2d(W)
     if s.kind == 'retrieval': return {f'R@{k}': W @ (np.asarray(a) <= k) / W.sum(1) for k in ks}
     task = 'multiclass' if s.kind == 'probe' else s.kind
     m = weighted_metrics(*score_matrices(s.y, a, s.classes, task, 0.5), W, s.classes, task)
     return {'AUROC': m['auroc_macro'], **({} if task == 'multilabel' else {'accuracy': m['accuracy']})}
 
-# %% ../nbs/08_compare.ipynb 20
+# %% ../nbs/08_compare.ipynb 26
 def tuned_model(cfg: CompareConfig, pc: PretrainConfig) -> Path:
-    "Run `pc`'s model with a context prompt tuned on `cfg`'s training split: made once, in the run folder's `prompt_tune/`."
+    ("Run `pc`'s model with a context prompt tuned on `cfg`'s training split: made once, in the run folder's "
+     "`prompt_tune/`.")
     out = Path(pc.output_dir)/'prompt_tune'
     if not (out/'model'/'prompt').is_dir():
         classes = cfg.classes or (CHEXPERT5 if cfg.dataset == 'synthcxr' else [])
-        if not classes: raise ValueError(f'tune_prompts: pass classes, the classes of {cfg.dataset} to tune the prompt for')
-        prompt_tune(PromptTuneConfig.make(cfg.prompt_options, model_dir=str(Path(pc.output_dir)/'model'), dataset=cfg.dataset,
-                                          data_root=cfg.data_root, data_options=cfg.data_options, classes=list(classes),
-                                          seed=pc.seed, evaluate=False, output_dir=str(out)), progress=False)
+        if not classes:
+            raise ValueError(f'tune_prompts: pass classes, the classes of {cfg.dataset} to tune the prompt for')
+        prompt_tune(PromptTuneConfig.make(cfg.prompt_options, model_dir=str(Path(pc.output_dir)/'model'),
+                                          dataset=cfg.dataset, data_root=cfg.data_root, data_options=cfg.data_options,
+                                          classes=list(classes), seed=pc.seed, evaluate=False, output_dir=str(out)),
+                    progress=False)
     return out/'model'
 
-# %% ../nbs/08_compare.ipynb 24
+# %% ../nbs/08_compare.ipynb 30
 def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, seed=0) -> pd.DataFrame:
-    "Long table (method, metric, value, CI, paired difference from `baseline` with CI) of `results[method][seed_index][set]`."
+    ("Long table (method, metric, value, CI, paired difference from `baseline` with CI) of "
+     "`results[method][seed_index][set]`.")
     rng, rows = np.random.default_rng(seed), []
     n_seeds = len(results[baseline])
     for s in sets.values():
@@ -168,14 +193,17 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
             base = np.stack([d[metric] for d in per[baseline]])
             for m, ds in per.items():
                 v = np.stack([d[metric] for d in ds])
-                rows.append(dict(method=m, metric=f'{s.name} {metric}', value=v[:, 0].mean(), **dict(zip(('ci_low', 'ci_high'), percentile_interval(boot(v), ci))),
-                                 diff=(v - base)[:, 0].mean(), **dict(zip(('diff_low', 'diff_high'), percentile_interval(boot(v - base), ci))),
+                rows.append(dict(method=m, metric=f'{s.name} {metric}', value=v[:, 0].mean(),
+                                 **dict(zip(('ci_low', 'ci_high'), percentile_interval(boot(v), ci))),
+                                 diff=(v - base)[:, 0].mean(),
+                                 **dict(zip(('diff_low', 'diff_high'), percentile_interval(boot(v - base), ci))),
                                  n_seeds=n_seeds, n_images=len(s.y)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 27
+# %% ../nbs/08_compare.ipynb 33
 def _colour(lo, hi): return 'tab:green' if lo > 0 else 'tab:red' if hi < 0 else 'tab:gray'
 
+# %% ../nbs/08_compare.ipynb 35
 def plot_differences(table: pd.DataFrame, baseline: str):
     "Forest plot of each method's paired difference from `baseline` with its interval, one panel per metric."
     t = table[table.method != baseline]
@@ -186,7 +214,8 @@ def plot_differences(table: pd.DataFrame, baseline: str):
     for ax, metric in zip(axes.flat, metrics):
         d = t[t.metric == metric].reset_index(drop=True)
         for i, r in d.iterrows():
-            ax.errorbar(r['diff'], i, xerr=[[r['diff'] - r.diff_low], [r.diff_high - r['diff']]], fmt='o', capsize=3, color=_colour(r.diff_low, r.diff_high))
+            ax.errorbar(r['diff'], i, xerr=[[r['diff'] - r.diff_low], [r.diff_high - r['diff']]], fmt='o', capsize=3,
+                        color=_colour(r.diff_low, r.diff_high))
         ax.axvline(0, color='k', lw=0.8, ls=':')
         ax.set(title=metric, yticks=range(len(d)), yticklabels=d.method, ylim=(-0.6, len(d) - 0.4))
         ax.tick_params(labelsize=8); ax.title.set_fontsize(9); ax.invert_yaxis()
@@ -194,10 +223,11 @@ def plot_differences(table: pd.DataFrame, baseline: str):
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25/fig.get_figheight()))   # room for the title
     return fig
 
-# %% ../nbs/08_compare.ipynb 29
+# %% ../nbs/08_compare.ipynb 37
 @dataclass(frozen=True)
 class Claim:
-    "A paper's claim as a test: `method` beats (`direction` 1) or trails (-1) `baseline` on `metric` of the comparison table."
+    ("A paper's claim as a test: `method` beats (`direction` 1) or trails (-1) `baseline` on `metric` of the "
+     "comparison table.")
     source: str
     claim: str
     method: str
@@ -205,19 +235,24 @@ class Claim:
     baseline: str = 'clip'
     direction: int = 1
 
+# %% ../nbs/08_compare.ipynb 39
 CLAIMS = [
     Claim('SLIP (Mu et al., 2022); MedSLIP', 'the SimCLR term raises the linear probe', 'slip', 'probe 100% AUROC'),
     Claim('CXR-CLIP (You et al., 2023)', 'ICL and TCL raise zero-shot classification', 'cxr_clip', '5x200 accuracy'),
     Claim('CXR-CLIP (You et al., 2023)', 'ICL and TCL raise retrieval', 'cxr_clip', 'retrieval R@10'),
-    Claim('MedCLIP (Wang et al., 2022)', 'soft semantic targets raise zero-shot classification', 'medclip', '5x200 accuracy'),
-    Claim('SigLIP (Zhai et al., 2023)', 'the sigmoid loss beats the softmax loss at small batch sizes', 'siglip', '5x200 accuracy'),
-    Claim('CLEFT (Du et al., 2024)', 'a LoRA-tuned causal-LM text tower raises zero-shot classification', 'cleft', '5x200 accuracy'),
-    Claim('CLEFT (Du et al., 2024)', 'context prompt tuning raises zero-shot classification (here: on CLIP)', 'clip+prompt', '5x200 accuracy'),
+    Claim('MedCLIP (Wang et al., 2022)', 'soft semantic targets raise zero-shot classification', 'medclip',
+          '5x200 accuracy'),
+    Claim('SigLIP (Zhai et al., 2023)', 'the sigmoid loss beats the softmax loss at small batch sizes', 'siglip',
+          '5x200 accuracy'),
+    Claim('CLEFT (Du et al., 2024)', 'a LoRA-tuned causal-LM text tower raises zero-shot classification', 'cleft',
+          '5x200 accuracy'),
+    Claim('CLEFT (Du et al., 2024)', 'context prompt tuning raises zero-shot classification (here: on CLIP)',
+          'clip+prompt', '5x200 accuracy'),
     Claim('CLIP fine-tuning (LoRA vs full)', 'LoRA fine-tuning is below full fine-tuning on retrieval',
           'clip_finetune_lora', 'retrieval R@10', baseline='clip_finetune_full', direction=-1),
 ]
 
-# %% ../nbs/08_compare.ipynb 30
+# %% ../nbs/08_compare.ipynb 41
 def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFrame:
     "Each claim with its measured effect (the paired difference from `baseline`, the table's), interval and verdict."
     rows, have = [], {(r.method, r.metric): r for r in table.itertuples()}
@@ -233,19 +268,21 @@ def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFr
                          verdict=why or ('reproduced' if on else 'not reproduced' if off else 'inconclusive')))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 33
+# %% ../nbs/08_compare.ipynb 44
 def _run_record(label, pc, metrics, out, valid) -> dict:
     "One run of the grid as a row of runs.csv."
     h = pd.read_csv(Path(pc.output_dir)/'metrics.csv')
-    return dict(method=label, seed=pc.seed, lr=pc.lr, valid_recall=valid, steps=metrics['steps'], final_loss=metrics['final_loss'],
-                wall_s=metrics['wall_s'], pairs_per_s=h.pairs_per_s.median(), trainable_params=metrics.get('trainable_params'),
-                folder=str(Path(pc.output_dir).relative_to(out)))
+    return dict(method=label, seed=pc.seed, lr=pc.lr, valid_recall=valid, steps=metrics['steps'],
+                final_loss=metrics['final_loss'], wall_s=metrics['wall_s'], pairs_per_s=h.pairs_per_s.median(),
+                trainable_params=metrics.get('trainable_params'), folder=str(Path(pc.output_dir).relative_to(out)))
 
+# %% ../nbs/08_compare.ipynb 46
 def _valid_recall(model_dir, s: EvalSet) -> float:
     "Mean image-to-text R@1/5/10 on the validation set: the learning-rate choice."
-    return float(np.mean(list(set_metrics(s, score_model(model_dir, {s.name: s})[s.name], np.ones(len(s.studies))).values())))
+    return float(np.mean(list(set_metrics(s, score_model(model_dir, {s.name: s})[s.name],
+                                          np.ones(len(s.studies))).values())))
 
-# %% ../nbs/08_compare.ipynb 34
+# %% ../nbs/08_compare.ipynb 48
 def _cells(table, cols=('value', 'ci_low', 'ci_high'), fmt='.3f', bold=False) -> pd.DataFrame:
     "One row per method, one column per metric: `value [low, high]` (in bold where `bold` and the interval excludes 0)."
     def cell(r):
@@ -254,15 +291,20 @@ def _cells(table, cols=('value', 'ci_low', 'ci_high'), fmt='.3f', bold=False) ->
     return table.assign(cell=table.apply(cell, axis=1)).pivot(index='method', columns='metric', values='cell') \
         .reindex(index=list(dict.fromkeys(table.method)), columns=list(dict.fromkeys(table.metric))).fillna('')
 
+# %% ../nbs/08_compare.ipynb 50
 def results_table(table, runs) -> pd.DataFrame:
-    "The wide table: per method each metric's cell, the chosen learning rate, trainable parameters, mean wall time and pairs/s, run folder links."
+    ("The wide table: per method each metric's cell, the chosen learning rate, trainable parameters, mean wall time "
+     "and pairs/s, run folder links.")
     g = runs[runs.chosen].groupby('method', sort=False)
-    cost = pd.DataFrame({'lr': g.lr.first().map('{:g}'.format), 'trainable params': g.trainable_params.first().map('{:,.0f}'.format),
-                         'wall s / run': g.wall_s.mean().map('{:.0f}'.format), 'pairs/s': g.pairs_per_s.mean().map('{:.0f}'.format),
-                         'runs': g.apply(lambda d: ' '.join(f'[s{s}]({f})' for s, f in zip(d.seed, d.folder)), include_groups=False)})
+    cost = pd.DataFrame({'lr': g.lr.first().map('{:g}'.format),
+                         'trainable params': g.trainable_params.first().map('{:,.0f}'.format),
+                         'wall s / run': g.wall_s.mean().map('{:.0f}'.format),
+                         'pairs/s': g.pairs_per_s.mean().map('{:.0f}'.format),
+                         'runs': g.apply(lambda d: ' '.join(f'[s{s}]({f})' for s, f in zip(d.seed, d.folder)),
+                                         include_groups=False)})
     return _cells(table).join(cost).fillna('').rename_axis('method')
 
-# %% ../nbs/08_compare.ipynb 35
+# %% ../nbs/08_compare.ipynb 52
 def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Path:
     "Write the tables, the forest plot and `report.md` of a comparison into `out`; the report's path."
     base = table.method.iloc[0]
@@ -276,26 +318,33 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
                f'{cfg.n_boot} paired bootstrap draws over images and seeds, {cfg.ci:.0%} intervals')
     write_table(out, 'results', table, results_table(table, runs), title=f'# Comparison\n\n{setting}', index=False)
     diff = _cells(table[table.method != base], ('diff', 'diff_low', 'diff_high'), '+.3f', bold=True)
-    write_table(out, 'differences', table[table.method != base], diff, title=f'## Paired difference from {base} (bold: interval excludes 0)', index=False)
-    shown = claims.assign(effect=['' if np.isnan(v) else interval_cell(v, lo, hi, '+.3f') for v, lo, hi in zip(claims.effect, claims.low, claims.high)])
-    write_table(out, 'claims', claims, shown[['source', 'claim', 'metric', 'effect', 'verdict']].set_index('source'), title='## Claims', index=False)
+    write_table(out, 'differences', table[table.method != base], diff,
+                title=f'## Paired difference from {base} (bold: interval excludes 0)', index=False)
+    shown = claims.assign(effect=['' if np.isnan(v) else interval_cell(v, lo, hi, '+.3f')
+                                  for v, lo, hi in zip(claims.effect, claims.low, claims.high)])
+    write_table(out, 'claims', claims, shown[['source', 'claim', 'metric', 'effect', 'verdict']].set_index('source'),
+                title='## Claims', index=False)
     fig = plot_differences(table, base); fig.savefig(out/'differences.png', dpi=110); plt.close(fig)
-    report = '\n'.join((out/f).read_text() for f in ('results.md', 'differences.md', 'claims.md')) + '\n![differences](differences.png)\n'
+    report = ('\n'.join((out/f).read_text() for f in ('results.md', 'differences.md', 'claims.md'))
+              + '\n![differences](differences.png)\n')
     (out/'report.md').write_text(report)
     return out/'report.md'
 
-# %% ../nbs/08_compare.ipynb 36
+# %% ../nbs/08_compare.ipynb 54
 def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Result:
-    "Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, write the comparison; its `Result` has tables `table`, `runs` and `claims`."
+    ("Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, "
+     "write the comparison; its `Result` has tables `table`, `runs` and `claims`.")
     cfg = CompareConfig.make(cfg, **overrides)
     recipes = dict(method_recipe(m) for m in cfg.methods)
-    if len(recipes) < len(cfg.methods): raise ValueError(f'methods {cfg.methods}: two have the same label; rename a recipe file')
+    if len(recipes) < len(cfg.methods):
+        raise ValueError(f'methods {cfg.methods}: two have the same label; rename a recipe file')
     sets, out = eval_sets(cfg), run_dir(cfg)   # bad data fails here, before any training
     tests = {k: s for k, s in sets.items() if k != 'valid'}
     runs, results = [], {}
     with start_run(cfg, 'compare') as run:
         for label, recipe in recipes.items():
-            tried = [(pc := run_config(cfg, label, recipe, cfg.seeds[0], lr), train_run(pc)) for lr in cfg.lrs or [None]]
+            tried = [(pc := run_config(cfg, label, recipe, cfg.seeds[0], lr), train_run(pc))
+                     for lr in cfg.lrs or [None]]
             valid = [_valid_recall(Path(pc.output_dir)/'model', sets['valid']) for pc, _ in tried]
             best = tried[int(np.argmax(valid))][0]                  # the first of equals
             runs += [_run_record(label, pc, m, out, v) | dict(chosen=pc is best) for (pc, m), v in zip(tried, valid)]
@@ -306,7 +355,8 @@ def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Resul
                 results[label].append(score_model(Path(pc.output_dir)/'model', tests, seed, cfg.device))
                 if cfg.tune_prompts:
                     zs = {k: s for k, s in tests.items() if s.kind == 'multiclass'}
-                    results.setdefault(f'{label}+prompt', []).append(score_model(tuned_model(cfg, pc), zs, seed, cfg.device, 'tuned'))
+                    results.setdefault(f'{label}+prompt', []).append(
+                        score_model(tuned_model(cfg, pc), zs, seed, cfg.device, 'tuned'))
         table, runs = summarize(results, tests, next(iter(recipes)), cfg.n_boot, cfg.ci), pd.DataFrame(runs)
         claims = check_claims(table, next(iter(recipes)))
         write_report(out, cfg, table, runs, claims, tests)

@@ -41,6 +41,7 @@ def check_choice(name: str, value, allowed):
     "Raise a `ValueError` naming parameter `name` and the `allowed` values unless `value` is one of them."
     if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {tuple(allowed)}')
 
+# %% ../nbs/00_data.ipynb 14
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     "Run the block with `n` torch CPU threads (None or 0: leave the setting alone), restored afterwards."
@@ -49,19 +50,21 @@ def torch_threads(n: int | None):
     try: yield
     finally: torch.set_num_threads(old)
 
-# %% ../nbs/00_data.ipynb 14
+# %% ../nbs/00_data.ipynb 17
 def read_file(path, how=None):
-    "`path` read by `how(path)` (default: parsed as JSON); a failure other than a missing file is a `ValueError` naming it."
+    ("`path` read by `how(path)` (default: parsed as JSON); a failure other than a missing file is a "
+     "`ValueError` naming it.")
     path = Path(path)
     try: return how(path) if how else json.loads(path.read_text())
     except FileNotFoundError: raise
     except Exception as e: raise ValueError(f'{path}: cannot read it ({type(e).__name__}: {e})') from None
 
 
-# %% ../nbs/00_data.ipynb 17
+# %% ../nbs/00_data.ipynb 20
 @contextlib.contextmanager
 def atomic_dir(dest):
-    "A temporary folder beside `dest` to write into; on success it replaces `dest` by renames, on failure it is removed."
+    ("A temporary folder beside `dest` to write into; on success it replaces `dest` by renames, on failure it is "
+     "removed.")
     import shutil, uuid
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f'.{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
@@ -75,7 +78,7 @@ def atomic_dir(dest):
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 
-# %% ../nbs/00_data.ipynb 20
+# %% ../nbs/00_data.ipynb 23
 @dataclass
 class Study:
     "One study: image views, report sections, CheXpert-coded labels, ids and split."
@@ -91,25 +94,31 @@ class Study:
     @property
     def text(self) -> str: return ' '.join(t for t in self.texts if t)
 
+# %% ../nbs/00_data.ipynb 26
 class DataError(ValueError):
     "Bad input data: the message names the file, row and column and what was expected; `path`, the file at fault."
     def __init__(self, msg, path=None): super().__init__(msg); self.path = path
 
-# %% ../nbs/00_data.ipynb 23
+# %% ../nbs/00_data.ipynb 28
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
+# %% ../nbs/00_data.ipynb 30
 def _bomb(path, n, max_pixels):
-    if n > max_pixels: raise DataError(f'{path}: {n} pixels, over max_pixels={max_pixels} (a decompression bomb?)', str(path))
+    if n > max_pixels:
+        raise DataError(f'{path}: {n} pixels, over max_pixels={max_pixels} (a decompression bomb?)', str(path))
 
+# %% ../nbs/00_data.ipynb 32
 def check_image(path, decode=False, max_pixels=None):
-    "Raise a `DataError` naming `path` unless its header reads (format, size, DICOM pixel data); `decode`: every pixel too."
+    ("Raise a `DataError` naming `path` unless its header reads (format, size, DICOM pixel data); `decode`: every "
+     "pixel too.")
     path, max_pixels = Path(path), max_pixels or MAX_PIXELS
     if not path.exists(): raise DataError(f'{path}: image file not found', str(path))
     try:
         if path.suffix.lower() in ('.dcm', '.dicom'):
             import pydicom
             ds = pydicom.dcmread(path, defer_size='64 KB')
-            if 'PixelData' not in ds: raise DataError(f'{path}: DICOM without pixel data (no PixelData element)', str(path))
+            if 'PixelData' not in ds:
+                raise DataError(f'{path}: DICOM without pixel data (no PixelData element)', str(path))
             _bomb(path, int(ds.Rows)*int(ds.Columns)*int(ds.get('NumberOfFrames') or 1), max_pixels)
             if decode: ds.pixel_array
         else:
@@ -121,12 +130,15 @@ def check_image(path, decode=False, max_pixels=None):
         raise DataError(f'{path}: over max_pixels={max_pixels} (a decompression bomb?): {e}', str(path)) from None
     except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})', str(path)) from e
 
-# %% ../nbs/00_data.ipynb 27
+# %% ../nbs/00_data.ipynb 36
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
+# %% ../nbs/00_data.ipynb 38
 class Studies(list):
-    "A list of `Study` carrying the rows skipped (row, path, reason), the row counts and the tables a run folder writes."
-    def __init__(self, items=(), skipped=(), rows_in=None, held_out=0, filtered=None, label_table=None, split_counts=None):
+    ("A list of `Study` carrying the rows skipped (row, path, reason), the row counts and the tables a run folder "
+     "writes.")
+    def __init__(self, items=(), skipped=(), rows_in=None, held_out=0, filtered=None, label_table=None,
+                 split_counts=None):
         super().__init__(items); self.skipped, self.held_out = list(skipped), int(held_out)
         self.filtered = None if filtered is None else int(filtered)
         self.label_table, self.split_counts = label_table, split_counts
@@ -136,17 +148,21 @@ class Studies(list):
         "How many studies repeat an earlier one's images and report."
         return len(self) - len({(tuple(s.images), tuple(s.texts)) for s in self})
     def counts(self) -> dict:
-        "Rows read, used, skipped, held out (another split) and, if a `where` filter ran, filtered: rows_in = their sum; and the duplicates among those used, if any."
+        ("Rows read, used, skipped, held out (another split) and, if a `where` filter ran, filtered: "
+         "rows_in = their sum; and the duplicates among those used, if any.")
         c = dict(rows_in=self.rows_in, used=len(self), skipped=len(self.skipped), held_out=self.held_out)
         if self.filtered is not None: c['filtered'] = self.filtered
         return {**c, 'duplicates': d} if (d := self.duplicates()) else c
     def narrow(self, items, skipped=(), held_out=0) -> Studies:
-        "`items` (some of these studies) with more rows `skipped` and `held_out`; rows_in, filtered and the tables carried over."
+        ("`items` (some of these studies) with more rows `skipped` and `held_out`; rows_in, filtered and the tables "
+         "carried over.")
         return Studies(items, [*self.skipped, *skipped], self.rows_in, self.held_out + held_out, self.filtered,
                        self.label_table, self.split_counts)
 
+# %% ../nbs/00_data.ipynb 40
 def _cols(x): return [] if x is None else [x] if isinstance(x, str) else list(x)
 
+# %% ../nbs/00_data.ipynb 42
 def read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
     "The table at `path` (.csv, .jsonl or .json) with every cell a string, or a `DataError` naming the file."
     if not path.exists(): raise DataError(f'{path}: file not found', str(path))
@@ -157,20 +173,26 @@ def read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
         if suf == '.csv': return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, sep=sep)
         return pd.read_json(path, lines=suf == '.jsonl', dtype=False, encoding=encoding).astype(object)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not {encoding} text ({e}); pass the file's encoding, e.g. encoding='latin-1'", str(path)) from None
+        raise DataError(f"{path}: not {encoding} text ({e}); pass the file's encoding, e.g. encoding='latin-1'",
+                        str(path)) from None
     except pd.errors.EmptyDataError: raise DataError(f'{path}: empty file', str(path)) from None
-    except ValueError as e: raise DataError(f'{path}: cannot parse the table ({type(e).__name__}: {e})', str(path)) from None
+    except ValueError as e:
+        raise DataError(f'{path}: cannot parse the table ({type(e).__name__}: {e})', str(path)) from None
 
+# %% ../nbs/00_data.ipynb 44
 def _sep_hint(cols, sep=',') -> str:
     "When the header read as one column holding another separator, a hint naming it."
     if len(cols) != 1: return ''
     c = next((c for c in (';', '\t', '|', ',') if c != sep and c in str(cols[0])), None)
     return f'; the header is one column: is the separator {c!r}? (sep={c!r})' if c else ''
 
+# %% ../nbs/00_data.ipynb 46
 def _str(v) -> str: return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
+# %% ../nbs/00_data.ipynb 48
 def _blank(v) -> bool: return _str(v).strip().lower() in ('', 'nan')  # a missing label, never a class
 
+# %% ../nbs/00_data.ipynb 50
 def _label(v, path, row, col):
     if _blank(v): return float('nan')
     try: f = float(v)
@@ -179,11 +201,13 @@ def _label(v, path, row, col):
         raise DataError(f'{path}: row {row}, column {col!r}: label value {v!r} is not one of 1, 0, -1 or blank')
     return f
 
+# %% ../nbs/00_data.ipynb 52
 def write_skipped(skipped, log):
     "Write the (row, path, reason) of each skipped row to the CSV `log`."
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(skipped, columns=['row', 'path', 'reason']).to_csv(log, index=False)
 
+# %% ../nbs/00_data.ipynb 54
 def _noted(studies, path):
     "`studies`, with one warning when some repeat an earlier row's images and report (they are used, and counted)."
     if d := studies.duplicates():
@@ -191,30 +215,35 @@ def _noted(studies, path):
                       "'duplicates' in the run's row counts")
     return studies
 
+# %% ../nbs/00_data.ipynb 56
 def checked_image(p, where, on_bad):
     "`check_image(p)` (a full decode when `on_bad='skip'`) with `where` (file and row) in front of the reason."
     try: check_image(p, decode=on_bad == 'skip')
     except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
-# %% ../nbs/00_data.ipynb 29
+# %% ../nbs/00_data.ipynb 58
 def _where(df, where) -> pd.Series:
-    "Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as stripped text."
+    ("Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as "
+     "stripped text.")
     keep = pd.Series(True, index=df.index)
     for c, ok in (where or {}).items():
         ok = ok if isinstance(ok, (list, tuple, set)) else [ok]
         keep &= df[c].map(lambda v: _str(v).strip()).isin({_str(v).strip() for v in ok})
     return keep
 
+# %% ../nbs/00_data.ipynb 60
 def _classes(values, label_map=None, sep=None):
-    "Each value's stripped parts (split at `sep`; [''] if none), the value -> class map, the sorted classes and the table."
+    ("Each value's stripped parts (split at `sep`; [''] if none), the value -> class map, the sorted classes and "
+     "the table.")
     parts = [[p.strip() for p in (_str(v).split(sep) if sep else [_str(v)]) if not _blank(p)] or [''] for v in values]
     if label_map is None: vmap = {p: p for p in sorted({p for ps in parts for p in ps if p})}
     else: vmap = {_str(k).strip(): c or None for k, c in label_map.items()}
     n = Counter(p for ps in parts for p in set(ps))
-    table = pd.DataFrame([(v, vmap.get(v) or '', n[v]) for v in dict.fromkeys([*vmap, *n])], columns=['value', 'class', 'n'])
+    table = pd.DataFrame([(v, vmap.get(v) or '', n[v]) for v in dict.fromkeys([*vmap, *n])],
+                         columns=['value', 'class', 'n'])
     return parts, vmap, sorted({c for c in vmap.values() if c}), table
 
-# %% ../nbs/00_data.ipynb 32
+# %% ../nbs/00_data.ipynb 63
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
                label_map=None, label_sep=None, where=None) -> Studies:
@@ -228,8 +257,8 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     wanted = (imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
               + _cols(label_column) + list(where or {}))
     missing = [c for c in wanted if c not in df.columns]
-    if missing:
-        raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}{_sep_hint(df.columns, sep)}', str(path))
+    if missing: raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}'
+                                f'{_sep_hint(df.columns, sep)}', str(path))
     rows_in = len(df); df = df[_where(df, where)]
     if label_column is not None:
         parts, vmap, classes, table = _classes(df[label_column], label_map, label_sep)
@@ -248,9 +277,9 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
             lab = {c: _label(r[c], path, row, c) for c in labs}
             if label_column is not None:
                 bad = next((p for p in parts[j] if not vmap.get(p)), None)
-                if bad is not None: raise DataError(f'{path}: row {row}, column {label_column!r}: ' + (f'value {bad!r} maps to no '
-                                                    'class' if bad else 'no label (blank or NaN)') +
-                                                    f'; allowed values: {[v for v, c in vmap.items() if c]}')
+                if bad is not None: raise DataError(
+                    f'{path}: row {row}, column {label_column!r}: ' + (f'value {bad!r} maps to no class' if bad else
+                    'no label (blank or NaN)') + f'; allowed values: {[v for v, c in vmap.items() if c]}')
                 got = {vmap[p] for p in parts[j]}
                 lab.update({c: float(c in got) for c in classes})
             out.append(Study(
@@ -265,7 +294,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     return _noted(Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
                           label_table=table if label_column is not None else None), path)
 
-# %% ../nbs/00_data.ipynb 44
+# %% ../nbs/00_data.ipynb 75
 def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -281,7 +310,8 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
     for i, r in enumerate(recs):
         p = next((q for q in (d/'imgs'/r['img'], d/r['img']) if q.exists()), None)
         try:
-            if p is None: raise DataError(f'{js}: item {i}: image {r["img"]!r} not found under {d/"imgs"}', str(d/'imgs'/r['img']))
+            if p is None: raise DataError(f'{js}: item {i}: image {r["img"]!r} not found under {d/"imgs"}',
+                                          str(d/'imgs'/r['img']))
             if not str(r['caption']).strip(): raise DataError(f'{js}: item {i}: empty caption', str(p))
             if check_files: checked_image(p, f'{js}: item {i}', on_bad)
             out.append(Study([str(p)], [str(r['caption']).strip()], study_id=Path(r['img']).stem, split=split))
@@ -291,7 +321,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
     if log is not None and skipped: write_skipped(skipped, log)
     return _noted(Studies(out, skipped, rows_in=len(recs)), js)
 
-# %% ../nbs/00_data.ipynb 47
+# %% ../nbs/00_data.ipynb 78
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -309,6 +339,7 @@ def _dicom_array(path) -> np.ndarray:
     if getattr(ds, 'PhotometricInterpretation', '') == 'MONOCHROME1': a = 1.0 - a
     return a
 
+# %% ../nbs/00_data.ipynb 80
 def load_image(path, channels=1) -> torch.Tensor:
     "Read PNG/JPEG (8/16-bit) or DICOM at `path` into a float tensor [C,H,W] in [0,1]."
     path = Path(path)
@@ -331,7 +362,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 51
+# %% ../nbs/00_data.ipynb 84
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -352,66 +383,81 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 56
-PRESETS = dict(  # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
+# %% ../nbs/00_data.ipynb 89
+# crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
+PRESETS = dict(
     clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
     simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
     cxr_clip=dict(scale=(0.7, 1.0), ratio=(0.9, 1.1), degrees=10, shift=0.0625, zoom=(0.9, 1.1), jitter=(0.2, 1.0)))
 
+# %% ../nbs/00_data.ipynb 91
 def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 0.0), blur=0.0) -> list:
-    "One image's draws from `seed`: crop half-sizes and centre, angle, shift, zoom, brightness, contrast, blur sigma (0: none)."
+    ("One image's draws from `seed`: crop half-sizes and centre, angle, shift, zoom, brightness, contrast, blur sigma "
+     "(0: none).")
     r = random.Random(seed)
     s, a = r.uniform(*scale), math.exp(r.uniform(math.log(ratio[0]), math.log(ratio[1])))
-    w, h = min(1.0, math.sqrt(s*a)), min(1.0, math.sqrt(s/a))  # in [-1, 1] coordinates: half-sizes = fractions of the side
+    # in [-1, 1] coordinates: half-sizes = fractions of the side
+    w, h = min(1.0, math.sqrt(s*a)), min(1.0, math.sqrt(s/a))
     cx, cy, ang = r.uniform(w - 1, 1 - w), r.uniform(h - 1, 1 - h), math.radians(r.uniform(-degrees, degrees))
     tx, ty, z = r.uniform(-2*shift, 2*shift), r.uniform(-2*shift, 2*shift), r.uniform(*zoom)
-    b, c = (r.uniform(1 - jitter[0], 1 + jitter[0]), r.uniform(1 - jitter[0], 1 + jitter[0])) if r.random() < jitter[1] else (1.0, 1.0)
+    b, c = ((r.uniform(1 - jitter[0], 1 + jitter[0]), r.uniform(1 - jitter[0], 1 + jitter[0]))
+            if r.random() < jitter[1] else (1.0, 1.0))
     return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
 
-# %% ../nbs/00_data.ipynb 57
+# %% ../nbs/00_data.ipynb 93
 def _blur(x, sigma, k):
     "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
     B, C, H, W = x.shape
     t = torch.arange(k, device=x.device, dtype=x.dtype) - k//2
     g = torch.exp(-t**2/(2*sigma.clamp(min=1e-6)[:, None]**2))
-    g = torch.where(sigma[:, None] > 0, g/g.sum(1, keepdim=True), (t == 0).to(x.dtype))  # a delta where there is no blur
+    # a delta where there is no blur
+    g = torch.where(sigma[:, None] > 0, g/g.sum(1, keepdim=True), (t == 0).to(x.dtype))
     g = g.repeat_interleave(C, 0)
     y = F.pad(x.reshape(1, B*C, H, W), (k//2,)*4, mode='reflect')
     y = F.conv2d(F.conv2d(y, g[:, None, :, None], groups=B*C), g[:, None, None, :], groups=B*C)
     return y.reshape(B, C, H, W)
 
+# %% ../nbs/00_data.ipynb 95
 def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
-    "The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1], image i's draws from `seeds[i]`, normalised."
+    ("The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1], image i's draws from "
+     "`seeds[i]`, normalised.")
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {tuple(PRESETS)}')
     B, C, S, _ = x.shape
-    w, h, cx, cy, ang, tx, ty, z, b, c, sig = torch.tensor([_draw(s, **PRESETS[preset]) for s in seeds], dtype=x.dtype).T.to(x.device)
+    w, h, cx, cy, ang, tx, ty, z, b, c, sig = torch.tensor([_draw(s, **PRESETS[preset]) for s in seeds],
+                                                           dtype=x.dtype).T.to(x.device)
     cos, sin = torch.cos(ang)/z, torch.sin(ang)/z  # output -> input: undo the affine, then map into the crop
     lin = torch.stack([torch.stack([w*cos, w*sin], -1), torch.stack([-h*sin, h*cos], -1)], 1)
-    theta = torch.cat([lin, (torch.stack([cx, cy], -1) - (lin @ torch.stack([tx, ty], -1)[..., None])[..., 0])[..., None]], -1)
+    theta = torch.cat([lin, (torch.stack([cx, cy], -1)
+                             - (lin @ torch.stack([tx, ty], -1)[..., None])[..., 0])[..., None]], -1)
     x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
     x = (x*b[:, None, None, None]).clamp(0, 1)
     grey = x if C == 1 else v2.functional.rgb_to_grayscale(x)  # torchvision's weights, as its ColorJitter uses
     x = (c[:, None, None, None]*x + (1 - c[:, None, None, None])*grey.mean((1, 2, 3), keepdim=True)).clamp(0, 1)
     if (sig > 0).any(): x = _blur(x, sig, max(3, S//20*2 + 1))
-    per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype, device=x.device)[:, None, None]
+    per = lambda v: torch.tensor(v if isinstance(v, (list, tuple)) else [v]*C, dtype=x.dtype,
+                                 device=x.device)[:, None, None]
     return (x - per(mean))/per(std)
 
-# %% ../nbs/00_data.ipynb 60
+# %% ../nbs/00_data.ipynb 98
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
     def __call__(self, x): return self.tfm(x), self.tfm(x)
     def __repr__(self): return f'TwoViews({self.tfm})'
 
+# %% ../nbs/00_data.ipynb 100
 def square(size): return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
+# %% ../nbs/00_data.ipynb 102
 class _Augment:
     "`augment` for one image [C,H,W], squared to `size` first, its seed drawn from torch's generator."
     def __init__(self, size, **kw): self.square, self.kw = square(size), kw
     def __call__(self, x): return augment(self.square(x)[None], [int(torch.randint(2**62, ()))], **self.kw)[0]
 
+# %% ../nbs/00_data.ipynb 104
 def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, std=0.5):
-    "One image's transform (float [C,H,W] in [0,1]): resize + centre crop to `size`, `preset` augmentation when training, then normalisation."
+    ("One image's transform (float [C,H,W] in [0,1]): resize + centre crop to `size`, `preset` augmentation when "
+     "training, then normalisation.")
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {tuple(PRESETS)}')
     per = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)]*channels
     if len(per(mean)) != channels or len(per(std)) != channels:
@@ -420,11 +466,12 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 63
+# %% ../nbs/00_data.ipynb 107
 def seeded_hash(seed, pid) -> str:
     "A hex sha256 of `seed` and `pid`: an order of patients (or anything) fixed by the seed, on every machine."
     return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
+# %% ../nbs/00_data.ipynb 109
 def subsample(studies, frac=1.0, seed=0):
     "Keep the studies of a deterministic `frac` (0,1] of the patients (patient-level, nested across fractions)."
     if not 0 < frac <= 1: raise ValueError(f'frac={frac!r}: expected a fraction in (0, 1], e.g. 0.01, 0.1 or 1.0')
@@ -435,14 +482,18 @@ def subsample(studies, frac=1.0, seed=0):
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 66
+# %% ../nbs/00_data.ipynb 112
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
-    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None, images=None):
+    def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None,
+                 images=None):
         if views not in (1, 2) or sections not in (1, 2): raise ValueError('views and sections: expected 1 or 2')
-        self.studies, self.transform, self.views, self.sections, self.channels = list(studies), transform, views, sections, channels
-        self.label_names = list(label_names) if label_names is not None else sorted({k for s in self.studies for k in s.labels})
-        self.seed, self.epoch, self.images = seed, 0, images  # images: a store of decoded images (`load(path)`), else the files
+        self.studies, self.transform, self.views, self.sections, self.channels = (list(studies), transform, views,
+                                                                                  sections, channels)
+        self.label_names = (list(label_names) if label_names is not None
+                            else sorted({k for s in self.studies for k in s.labels}))
+        # images: a store of decoded images (`load(path)`), else the files
+        self.seed, self.epoch, self.images = seed, 0, images
     def set_epoch(self, epoch): self.epoch = epoch
     def __len__(self): return len(self.studies)
     def _img(self, p):
@@ -451,7 +502,8 @@ class StudyDataset(Dataset):
     def __getitem__(self, i):
         if self.seed is None: return self._item(i)
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(int(seeded_hash(f'{self.seed}:{self.epoch}', i)[:15], 16))  # the CPU generator only: 40x cheaper than torch.manual_seed
+            # the CPU generator only: 40x cheaper than torch.manual_seed
+            torch.default_generator.manual_seed(int(seeded_hash(f'{self.seed}:{self.epoch}', i)[:15], 16))
             return self._item(i)
     def _item(self, i):
         s = self.studies[i]
@@ -463,17 +515,20 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 68
+# %% ../nbs/00_data.ipynb 114
 class Collate:
-    "Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each distinct text once."
+    ("Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each "
+     "distinct text once.")
     def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length, self.ids = tokenizer, max_length, {}
     def _stack(self, xs):
         if isinstance(xs[0], (tuple, list)): return tuple(torch.stack(v) for v in zip(*xs))
         return torch.stack(xs)
     def _encode(self, texts):
         new = list(dict.fromkeys(t for t in texts if t not in self.ids))
-        if new: self.ids.update((t, np.array(ids, np.int32)) for t, ids in zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
-        return self.tok.pad({'input_ids': [self.ids[t].tolist() for t in texts]}, return_tensors='pt')  # int32 arrays: 4 bytes a token kept
+        if new: self.ids.update((t, np.array(ids, np.int32)) for t, ids in
+                                zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
+        # int32 arrays: 4 bytes a token kept
+        return self.tok.pad({'input_ids': [self.ids[t].tolist() for t in texts]}, return_tensors='pt')
     def __call__(self, items):
         b = {k: self._stack([it[k] for it in items]) for k in ('image', 'image2', 'labels') if k in items[0]}
         b['idx'] = torch.tensor([it['idx'] for it in items])
@@ -485,14 +540,16 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 70
+# %% ../nbs/00_data.ipynb 116
 def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
-    "The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, fewer than `min_patients` patients."
+    ("The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, "
+     "fewer than `min_patients` patients.")
     n, who = Counter(), {}
     for d, p in zip(docs, patients if patients is not None else range(len(docs))):
         for w in set(d): n[w] += 1; who.setdefault(w, set()).add(p)
     return {w for w in n if n[w] < min_frequency or len(who[w]) < min_patients}
 
+# %% ../nbs/00_data.ipynb 118
 def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_patients=1) -> list:
     "`texts` without the words (pieces of `pre`, compared by `key`) that `_rare` finds."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]
@@ -500,9 +557,11 @@ def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_pati
     return [t if not any(k in rare for k, _, _ in sp) else ''.join(t[a:b] for k, a, b in sp if k not in rare)
             for t, sp in zip(texts, spans)]
 
+# %% ../nbs/00_data.ipynb 120
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1,
                     min_patients=1):
-    "Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at least `min_frequency` texts and `min_patients` patients; save to `out_dir`."
+    ("Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at "
+     "least `min_frequency` texts and `min_patients` patients; save to `out_dir`.")
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
     from transformers import PreTrainedTokenizerFast
     texts, patients = list(texts), None
@@ -530,7 +589,8 @@ def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, mode
             texts = _drop_rare(texts, tok.pre_tokenizer, min_frequency, patients=patients, min_patients=min_patients)
         tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos],
                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-        tok.post_processor = processors.TemplateProcessing(single=f'$A {eos}', special_tokens=[(eos, tok.token_to_id(eos))])
+        tok.post_processor = processors.TemplateProcessing(single=f'$A {eos}',
+                                                           special_tokens=[(eos, tok.token_to_id(eos))])
         tok.decoder = decoders.ByteLevel()
         kw = dict(bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos)
     else: raise ValueError(f"kind={kind!r}: expected 'wordpiece' or 'bpe'")

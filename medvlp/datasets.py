@@ -18,8 +18,8 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
-                         write_skipped, cache_dir, read_file, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5, LABEL_VALUES,
-                         read_frame, seeded_hash, checked_image)
+                         write_skipped, cache_dir, read_file, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5,
+                         LABEL_VALUES, read_frame, seeded_hash, checked_image)
 
 # %% auto 0
 __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'VINDR_LABELS', 'CBIS_CLASSES', 'NIH14', 'BIRADS',
@@ -36,26 +36,31 @@ SPLITS = ('train', 'valid', 'test')
 _SPLIT_NAMES = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validate': 'valid',
                 'validation': 'valid', 'test': 'test', 'testing': 'test'}
 
+# %% ../nbs/00_datasets.ipynb 8
 def register(name, layout, source, public=False):
-    "Decorator: register an adapter as `DATASETS[name]`, with the folder `layout` it expects, the `source` it follows and whether its report text is `public` (shown in figures)."
+    ("Decorator: register an adapter as `DATASETS[name]`, with the folder `layout` it expects, the `source` it "
+     "follows and whether its report text is `public` (shown in figures).")
     def deco(f):
         f.dataset_name, f.layout, f.source, f.public = name, layout.strip('\n'), source, public
         DATASETS[name] = f
         return f
     return deco
 
+# %% ../nbs/00_datasets.ipynb 10
 def _in_split(st, split) -> Studies:
     "The studies of `split` (all for None); those of other splits are counted in `held_out`."
     if split is None: return st
     keep = [s for s in st if s.split == split]
     return st.narrow(keep, held_out=len(st) - len(keep))
 
+# %% ../nbs/00_datasets.ipynb 12
 def canonical_split(v, where='split') -> str:
     "Map a split name as datasets write it ('val', 'validate', 'validation', ...) to one of `SPLITS`."
     s = _SPLIT_NAMES.get(str(v).strip().lower())
     if s is None: raise DataError(f'{where}: split {v!r} is not one of {sorted(_SPLIT_NAMES)}')
     return s
 
+# %% ../nbs/00_datasets.ipynb 14
 def load_dataset(name, root=None, split='train', **options) -> Studies:
     "Read dataset `name` from `root` (as its publisher distributes it) into the `Study` records of `split`."
     if name not in DATASETS: raise ValueError(f'dataset={name!r}: expected one of {sorted(DATASETS)}')
@@ -66,32 +71,39 @@ def load_dataset(name, root=None, split='train', **options) -> Studies:
     ps = inspect.signature(ad).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in ps.values()):
         bad = [k for k in options if k not in ps or k in ('root', 'split')]
-        if bad: raise ValueError(f'{name}: unknown option(s) {bad}; its options are {[k for k in ps if k not in ("root", "split")]}')
+        if bad: raise ValueError(f'{name}: unknown option(s) {bad}; '
+                                 f'its options are {[k for k in ps if k not in ("root", "split")]}')
     st = ad(root, split=split, **options)
     if split is None: return st
     keep = _in_split(st, split)
-    if st and not keep: raise DataError(f'{name}: no studies in split {split!r}; it has {sorted({s.split for s in st})}')
+    if st and not keep:
+        raise DataError(f'{name}: no studies in split {split!r}; it has {sorted({s.split for s in st})}')
     return keep
 
-# %% ../nbs/00_datasets.ipynb 8
+# %% ../nbs/00_datasets.ipynb 16
 def _root(root, name) -> Path:
     if root is None:
         raise DataError(f'{name}: root is required: the folder as its publisher distributes it, e.g. '
                         f'-p data_root /data/... Expected layout ({DATASETS[name].source}):\n{DATASETS[name].layout}')
     return Path(root).expanduser()
 
+# %% ../nbs/00_datasets.ipynb 18
 def _choice(name, value, allowed):
     "Raise a ValueError naming the option `name` and its `allowed` values unless `value` is one of them."
     if value not in allowed: raise ValueError(f'{name}={value!r}: expected one of {tuple(allowed)}')
 
+# %% ../nbs/00_datasets.ipynb 20
 def _alts(f) -> tuple: return (f,) if isinstance(f, str) else tuple(f)
 
+# %% ../nbs/00_datasets.ipynb 22
 def _find(root, f):
     "The first of the alternatives `f` (a name or a tuple of names) that exists under `root`, or None."
     return next((root/a for a in _alts(f) if (root/a).exists()), None)
 
+# %% ../nbs/00_datasets.ipynb 24
 def _require(root, name, files) -> list:
-    "Resolve each required file (a name or a tuple of alternatives) under `root`, or raise naming the missing ones and the layout."
+    ("Resolve each required file (a name or a tuple of alternatives) under `root`, or raise naming the missing ones "
+     "and the layout.")
     root = _root(root, name)
     found = [_find(root, f) for f in files]
     missing = [' or '.join(_alts(f)) for f, p in zip(files, found) if p is None]
@@ -101,8 +113,10 @@ def _require(root, name, files) -> list:
                         f'Expected layout ({DATASETS[name].source}):\n{DATASETS[name].layout}')
     return found
 
+# %% ../nbs/00_datasets.ipynb 26
 def _build(items, make, on_bad='raise', log=None, check_files=True) -> Studies:
-    "`make(item)` for each (key, item), its images checked; a DataError raises or is skipped as (key, path, reason); None is held out."
+    ("`make(item)` for each (key, item), its images checked; a DataError raises or is skipped as (key, path, reason); "
+     "None is held out.")
     _choice('on_bad', on_bad, ('raise', 'skip'))
     out, skipped, n, held = [], [], 0, 0
     for key, item in items:
@@ -119,26 +133,33 @@ def _build(items, make, on_bad='raise', log=None, check_files=True) -> Studies:
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped, rows_in=n, held_out=held)
 
+# %% ../nbs/00_datasets.ipynb 28
 def _file(p, where, check=True) -> str:
     if check and not Path(p).exists(): raise DataError(f'{where}: image file not found: {p}', str(p))
     return str(p)
 
+# %% ../nbs/00_datasets.ipynb 30
 def _need(df, cols, path) -> pd.DataFrame:
     "`df` if it has every column in `cols`, else a DataError naming the file and the missing columns."
     miss = [c for c in cols if c not in df.columns]
     if miss: raise DataError(f'{path}: missing column(s) {miss}; expected {list(cols)}')
     return df
 
+# %% ../nbs/00_datasets.ipynb 32
 def _csv(path, cols=None, **kw) -> pd.DataFrame:
-    "Read a CSV (or .csv.gz) as stripped strings (blank = ''), column names stripped; only `cols`, which must be present."
+    ("Read a CSV (or .csv.gz) as stripped strings (blank = ''), column names stripped; only `cols`, which must be "
+     "present.")
     want = None if cols is None else {c.strip() for c in cols}
-    try: df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=(lambda c: c.strip() in want) if want else None, **kw)
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False,
+                          usecols=(lambda c: c.strip() in want) if want else None, **kw)
     except pd.errors.EmptyDataError: raise DataError(f'{path}: empty file') from None
     df.columns = [c.strip() for c in df.columns]
     return _need(df, cols or [], path).apply(lambda c: c.str.strip())
 
+# %% ../nbs/00_datasets.ipynb 34
 def _coded(df, cols, path) -> pd.DataFrame:
-    "Label columns coded 1 / 0 / -1 / blank as floats (NaN for blank); anything else is a DataError naming file, row and column."
+    ("Label columns coded 1 / 0 / -1 / blank as floats (NaN for blank); anything else is a DataError naming file, "
+     "row and column.")
     raw = df[cols]
     num = raw.apply(pd.to_numeric, errors='coerce').astype(float)
     bad = (num.isna() & raw.ne('')) | (num.notna() & ~num.isin(list(LABEL_VALUES)))
@@ -148,9 +169,10 @@ def _coded(df, cols, path) -> pd.DataFrame:
                         'is not one of 1, 0, -1 or blank')
     return num
 
+# %% ../nbs/00_datasets.ipynb 36
 def _gz(name): return (name, name + '.gz')
 
-# %% ../nbs/00_datasets.ipynb 10
+# %% ../nbs/00_datasets.ipynb 38
 def _unit(seed, key) -> float: return int(seeded_hash(seed, key)[:15], 16) / 16**15
 
 def hash_split(key, fracs=(0.8, 0.1, 0.1), seed=0) -> str:
@@ -160,9 +182,10 @@ def hash_split(key, fracs=(0.8, 0.1, 0.1), seed=0) -> str:
     u, c = _unit(seed, key), np.cumsum(fracs) / sum(fracs)
     return SPLITS[min(int(np.searchsorted(c, u, side='right')), 2)]
 
-# %% ../nbs/00_datasets.ipynb 13
+# %% ../nbs/00_datasets.ipynb 41
 UNCERTAIN_POLICIES = ('keep', 'ones', 'zeros', 'ignore')
 
+# %% ../nbs/00_datasets.ipynb 43
 def apply_uncertainty(labels: dict, policy='keep') -> dict:
     "Map the -1 (uncertain) labels by `policy`: keep -1, U-Ones (1), U-Zeros (0) or U-Ignore (NaN)."
     _choice('uncertain', policy, UNCERTAIN_POLICIES)
@@ -170,12 +193,15 @@ def apply_uncertainty(labels: dict, policy='keep') -> dict:
     to = {'ones': 1.0, 'zeros': 0.0, 'ignore': float('nan')}[policy]
     return {k: (to if v == -1 else v) for k, v in labels.items()}
 
-# %% ../nbs/00_datasets.ipynb 16
+# %% ../nbs/00_datasets.ipynb 47
 PROMPTS = {  # label: (positive, negative, uncertain) sentence pools
-    'No Finding': (['No acute cardiopulmonary abnormality.', 'The lungs are clear.', 'Normal chest radiograph.'], [], []),
+    'No Finding': (['No acute cardiopulmonary abnormality.', 'The lungs are clear.', 'Normal chest radiograph.'],
+                   [], []),
     'Enlarged Cardiomediastinum': (['The cardiomediastinal silhouette is enlarged.', 'The mediastinum is widened.'],
-                                   ['The cardiomediastinal silhouette is within normal limits.', 'Normal mediastinal contours.'],
-                                   ['The mediastinum may be widened.', 'Possible enlargement of the cardiomediastinal silhouette.']),
+                                   ['The cardiomediastinal silhouette is within normal limits.',
+                                    'Normal mediastinal contours.'],
+                                   ['The mediastinum may be widened.',
+                                    'Possible enlargement of the cardiomediastinal silhouette.']),
     'Cardiomegaly': (['The heart is enlarged.', 'Cardiomegaly is present.', 'There is cardiomegaly.'],
                      ['Heart size is normal.', 'No cardiomegaly.', 'The heart is not enlarged.'],
                      ['Borderline heart size.', 'Possible mild cardiomegaly.']),
@@ -193,7 +219,8 @@ PROMPTS = {  # label: (positive, negative, uncertain) sentence pools
                   ['No evidence of pneumonia.', 'There is no pneumonia.'],
                   ['Pneumonia cannot be excluded.', 'Possible early pneumonia.']),
     'Atelectasis': (['There is atelectasis.', 'Atelectasis is seen at the lung base.'],
-                    ['No atelectasis.', 'There is no atelectasis.'], ['Possible atelectasis.', 'Atelectasis is not excluded.']),
+                    ['No atelectasis.', 'There is no atelectasis.'],
+                    ['Possible atelectasis.', 'Atelectasis is not excluded.']),
     'Pneumothorax': (['There is a pneumothorax.', 'A pneumothorax is present.'],
                      ['No pneumothorax.', 'There is no pneumothorax.'], ['A small pneumothorax cannot be excluded.']),
     'Pleural Effusion': (['There is a pleural effusion.', 'A pleural effusion is present.'],
@@ -204,21 +231,29 @@ PROMPTS = {  # label: (positive, negative, uncertain) sentence pools
                  ['A fracture cannot be excluded.']),
     'Support Devices': (['Support devices are in place.', 'A tube is in place.'], ['No support devices.'],
                         ['A possible line or tube is seen.']),
-    'Infiltration': (['There is an infiltrate.', 'Pulmonary infiltrates are seen.'], ['No infiltrate.'], ['Possible infiltrate.']),
+    'Infiltration': (['There is an infiltrate.', 'Pulmonary infiltrates are seen.'], ['No infiltrate.'],
+                     ['Possible infiltrate.']),
     'Mass': (['There is a lung mass.', 'A mass is seen in the lung.'], ['No lung mass.'], ['A possible mass is seen.']),
-    'Nodule': (['There is a pulmonary nodule.', 'A nodule is seen.'], ['No pulmonary nodule.'], ['A possible nodule is seen.']),
-    'Emphysema': (['There is emphysema.', 'The lungs are hyperinflated with emphysema.'], ['No emphysema.'], ['Possible emphysema.']),
-    'Fibrosis': (['There is pulmonary fibrosis.', 'Fibrotic changes are seen.'], ['No fibrosis.'], ['Possible fibrosis.']),
-    'Pleural Thickening': (['There is pleural thickening.'], ['No pleural thickening.'], ['Possible pleural thickening.']),
+    'Nodule': (['There is a pulmonary nodule.', 'A nodule is seen.'], ['No pulmonary nodule.'],
+               ['A possible nodule is seen.']),
+    'Emphysema': (['There is emphysema.', 'The lungs are hyperinflated with emphysema.'], ['No emphysema.'],
+                  ['Possible emphysema.']),
+    'Fibrosis': (['There is pulmonary fibrosis.', 'Fibrotic changes are seen.'], ['No fibrosis.'],
+                 ['Possible fibrosis.']),
+    'Pleural Thickening': (['There is pleural thickening.'], ['No pleural thickening.'],
+                           ['Possible pleural thickening.']),
     'Hernia': (['There is a hiatal hernia.'], ['No hernia.'], ['A possible hernia is seen.']),
     'COVID-19': (['Findings are consistent with COVID-19 pneumonia.', 'There are opacities typical of COVID-19.'],
                  ['No findings of COVID-19.', 'No evidence of COVID-19 pneumonia.'], ['COVID-19 cannot be excluded.']),
 }
+
+# %% ../nbs/00_datasets.ipynb 49
 _ALIASES = {'effusion': 'Pleural Effusion', 'no finding': 'No Finding', 'pleural effusion': 'Pleural Effusion',
             'normal': 'No Finding', 'nodule/mass': 'Nodule', 'pulmonary fibrosis': 'Fibrosis'}
 _GENERIC = (['There is {x}.', 'Findings are consistent with {x}.'], ['No {x}.', 'There is no {x}.'],
             ['Possible {x}.', '{X} cannot be excluded.'])
 
+# %% ../nbs/00_datasets.ipynb 51
 def _norm(name): return ' '.join(str(name).replace('_', ' ').lower().split())
 _POOLS = {_norm(k): v for k, v in PROMPTS.items()}
 
@@ -230,23 +265,27 @@ def prompt_pools(label) -> tuple:
     x = str(label).replace('_', ' ').lower()
     return tuple([t.format(x=x, X=x[:1].upper() + x[1:]) for t in pool] for pool in _GENERIC)
 
+# %% ../nbs/00_datasets.ipynb 53
 def labels_to_text(labels: dict, seed=0, max_negatives=3) -> str:
-    "A CXR-CLIP-style caption from 1 / 0 / -1 / blank labels: a sentence per positive and uncertain label, a few negatives."
+    ("A CXR-CLIP-style caption from 1 / 0 / -1 / blank labels: a sentence per positive and uncertain label, a few "
+     "negatives.")
     rng = random.Random(f'{seed}')
     pos = [k for k, v in labels.items() if v == 1]
     unc = [k for k, v in labels.items() if v == -1]
     neg = [k for k, v in labels.items() if v == 0 and prompt_pools(k)[1]]
     neg = rng.sample(neg, min(max_negatives, len(neg)))
-    sents = ([rng.choice(prompt_pools(k)[0]) for k in pos] + [rng.choice(prompt_pools(k)[2]) for k in unc if prompt_pools(k)[2]]
+    sents = ([rng.choice(prompt_pools(k)[0]) for k in pos]
+             + [rng.choice(prompt_pools(k)[2]) for k in unc if prompt_pools(k)[2]]
              + [rng.choice(prompt_pools(k)[1]) for k in neg])
     rng.shuffle(sents)
     return ' '.join(sents)
 
-# %% ../nbs/00_datasets.ipynb 20
+# %% ../nbs/00_datasets.ipynb 57
 _HEAD = re.compile(r'^[ \t]*([A-Z][A-Z /&()-]*[A-Z)]):', re.M)
 
 def report_sections(text: str) -> dict:
-    "Split a report at its upper-case `NAME:` headings into {NAME: text}, whitespace collapsed (text before the first under '')."
+    ("Split a report at its upper-case `NAME:` headings into {NAME: text}, whitespace collapsed (text before the "
+     "first under '').")
     heads, out = list(_HEAD.finditer(text)), {}
     pre = ' '.join(text[:heads[0].start() if heads else len(text)].split())
     if pre: out[''] = pre
@@ -255,6 +294,7 @@ def report_sections(text: str) -> dict:
         if body: out[h.group(1).strip()] = (out.get(h.group(1).strip(), '') + ' ' + body).strip()
     return out
 
+# %% ../nbs/00_datasets.ipynb 59
 def report_texts(text: str) -> list:
     "A report's captions: [findings, impression]; the one present if the other is missing; else its longest section."
     sec = report_sections(text)
@@ -264,7 +304,7 @@ def report_texts(text: str) -> list:
     body = {k: v for k, v in sec.items() if k} or sec
     return [max(body.values(), key=len)] if body else []
 
-# %% ../nbs/00_datasets.ipynb 23
+# %% ../nbs/00_datasets.ipynb 62
 def rle_encode(mask) -> str:
     "SIIM-ACR run-length string of a binary mask [H, W] (relative offsets, column-major); '-1' when empty."
     v = np.concatenate([[0], np.asarray(mask).flatten(order='F') > 0, [0]]).astype(np.int8)
@@ -274,6 +314,7 @@ def rle_encode(mask) -> str:
     rel = starts - np.concatenate([[0], ends[:-1]])
     return ' '.join(f'{a} {b}' for a, b in zip(rel, ends - starts))
 
+# %% ../nbs/00_datasets.ipynb 64
 def rle_decode(rle, height, width) -> np.ndarray:
     "Binary uint8 mask [H, W] from a SIIM-ACR run-length string (relative offsets, column-major; '-1' = empty)."
     m = np.zeros(height * width, np.uint8)
@@ -288,6 +329,7 @@ def rle_decode(rle, height, width) -> np.ndarray:
         if pos > height * width: raise DataError(f'run-length string runs past a {height}x{width} image')
     return m.reshape((height, width), order='F')
 
+# %% ../nbs/00_datasets.ipynb 67
 def image_size(path) -> tuple:
     "(height, width) of an image file; for DICOM only the Rows and Columns tags are read."
     if Path(path).suffix.lower() in ('.dcm', '.dicom'):
@@ -296,20 +338,25 @@ def image_size(path) -> tuple:
         return int(ds.Rows), int(ds.Columns)
     with Image.open(path) as im: return im.height, im.width
 
+# %% ../nbs/00_datasets.ipynb 69
 def _cache_png(cache, src, *key) -> Path:
-    "The cache file for what is made from `src` with settings `key`: named by the sha256 of its path, size, mtime and `key`."
+    ("The cache file for what is made from `src` with settings `key`: named by the sha256 of its path, size, mtime "
+     "and `key`.")
     try: st = os.stat(src)
     except OSError: raise DataError(f'{src}: image file not found') from None
     fp = hashlib.sha256(json.dumps([str(Path(src).resolve()), st.st_size, st.st_mtime_ns, *key]).encode()).hexdigest()
     return Path(cache)/fp[:2]/f'{fp}.png'
 
+# %% ../nbs/00_datasets.ipynb 71
 def _save_png(im, dst):
     dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
     im.save(tmp, format='PNG'); os.replace(tmp, dst)
 
+# %% ../nbs/00_datasets.ipynb 73
 def annotation_masks(studies, name, cache=None):
-    "Rasterise each study's `meta['rle']` (SIIM-ACR) or `meta['boxes']` ([x, y, w, h], RSNA) to a mask PNG; set `masks[name]`."
+    ("Rasterise each study's `meta['rle']` (SIIM-ACR) or `meta['boxes']` ([x, y, w, h], RSNA) to a mask PNG; set "
+     "`masks[name]`.")
     root = Path(cache) if cache is not None else cache_dir('masks')
     for s in tqdm(studies, desc=f'{name} masks', disable=len(studies) < 200):
         kind = 'rle' if 'rle' in s.meta else 'boxes'
@@ -327,13 +374,13 @@ def annotation_masks(studies, name, cache=None):
         s.masks[name] = str(dst)
     return studies
 
-# %% ../nbs/00_datasets.ipynb 26
+# %% ../nbs/00_datasets.ipynb 75
 # the label lists and file names some adapters read
-VINDR_LABELS = ['Aortic enlargement', 'Atelectasis', 'Calcification', 'Cardiomegaly', 'Clavicle fracture', 'Consolidation',
-                'Edema', 'Emphysema', 'Enlarged PA', 'ILD', 'Infiltration', 'Lung Opacity', 'Lung cavity', 'Lung cyst',
-                'Mediastinal shift', 'Nodule/Mass', 'Pleural effusion', 'Pleural thickening', 'Pneumothorax',
-                'Pulmonary fibrosis', 'Rib fracture', 'Other lesion', 'COPD', 'Lung tumor', 'Pneumonia', 'Tuberculosis',
-                'Other diseases', 'No finding']
+VINDR_LABELS = ['Aortic enlargement', 'Atelectasis', 'Calcification', 'Cardiomegaly', 'Clavicle fracture',
+                'Consolidation', 'Edema', 'Emphysema', 'Enlarged PA', 'ILD', 'Infiltration', 'Lung Opacity',
+                'Lung cavity', 'Lung cyst', 'Mediastinal shift', 'Nodule/Mass', 'Pleural effusion',
+                'Pleural thickening', 'Pneumothorax', 'Pulmonary fibrosis', 'Rib fracture', 'Other lesion', 'COPD',
+                'Lung tumor', 'Pneumonia', 'Tuberculosis', 'Other diseases', 'No finding']
 
 _ROCO = {'train': ('train', 'radiologytraindata.csv'), 'valid': ('validation', 'radiologyvaldata.csv'),
          'test': ('test', 'radiologytestdata.csv')}
@@ -343,7 +390,7 @@ CBIS_CLASSES = ['MALIGNANT', 'BENIGN', 'BENIGN_WITHOUT_CALLBACK']
 NIH14 = ['Atelectasis', 'Cardiomegaly', 'Effusion', 'Infiltration', 'Mass', 'Nodule', 'Pneumonia', 'Pneumothorax',
          'Consolidation', 'Edema', 'Emphysema', 'Fibrosis', 'Pleural_Thickening', 'Hernia']
 
-# %% ../nbs/00_datasets.ipynb 30
+# %% ../nbs/00_datasets.ipynb 79
 @register('mimic_cxr', source='PhysioNet MIMIC-CXR-JPG v2.0.0 file listing + MIMIC-CXR v2.0.0 reports', layout="""
 <root>/mimic-cxr-2.0.0-metadata.csv[.gz]  dicom_id, subject_id, study_id, ViewPosition, ...
 <root>/mimic-cxr-2.0.0-chexpert.csv[.gz]  subject_id, study_id + the 14 CheXpert labels (1.0 / 0.0 / -1.0 / blank)
@@ -357,7 +404,8 @@ def mimic_cxr(root, split=None, reports=None, text='report', views='all', uncert
     _choice('uncertain', uncertain, UNCERTAIN_POLICIES)
     root = _root(root, 'mimic_cxr'); rep = Path(reports).expanduser() if reports is not None else root
     meta_p, lab_p, split_p = _require(root, 'mimic_cxr', [_gz('mimic-cxr-2.0.0-metadata.csv'),
-                                                          _gz('mimic-cxr-2.0.0-chexpert.csv'), _gz('mimic-cxr-2.0.0-split.csv')])
+                                                          _gz('mimic-cxr-2.0.0-chexpert.csv'),
+                                                          _gz('mimic-cxr-2.0.0-split.csv')])
     meta = _csv(meta_p, ['dicom_id', 'subject_id', 'study_id', 'ViewPosition'])
     spl = _csv(split_p, ['dicom_id', 'split']).set_index('dicom_id')['split']
     lab = _csv(lab_p, ['subject_id', 'study_id'] + CHEXPERT_LABELS)
@@ -366,7 +414,8 @@ def mimic_cxr(root, split=None, reports=None, text='report', views='all', uncert
     if views == 'frontal': meta = meta[meta.ViewPosition.isin(['PA', 'AP'])]
     meta['rank'] = meta.ViewPosition.map({'PA': 0, 'AP': 1, 'LATERAL': 2, 'LL': 3}).fillna(4)
     recs = (meta.sort_values(['subject_id', 'study_id', 'rank', 'dicom_id'])
-            .groupby(['subject_id', 'study_id'], sort=False).agg({'dicom_id': list, 'ViewPosition': list, 'split': 'first'})
+            .groupby(['subject_id', 'study_id'], sort=False)
+            .agg({'dicom_id': list, 'ViewPosition': list, 'split': 'first'})
             .reset_index().to_dict('records'))
     def make(r):
         sub, sid = r['subject_id'], r['study_id']
@@ -386,22 +435,25 @@ def mimic_cxr(root, split=None, reports=None, text='report', views='all', uncert
                      meta={'views': list(r['ViewPosition'])})
     return _build(((f's{r["study_id"]}', r) for r in recs), make, on_bad, log, check_files)
 
-# %% ../nbs/00_datasets.ipynb 35
+# %% ../nbs/00_datasets.ipynb 84
 _CHEXPERT_LAYOUT = """
 <root>/train.csv, <root>/valid.csv   Path, Sex, Age, Frontal/Lateral, AP/PA + the 14 labels (1.0 / 0.0 / -1.0 / blank)
 <root>/train/patient00001/study1/view1_frontal.jpg   (Path in the CSV: CheXpert-v1.0/train/patient00001/...)
 <root>/valid/patient64541/study1/view1_frontal.jpg
 <root>/test.csv + <root>/test/...     optional, same format"""
 
+# %% ../nbs/00_datasets.ipynb 86
 def _chexpert_read(path):
     df = _csv(path)
     if 'Frontal/Lateral' not in df.columns:  # e.g. the test labels: the view is in the file name
-        df['Frontal/Lateral'] = np.where(df.get('Path', pd.Series('', index=df.index)).str.contains('frontal'), 'Frontal', 'Lateral')
+        df['Frontal/Lateral'] = np.where(df.get('Path', pd.Series('', index=df.index)).str.contains('frontal'),
+                                         'Frontal', 'Lateral')
     L = _coded(_need(df, ['Path'] + CHEXPERT_LABELS, path), CHEXPERT_LABELS, path)
     def rel(p):
         parts = PurePosixPath(p).parts
         i = next((k for k, x in enumerate(parts) if x in SPLITS), None)
-        if i is None or len(parts) < i + 4: raise DataError(f'{path}: Path {p!r}: expected .../<split>/patientNNNNN/studyN/<view>.jpg')
+        if i is None or len(parts) < i + 4:
+            raise DataError(f'{path}: Path {p!r}: expected .../<split>/patientNNNNN/studyN/<view>.jpg')
         return parts[i:]
     parts = df.Path.map(rel)
     df['rel'] = parts.map(lambda p: '/'.join(p))
@@ -409,8 +461,10 @@ def _chexpert_read(path):
     df['labels'] = L.to_dict('records')
     return df, L
 
+# %% ../nbs/00_datasets.ipynb 88
 def _chexpert5x200_rows(df, L, n_per_class=200, seed=0) -> list:
-    "(row index, class) of the 5x200 images: frontal, positive for exactly one CHEXPERT5 class, the other four 0 or blank."
+    ("(row index, class) of the 5x200 images: frontal, positive for exactly one CHEXPERT5 class, the other four 0 or "
+     "blank.")
     P = L[CHEXPERT5]
     pos = P.eq(1)
     one = pos.sum(axis=1).eq(1) & (pos | P.eq(0) | P.isna()).all(axis=1) & df['Frontal/Lateral'].eq('Frontal')
@@ -421,10 +475,12 @@ def _chexpert5x200_rows(df, L, n_per_class=200, seed=0) -> list:
         out += [(i, c) for i in idx]
     return out
 
+# %% ../nbs/00_datasets.ipynb 90
 @register('chexpert', source='Stanford AIMI CheXpert-v1.0 (train.csv, valid.csv)', layout=_CHEXPERT_LAYOUT)
 def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True, n_per_class=200, seed=0,
              check_files=True, on_bad='raise', log=None) -> Studies:
-    "CheXpert studies: frontal-first images, 14 labels with an uncertainty policy, captions from labels, official split."
+    ("CheXpert studies: frontal-first images, 14 labels with an uncertainty policy, captions from labels, official "
+     "split.")
     _choice('views', views, ('all', 'frontal')); _choice('uncertain', uncertain, UNCERTAIN_POLICIES)
     root = _root(root, 'chexpert')
     train_p, valid_p = _require(root, 'chexpert', ['train.csv', 'valid.csv'])
@@ -433,7 +489,8 @@ def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True
     for sp, p in files:
         if p is None or (split is not None and sp != split): continue
         df, L = _chexpert_read(p)
-        excluded = {df.patient[i] for i, _ in _chexpert5x200_rows(df, L, n_per_class, seed)} if sp == 'train' and exclude_5x200 else set()
+        excluded = ({df.patient[i] for i, _ in _chexpert5x200_rows(df, L, n_per_class, seed)}
+                    if sp == 'train' and exclude_5x200 else set())
         if views == 'frontal': df = df[df['Frontal/Lateral'].eq('Frontal')]
         df = df[~df.patient.isin(excluded)].assign(order=lambda d: d['Frontal/Lateral'].ne('Frontal'))
         g = df.sort_values(['order'], kind='stable').groupby('study', sort=False)
@@ -442,10 +499,13 @@ def chexpert(root, split=None, uncertain='keep', views='all', exclude_5x200=True
     def make(r):
         imgs = [_file(root/x, f'chexpert study {r["study"]}', check_files) for x in r['rel']]
         return Study(imgs, [labels_to_text(r['labels'], seed=r['study'])], apply_uncertainty(r['labels'], uncertain),
-                     patient_id=r['patient'], study_id=r['study'], split=r['split'], meta={'views': r['Frontal/Lateral']})
+                     patient_id=r['patient'], study_id=r['study'], split=r['split'],
+                     meta={'views': r['Frontal/Lateral']})
     return _build(((r['study'], r) for r in recs), make, on_bad, log, check_files)
 
-@register('chexpert5x200', source='CheXpert 5x200 as defined by GLoRIA (Huang et al. 2021), built from CheXpert-v1.0 train.csv',
+# %% ../nbs/00_datasets.ipynb 92
+@register('chexpert5x200',
+          source='CheXpert 5x200 as defined by GLoRIA (Huang et al. 2021), built from CheXpert-v1.0 train.csv',
           layout=_CHEXPERT_LAYOUT)
 def chexpert5x200(root, split=None, n_per_class=200, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "The CheXpert 5x200 zero-shot test set: `n_per_class` frontal images positive for exactly one of `CHEXPERT5`."
@@ -455,21 +515,25 @@ def chexpert5x200(root, split=None, n_per_class=200, seed=0, check_files=True, o
     def make(ic):
         i, c = ic
         lab = {k: float(k == c) for k in CHEXPERT5}
-        return Study([_file(root/df.rel[i], f'{train_p}: row {i + 2}', check_files)], [labels_to_text({c: 1.0}, seed=df.rel[i])],
+        return Study([_file(root/df.rel[i], f'{train_p}: row {i + 2}', check_files)],
+                     [labels_to_text({c: 1.0}, seed=df.rel[i])],
                      lab, patient_id=df.patient[i], study_id=df.study[i], split='test', meta={'class': c})
-    return _build(((df.rel[i], (i, c)) for i, c in _chexpert5x200_rows(df, L, n_per_class, seed)), make, on_bad, log, check_files)
+    return _build(((df.rel[i], (i, c)) for i, c in _chexpert5x200_rows(df, L, n_per_class, seed)), make, on_bad, log,
+                  check_files)
 
-# %% ../nbs/00_datasets.ipynb 38
+# %% ../nbs/00_datasets.ipynb 95
 @register('rsna_pneumonia', source='Kaggle RSNA Pneumonia Detection Challenge, stage 2 files', layout="""
 <root>/stage_2_train_labels.csv   patientId, x, y, width, height, Target (one row per box; blank box + Target 0 if none)
 <root>/stage_2_train_images/<patientId>.dcm""")
 def rsna_pneumonia(root, split=None, fracs=(0.7, 0.15, 0.15), balanced=True, masks=True, seed=0, check_files=True,
                    on_bad='raise', log=None) -> Studies:
-    "RSNA Pneumonia: one study per DICOM, label 'Pneumonia' from Target, boxes as masks, patient-level (balanced) split."
+    ("RSNA Pneumonia: one study per DICOM, label 'Pneumonia' from Target, boxes as masks, patient-level (balanced) "
+     "split.")
     lab_p, img_d = _require(root, 'rsna_pneumonia', ['stage_2_train_labels.csv', 'stage_2_train_images'])
     df = _csv(lab_p, ['patientId', 'x', 'y', 'width', 'height', 'Target'])
     bad = ~df.Target.isin(['0', '1'])
-    if bad.any(): raise DataError(f'{lab_p}: row {df.index[bad][0] + 2}, column \'Target\': {df.Target[bad].iloc[0]!r} is not 0 or 1')
+    if bad.any(): raise DataError(f'{lab_p}: row {df.index[bad][0] + 2}, column \'Target\': '
+                                  f'{df.Target[bad].iloc[0]!r} is not 0 or 1')
     recs = {}
     for r in df.to_dict('records'):
         d = recs.setdefault(r['patientId'], dict(pid=r['patientId'], target=0, boxes=[]))
@@ -478,7 +542,8 @@ def rsna_pneumonia(root, split=None, fracs=(0.7, 0.15, 0.15), balanced=True, mas
     for d in recs.values(): d['split'] = hash_split(d['pid'], fracs, seed)
     if balanced:
         for sp in ('valid', 'test'):
-            grp = [sorted((d for d in recs.values() if d['split'] == sp and d['target'] == t), key=lambda d: _unit(seed, d['pid']))
+            grp = [sorted((d for d in recs.values() if d['split'] == sp and d['target'] == t),
+                          key=lambda d: _unit(seed, d['pid']))
                    for t in (0, 1)]
             for d in grp[0][len(grp[1]):] + grp[1][len(grp[0]):]: d['split'] = None
     def make(d):
@@ -490,13 +555,14 @@ def rsna_pneumonia(root, split=None, fracs=(0.7, 0.15, 0.15), balanced=True, mas
     st = _build(((k, d) for k, d in recs.items()), make, on_bad, log, check_files)
     return annotation_masks(st, 'Pneumonia') if masks else st
 
-# %% ../nbs/00_datasets.ipynb 41
+# %% ../nbs/00_datasets.ipynb 98
 @register('siim_pneumothorax', source='Kaggle SIIM-ACR Pneumothorax Segmentation, stage 1 files', layout="""
 <root>/train-rle.csv   ImageId, EncodedPixels (run-length, column-major, relative offsets; -1 = no pneumothorax)
 <root>/dicom-images-train/<StudyInstanceUID>/<SeriesInstanceUID>/<ImageId>.dcm""")
 def siim_pneumothorax(root, split=None, fracs=(0.7, 0.15, 0.15), masks=True, seed=0, check_files=True, on_bad='raise',
                       log=None) -> Studies:
-    "SIIM-ACR Pneumothorax: one study per DICOM, label 'Pneumothorax', the run-length regions as one mask, split by image."
+    ("SIIM-ACR Pneumothorax: one study per DICOM, label 'Pneumothorax', the run-length regions as one mask, split by "
+     "image.")
     rle_p, img_d = _require(root, 'siim_pneumothorax', ['train-rle.csv', 'dicom-images-train'])
     df = _csv(rle_p, ['ImageId', 'EncodedPixels'])
     files = {p.stem: p for p in img_d.rglob('*.dcm')}
@@ -510,7 +576,8 @@ def siim_pneumothorax(root, split=None, fracs=(0.7, 0.15, 0.15), masks=True, see
         if split is not None and sp != split: return None
         p = files.get(iid)
         if p is None:
-            if check_files: raise DataError(f'{rle_p}: ImageId {iid}: no {iid}.dcm under {img_d}', str(img_d/f'{iid}.dcm'))
+            if check_files:
+                raise DataError(f'{rle_p}: ImageId {iid}: no {iid}.dcm under {img_d}', str(img_d/f'{iid}.dcm'))
             p = img_d/f'{iid}.dcm'
         y = float(bool(rles))
         return Study([str(p)], [labels_to_text({'Pneumothorax': y}, seed=iid)], {'Pneumothorax': y}, patient_id=iid,
@@ -521,16 +588,19 @@ def siim_pneumothorax(root, split=None, fracs=(0.7, 0.15, 0.15), masks=True, see
         for s in st: s.meta.pop('rle')
     return st
 
-# %% ../nbs/00_datasets.ipynb 44
+# %% ../nbs/00_datasets.ipynb 101
 @register('vindr_cxr', source='PhysioNet VinDr-CXR v1.0.0 file listing', layout="""
 <root>/annotations/image_labels_train.csv   image_id, rad_id + 28 labels (0 / 1), one row per radiologist
 <root>/annotations/image_labels_test.csv    image_id + 28 labels (consensus)
 <root>/train/<image_id>.dicom, <root>/test/<image_id>.dicom""")
-def vindr_cxr(root, split=None, agg='any', valid_frac=0.2, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
-    "VinDr-CXR: one study per DICOM, 28 labels joined over radiologists (`agg`), official train / test, valid from train."
+def vindr_cxr(root, split=None, agg='any', valid_frac=0.2, seed=0, check_files=True, on_bad='raise',
+              log=None) -> Studies:
+    ("VinDr-CXR: one study per DICOM, 28 labels joined over radiologists (`agg`), official train / test, valid from "
+     "train.")
     _choice('agg', agg, ('any', 'majority'))
     root, recs = _root(root, 'vindr_cxr'), []
-    tr_p, te_p = _require(root, 'vindr_cxr', ['annotations/image_labels_train.csv', 'annotations/image_labels_test.csv'])
+    tr_p, te_p = _require(root, 'vindr_cxr', ['annotations/image_labels_train.csv',
+                                              'annotations/image_labels_test.csv'])
     for p, folder in ((tr_p, 'train'), (te_p, 'test')):
         if split is not None and (folder == 'test') != (split == 'test'): continue
         df = _need(_csv(p).rename(columns={'Other disease': 'Other diseases'}), ['image_id'] + VINDR_LABELS, p)
@@ -540,16 +610,18 @@ def vindr_cxr(root, split=None, agg='any', valid_frac=0.2, seed=0, check_files=T
             sp = 'test' if folder == 'test' else hash_split(iid, (1 - valid_frac, valid_frac, 0), seed)
             recs.append(dict(iid=iid, lab=lab, split=sp, path=root/folder/f'{iid}.dicom', src=p))
     def make(r):
-        return Study([_file(r['path'], f'{r["src"]}: image_id {r["iid"]}', check_files)], [labels_to_text(r['lab'], seed=r['iid'])],
+        return Study([_file(r['path'], f'{r["src"]}: image_id {r["iid"]}', check_files)],
+                     [labels_to_text(r['lab'], seed=r['iid'])],
                      r['lab'], patient_id=r['iid'], study_id=r['iid'], split=r['split'])
     return _build(((r['iid'], r) for r in recs), make, on_bad, log, check_files)
 
-# %% ../nbs/00_datasets.ipynb 47
+# %% ../nbs/00_datasets.ipynb 104
 _COVIDX = {'positive': {'COVID-19': 1.0}, 'negative': {'COVID-19': 0.0},
            'covid-19': {'COVID-19': 1.0, 'Pneumonia': 0.0, 'No Finding': 0.0},
            'pneumonia': {'COVID-19': 0.0, 'Pneumonia': 1.0, 'No Finding': 0.0},
            'normal': {'COVID-19': 0.0, 'Pneumonia': 0.0, 'No Finding': 1.0}}
 
+# %% ../nbs/00_datasets.ipynb 106
 @register('covidx', source='COVID-Net COVIDx CXR v3/v4 label files', layout="""
 <root>/train.txt, <root>/test.txt, <root>/val.txt (v4, optional)   lines: patient_id filename class data_source
 <root>/train/<filename>, <root>/test/<filename>, <root>/val/<filename>""")
@@ -563,19 +635,23 @@ def covidx(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_bad='r
         for n, line in enumerate(p.read_text().splitlines(), 1):
             tok = line.split()
             if not tok: continue
-            if len(tok) < 4: raise DataError(f'{p}: line {n}: expected "patient_id filename class data_source", got {line!r}')
+            if len(tok) < 4:
+                raise DataError(f'{p}: line {n}: expected "patient_id filename class data_source", got {line!r}')
             pid, fn, cls, src = tok[0], ' '.join(tok[1:-2]), tok[-2], tok[-1]
-            if cls.lower() not in _COVIDX: raise DataError(f'{p}: line {n}: class {cls!r} is not one of {list(_COVIDX)}')
-            sp = canonical_split(folder) if folder != 'train' or has_val else hash_split(pid, (1 - valid_frac, valid_frac, 0), seed)
+            if cls.lower() not in _COVIDX:
+                raise DataError(f'{p}: line {n}: class {cls!r} is not one of {list(_COVIDX)}')
+            sp = (canonical_split(folder) if folder != 'train' or has_val
+                  else hash_split(pid, (1 - valid_frac, valid_frac, 0), seed))
             recs.append(dict(pid=pid, path=root/folder/fn, cls=cls, src=src, split=sp, where=f'{p}: line {n}'))
     def make(r):
         if split is not None and r['split'] != split: return None
         lab = _COVIDX[r['cls'].lower()]
         return Study([_file(r['path'], r['where'], check_files)], [labels_to_text(lab, seed=r['path'].name)], dict(lab),
-                     patient_id=r['pid'], study_id=r['path'].stem, split=r['split'], meta={'class': r['cls'], 'source': r['src']})
+                     patient_id=r['pid'], study_id=r['path'].stem, split=r['split'],
+                     meta={'class': r['cls'], 'source': r['src']})
     return _build(((r['where'], r) for r in recs), make, on_bad, log, check_files)
 
-# %% ../nbs/00_datasets.ipynb 50
+# %% ../nbs/00_datasets.ipynb 109
 @register('roco', source='ROCO (Pelka et al. 2018) with per-split CSVs', layout="""
 <root>/data/train/radiology/radiologytraindata.csv        id, name, caption
 <root>/data/train/radiology/images/<name>
@@ -593,13 +669,14 @@ def roco(root, split=None, check_files=True, on_bad='raise', log=None) -> Studie
     for sp, p in found.items():
         if p is None: continue
         df = _csv(p, ['id', 'name', 'caption'])
-        recs += [dict(r, split=sp, path=p.parent/'images'/r['name'], where=f'{p}: row {i + 2}') for i, r in enumerate(df.to_dict('records'))]
+        recs += [dict(r, split=sp, path=p.parent/'images'/r['name'], where=f'{p}: row {i + 2}')
+                 for i, r in enumerate(df.to_dict('records'))]
     def make(r):
         if not r['caption']: raise DataError(f'{r["where"]}: empty caption')
         return Study([_file(r['path'], r['where'], check_files)], [r['caption']], study_id=r['id'], split=r['split'])
     return _build(((r['where'], r) for r in recs), make, on_bad, log, check_files)
 
-# %% ../nbs/00_datasets.ipynb 53
+# %% ../nbs/00_datasets.ipynb 112
 def _cbis_image(root, rel, where, check) -> str:
     rel = rel.strip()
     for c in (root/rel, root/'CBIS-DDSM'/rel):
@@ -610,33 +687,42 @@ def _cbis_image(root, rel, where, check) -> str:
             dcms = sorted((base/subj).rglob('*.dcm'))
             if len(dcms) == 1: return str(dcms[0])
             if dcms: raise DataError(f'{where}: {len(dcms)} DICOMs under {base/subj}; expected the one full mammogram')
-    if check: raise DataError(f'{where}: image file not found: {root/rel} (nor a folder {subj}/ holding it)', str(root/rel))
+    if check:
+        raise DataError(f'{where}: image file not found: {root/rel} (nor a folder {subj}/ holding it)', str(root/rel))
     return str(root/rel)
 
+# %% ../nbs/00_datasets.ipynb 114
 def _words(v): return ' '.join(str(v).replace('_', ' ').replace('-', ' ').lower().split())
 
+# %% ../nbs/00_datasets.ipynb 116
 def _cbis_text(rows, cls) -> str:
     r = rows[0]
     t = [f'Mammogram, {r["image view"]} view of the {_words(r["left or right breast"])} breast.']
     for a in rows:
         if a['abnormality type'] == 'mass':
-            t.append(f'Mass with {_words(a.get("mass shape", "unknown"))} shape and {_words(a.get("mass margins", "unknown"))} margins.')
+            t.append(f'Mass with {_words(a.get("mass shape", "unknown"))} shape and '
+                     f'{_words(a.get("mass margins", "unknown"))} margins.')
         else:
-            t.append(f'Calcifications, {_words(a.get("calc type", "unknown"))} type, {_words(a.get("calc distribution", "unknown"))} distribution.')
+            t.append(f'Calcifications, {_words(a.get("calc type", "unknown"))} type, '
+                     f'{_words(a.get("calc distribution", "unknown"))} distribution.')
     if r.get('assessment'): t.append(f'BI-RADS assessment {r["assessment"]}.')
     d = r.get('breast_density') or r.get('breast density')
     if d: t.append(f'Breast density {d}.')
     t.append(f'Pathology: {_words(cls)}.')
     return ' '.join(dict.fromkeys(t))
 
+# %% ../nbs/00_datasets.ipynb 118
 @register('cbis_ddsm', source='TCIA CBIS-DDSM case description CSVs + NBIA download folder tree', layout="""
 <root>/mass_case_description_train_set.csv, mass_case_description_test_set.csv,
 <root>/calc_case_description_train_set.csv, calc_case_description_test_set.csv   (or under <root>/csv/)
     patient_id, left or right breast, image view, abnormality type, pathology (MALIGNANT / BENIGN /
     BENIGN_WITHOUT_CALLBACK), image file path, ... (mass shape, mass margins / calc type, calc distribution, assessment)
-<root>/<image file path> as in the CSV, or the NBIA tree <root>/CBIS-DDSM/Mass-Training_P_00001_LEFT_CC/<study>/<series>/1-1.dcm""")
-def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
-    "CBIS-DDSM mammograms: one study per image, pathology class one-hot (most severe), captions from the case description."
+<root>/<image file path> as in the CSV, or the NBIA tree \
+<root>/CBIS-DDSM/Mass-Training_P_00001_LEFT_CC/<study>/<series>/1-1.dcm""")
+def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, check_files=True, on_bad='raise',
+              log=None) -> Studies:
+    ("CBIS-DDSM mammograms: one study per image, pathology class one-hot (most severe), captions from the case "
+     "description.")
     _choice('abnormality', abnormality, ('mass', 'calc', 'both'))
     kinds = ['mass', 'calc'] if abnormality == 'both' else [abnormality]
     names = [(k, sp, f'{k}_case_description_{sp}_set.csv') for k in kinds for sp in ('train', 'test')]
@@ -647,7 +733,8 @@ def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, chec
         df = _need(_csv(p), need, p)
         for i, r in enumerate(df.to_dict('records')):
             if r['pathology'] not in CBIS_CLASSES:
-                raise DataError(f'{p}: row {i + 2}, column \'pathology\': {r["pathology"]!r} is not one of {CBIS_CLASSES}')
+                raise DataError(f'{p}: row {i + 2}, column \'pathology\': {r["pathology"]!r} '
+                                f'is not one of {CBIS_CLASSES}')
             g = groups.setdefault(r['image file path'], dict(rows=[], split=sp, where=f'{p}: row {i + 2}'))
             g['rows'].append(r)
     def make(g):
@@ -661,15 +748,19 @@ def cbis_ddsm(root, split=None, abnormality='both', valid_frac=0.1, seed=0, chec
                      meta={'class': cls, 'abnormality': sorted({a['abnormality type'] for a in g['rows']})})
     return _build(((k, g) for k, g in groups.items()), make, on_bad, log, check_files)
 
-# %% ../nbs/00_datasets.ipynb 56
+# %% ../nbs/00_datasets.ipynb 121
 BIRADS = {'A': 0, 'N': 1, 'B': 2, 'P': 3, 'S': 4, 'M': 5, 'K': 6}
-BIRADS_TEXT = {0: 'incomplete, additional imaging evaluation is needed', 1: 'negative', 2: 'benign', 3: 'probably benign',
-               4: 'suspicious abnormality', 5: 'highly suggestive of malignancy', 6: 'known biopsy-proven malignancy'}
+BIRADS_TEXT = {0: 'incomplete, additional imaging evaluation is needed', 1: 'negative', 2: 'benign',
+               3: 'probably benign', 4: 'suspicious abnormality', 5: 'highly suggestive of malignancy',
+               6: 'known biopsy-proven malignancy'}
 DENSITY = {'1': 'A', '2': 'B', '3': 'C', '4': 'D'}
-DENSITY_TEXT = {'A': 'The breasts are almost entirely fatty', 'B': 'There are scattered areas of fibroglandular density',
-                'C': 'The breasts are heterogeneously dense', 'D': 'The breasts are extremely dense'}  # BI-RADS atlas wording
+# BI-RADS atlas wording
+DENSITY_TEXT = {'A': 'The breasts are almost entirely fatty',
+                'B': 'There are scattered areas of fibroglandular density',
+                'C': 'The breasts are heterogeneously dense', 'D': 'The breasts are extremely dense'}
 _BIRADS_SEVERITY = [1, 2, 3, 0, 4, 5, 6]
 
+# %% ../nbs/00_datasets.ipynb 123
 def embed_text(view, side, birads=None, density=None) -> str:
     "An EMBED caption: view, side, density and BI-RADS category in words."
     t = [f'Mammogram, {view} view of the {dict(L="left", R="right").get(side, side)} breast.']
@@ -677,23 +768,30 @@ def embed_text(view, side, birads=None, density=None) -> str:
     if birads is not None: t.append(f'BI-RADS {birads}: {BIRADS_TEXT[birads]}.')
     return ' '.join(t)
 
+# %% ../nbs/00_datasets.ipynb 125
 @register('embed', source='EMBED Open Data (AWS): tables/ + images/', layout="""
-<root>/tables/EMBED_OpenData_clinical.csv[_reduced]   empi_anon, acc_anon, side (L/R/B), asses (A/N/B/P/S/M/K), tissueden (1-4)
-<root>/tables/EMBED_OpenData_metadata.csv[_reduced]   empi_anon, acc_anon, anon_dicom_path, ImageLateralityFinal, ViewPosition, FinalImageType
-<root>/images/cohort_1/<empi_anon>/<acc_anon>/<file>.dcm   (anon_dicom_path with /mnt/NAS2/mammo/anon_dicom/ replaced)""")
-def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_prefix='/mnt/NAS2/mammo/anon_dicom/', seed=0,
-          check_files=True, on_bad='raise', log=None) -> Studies:
+<root>/tables/EMBED_OpenData_clinical.csv[_reduced]   empi_anon, acc_anon, side (L/R/B), asses (A/N/B/P/S/M/K), \
+tissueden (1-4)
+<root>/tables/EMBED_OpenData_metadata.csv[_reduced]   empi_anon, acc_anon, anon_dicom_path, ImageLateralityFinal, \
+ViewPosition, FinalImageType
+<root>/images/cohort_1/<empi_anon>/<acc_anon>/<file>.dcm   (anon_dicom_path with /mnt/NAS2/mammo/anon_dicom/ \
+replaced)""")
+def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_prefix='/mnt/NAS2/mammo/anon_dicom/',
+          seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "EMBED mammograms: one study per image, BI-RADS and density one-hot labels and captions, patient-level split."
     root = _root(root, 'embed')
-    clin_p, meta_p = _require(root, 'embed', [('tables/EMBED_OpenData_clinical.csv', 'tables/EMBED_OpenData_clinical_reduced.csv'),
-                                              ('tables/EMBED_OpenData_metadata.csv', 'tables/EMBED_OpenData_metadata_reduced.csv')])
+    clin_p, meta_p = _require(root, 'embed', [
+        ('tables/EMBED_OpenData_clinical.csv', 'tables/EMBED_OpenData_clinical_reduced.csv'),
+        ('tables/EMBED_OpenData_metadata.csv', 'tables/EMBED_OpenData_metadata_reduced.csv')])
     clin = _csv(clin_p, ['empi_anon', 'acc_anon', 'side', 'asses', 'tissueden'])
-    meta = _csv(meta_p, ['empi_anon', 'acc_anon', 'anon_dicom_path', 'ImageLateralityFinal', 'ViewPosition', 'FinalImageType'])
+    meta = _csv(meta_p, ['empi_anon', 'acc_anon', 'anon_dicom_path', 'ImageLateralityFinal', 'ViewPosition',
+                         'FinalImageType'])
     meta = meta[meta.FinalImageType.isin(list(image_types))]
     birads, dens = {}, {}
     for r in clin.to_dict('records'):
         if r['asses'] in BIRADS: birads.setdefault((r['acc_anon'], r['side']), []).append(BIRADS[r['asses']])
-        if r['tissueden'].split('.')[0] in DENSITY: dens.setdefault(r['acc_anon'], DENSITY[r['tissueden'].split('.')[0]])
+        if r['tissueden'].split('.')[0] in DENSITY:
+            dens.setdefault(r['acc_anon'], DENSITY[r['tissueden'].split('.')[0]])
     def make(ir):
         i, r = ir
         sp = hash_split(r['empi_anon'], fracs, seed)
@@ -706,20 +804,24 @@ def embed(root, split=None, image_types=('2D',), fracs=(0.7, 0.1, 0.2), path_pre
         d = dens.get(r['acc_anon'])
         lab = ({f'BI-RADS {k}': float(k == b) for k in range(7)} if b is not None else {}) | \
               ({f'Density {k}': float(k == d) for k in 'ABCD'} if d else {})
-        return Study([_file(img, f'{meta_p}: row {i + 2}', check_files)], [embed_text(r['ViewPosition'], side, b, d)], lab,
-                     patient_id=r['empi_anon'], study_id=f'{r["acc_anon"]}/{img.stem}', split=sp,
+        return Study([_file(img, f'{meta_p}: row {i + 2}', check_files)], [embed_text(r['ViewPosition'], side, b, d)],
+                     lab, patient_id=r['empi_anon'], study_id=f'{r["acc_anon"]}/{img.stem}', split=sp,
                      meta={'view': r['ViewPosition'], 'side': side, 'birads': b, 'density': d})
-    return _build(((f'row {i + 2}', (i, r)) for i, r in zip(meta.index, meta.to_dict('records'))), make, on_bad, log, check_files)
+    return _build(((f'row {i + 2}', (i, r)) for i, r in zip(meta.index, meta.to_dict('records'))), make, on_bad, log,
+                  check_files)
 
-# %% ../nbs/00_datasets.ipynb 59
-@register('chestxray14', source='NIH ChestX-ray14 (Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt)', layout="""
-<root>/Data_Entry_2017_v2020.csv (or Data_Entry_2017.csv)   Image Index, Finding Labels (a|b or No Finding), Patient ID, ...
+# %% ../nbs/00_datasets.ipynb 128
+@register('chestxray14', source='NIH ChestX-ray14 (Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt)',
+          layout="""
+<root>/Data_Entry_2017_v2020.csv (or Data_Entry_2017.csv)   Image Index, Finding Labels (a|b or No Finding), \
+Patient ID, ...
 <root>/train_val_list.txt, <root>/test_list.txt             one image name per line
 <root>/images/<Image Index> or <root>/images_001/images/<Image Index> ...""")
 def chestxray14(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_bad='raise', log=None) -> Studies:
     "NIH ChestX-ray14: one study per PNG, 14 labels + No Finding, official train-val / test lists, valid by patient."
     root = _root(root, 'chestxray14')
-    entry, _, te = _require(root, 'chestxray14', [('Data_Entry_2017_v2020.csv', 'Data_Entry_2017.csv'), 'train_val_list.txt', 'test_list.txt'])
+    entry, _, te = _require(root, 'chestxray14', [('Data_Entry_2017_v2020.csv', 'Data_Entry_2017.csv'),
+                                                  'train_val_list.txt', 'test_list.txt'])
     df = _csv(entry, ['Image Index', 'Finding Labels', 'Patient ID'], index_col=False)
     test = set(te.read_text().split())
     files = {p.name: p for d in [root/'images', *sorted(root.glob('images_*/images')), *sorted(root.glob('images_*'))]
@@ -731,14 +833,16 @@ def chestxray14(root, split=None, valid_frac=0.1, seed=0, check_files=True, on_b
         sp = 'test' if name in test else hash_split(pid, (1 - valid_frac, valid_frac, 0), seed)
         if split is not None and sp != split: return None
         found = {_norm(x) for x in r['Finding Labels'].split('|') if x.strip()}
-        if found - set(names): raise DataError(f'{entry}: row {i + 2}, column \'Finding Labels\': {sorted(found - set(names))} not in {NIH14 + ["No Finding"]}')
+        if found - set(names): raise DataError(f'{entry}: row {i + 2}, column \'Finding Labels\': '
+                                               f'{sorted(found - set(names))} not in {NIH14 + ["No Finding"]}')
         lab = {k: float(_norm(k) in found) for k in NIH14 + ['No Finding']}
         p = files.get(name, root/'images'/name)
         return Study([_file(p, f'{entry}: row {i + 2}', check_files)], [labels_to_text(lab, seed=name)], lab,
                      patient_id=pid, study_id=Path(name).stem, split=sp)
-    return _build(((r['Image Index'], (i, r)) for i, r in enumerate(df.to_dict('records'))), make, on_bad, log, check_files)
+    return _build(((r['Image Index'], (i, r)) for i, r in enumerate(df.to_dict('records'))), make, on_bad, log,
+                  check_files)
 
-# %% ../nbs/00_datasets.ipynb 62
+# %% ../nbs/00_datasets.ipynb 131
 @register('csv', source="the kit's generic table (medvlp.data.read_table)", layout="""
 <root> = a .csv / .jsonl / .json table (or a folder with studies.csv) with an image-path column, text column(s),
 label columns (1 / 0 / -1 / blank) or a categorical label column, optional patient, study and split columns;
@@ -760,6 +864,7 @@ def csv_table(root, split=None, image='image', text='text', labels=None, patient
     st.split_counts = {sp: sum(s.split == sp for s in st) for sp in SPLITS}
     return st
 
+# %% ../nbs/00_datasets.ipynb 134
 @register('pairs_folder', source='the CLIP fine-tuning layout (medvlp.data.read_pairs_folder)', layout="""
 <root>/train/img_text_pair.json   [{"img": "a.jpg", "caption": "..."}, ...]
 <root>/train/imgs/a.jpg
@@ -779,7 +884,7 @@ def pairs_folder(root, split=None, on_bad='raise', log=None, check_files=True) -
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped, rows_in=n)
 
-# %% ../nbs/00_datasets.ipynb 67
+# %% ../nbs/00_datasets.ipynb 139
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', public=True, layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
@@ -787,12 +892,14 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     from medvlp.synthcxr import load_synthcxr
     return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
-# %% ../nbs/00_datasets.ipynb 73
+# %% ../nbs/00_datasets.ipynb 145
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
+# %% ../nbs/00_datasets.ipynb 147
 def _init_worker(): torch.set_num_threads(1)
 
+# %% ../nbs/00_datasets.ipynb 149
 def _prep_one(task):
     "Worker: resize one image or mask into the cache; return None or the error message."
     src, dst, size, kind = task
@@ -814,8 +921,10 @@ def _prep_one(task):
     except DataError as e: return str(e)
     except Exception as e: return f'{src}: cannot preprocess ({type(e).__name__}: {e})'
 
+# %% ../nbs/00_datasets.ipynb 151
 def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=None, progress=True) -> Studies:
-    "Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies pointing there."
+    ("Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies "
+     "pointing there.")
     _choice('on_bad', on_bad, ('raise', 'skip'))
     if not isinstance(size, int) or size <= 0: raise ValueError(f'size={size!r}: expected a positive int, e.g. 512')
     root = Path(cache) if cache is not None else cache_dir('prep')
@@ -836,28 +945,31 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     for s in studies:
         e = next(((p, errors[p]) for p in [*s.images, *s.masks.values()] if p in errors), None)
         if e: bad.append((s.study_id, *e)); continue
-        out.append(replace(s, images=[str(dst[p]) for p in s.images], masks={k: str(dst[p]) for k, p in s.masks.items()},
-                           meta=dict(s.meta)))
+        out.append(replace(s, images=[str(dst[p]) for p in s.images],
+                           masks={k: str(dst[p]) for k, p in s.masks.items()}, meta=dict(s.meta)))
     if bad and on_bad == 'raise':
-        raise DataError(f'{len(bad)} stud{"y" if len(bad) == 1 else "ies"} with an unreadable image (on_bad="skip" skips '
-                        f'and counts them): ' + '; '.join(e for *_, e in bad[:5]))
+        raise DataError(f'{len(bad)} stud{"y" if len(bad) == 1 else "ies"} with an unreadable image '
+                        f'(on_bad="skip" skips and counts them): ' + '; '.join(e for *_, e in bad[:5]))
     res = (studies if isinstance(studies, Studies) else Studies(studies)).narrow(out, bad)
     if log is not None and bad: write_skipped(res.skipped, log)
     return res
 
-# %% ../nbs/00_datasets.ipynb 83
+# %% ../nbs/00_datasets.ipynb 161
 ARRAY_VERSION = 1
 _DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 
+# %% ../nbs/00_datasets.ipynb 163
 class ImageArray:
-    "Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats in [0, 1]."
+    ("Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats "
+     "in [0, 1].")
     def __init__(self, folder):
         self.folder = Path(folder)
         self.index = {p: i for i, p in enumerate(read_file(self.folder/'paths.json'))}
         self._arr = None
     @property
     def arr(self) -> np.ndarray:
-        if self._arr is None: self._arr = read_file(self.folder/'images.npy', lambda p: np.load(p, mmap_mode='r'))  # in each worker
+        # in each worker
+        if self._arr is None: self._arr = read_file(self.folder/'images.npy', lambda p: np.load(p, mmap_mode='r'))
         return self._arr
     def __getstate__(self): return {**self.__dict__, '_arr': None}  # workers reopen the file, never copy the array
     def __len__(self): return len(self.index)
@@ -867,7 +979,7 @@ class ImageArray:
         a = self.arr[i]
         return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
 
-# %% ../nbs/00_datasets.ipynb 84
+# %% ../nbs/00_datasets.ipynb 165
 def _deep(path) -> bool:
     "Whether the image at `path` has more than 8 bits per sample (DICOM, 16-bit or float PNG/TIFF)."
     if Path(path).suffix.lower() in ('.dcm', '.dicom'): return True
@@ -875,17 +987,21 @@ def _deep(path) -> bool:
         with Image.open(path) as im: return im.mode in _DEEP
     except Exception: return False  # unreadable: decoding it raises the DataError that names it
 
+# %% ../nbs/00_datasets.ipynb 167
 def _decode_one(task):
     "Worker: image `src` as `load_image` reads it, short side resized to `size`, centre square, as integers of `dtype`."
     src, size, channels, dtype = task
     x = TF.center_crop(TF.resize(load_image(src, channels), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
 
+# %% ../nbs/00_datasets.ipynb 169
 def _array_ok(folder, shape) -> bool:
     "Whether `folder` holds a whole array of `shape` and its list of paths."
-    try: return np.load(folder/'images.npy', mmap_mode='r').shape == shape and len(json.loads((folder/'paths.json').read_text())) == shape[0]
+    try: return (np.load(folder/'images.npy', mmap_mode='r').shape == shape
+                 and len(json.loads((folder/'paths.json').read_text())) == shape[0])
     except Exception: return False
 
+# %% ../nbs/00_datasets.ipynb 171
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
     dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
@@ -894,8 +1010,10 @@ def _build_array(folder, paths, size, channels, workers, progress):
     tasks = [(p, size, channels, dtype) for p in paths]
     bar = dict(total=len(paths), desc=f'decode {len(paths)} images at {size}px', disable=not progress)
     try:
-        with ProcessPoolExecutor(workers, initializer=_init_worker) if workers and len(paths) > 1 else contextlib.nullcontext() as ex:
-            it = ex.map(_decode_one, tasks, chunksize=max(1, min(64, len(tasks)//(8*workers)))) if ex else map(_decode_one, tasks)
+        with (ProcessPoolExecutor(workers, initializer=_init_worker) if workers and len(paths) > 1
+              else contextlib.nullcontext()) as ex:
+            it = (ex.map(_decode_one, tasks, chunksize=max(1, min(64, len(tasks)//(8*workers)))) if ex
+                  else map(_decode_one, tasks))
             for i, a in enumerate(tqdm(it, **bar)): arr[i] = a
     except BaseException:  # an unreadable image (a DataError naming it) or an interrupt: leave nothing half-built
         del arr; shutil.rmtree(tmp, ignore_errors=True); raise
@@ -903,8 +1021,10 @@ def _build_array(folder, paths, size, channels, workers, progress):
     (tmp/'paths.json').write_text(json.dumps(paths))
     os.replace(tmp, folder)
 
+# %% ../nbs/00_datasets.ipynb 173
 def image_array(studies, size, channels=1, workers=2, cache=None, progress=True) -> ImageArray:
-    "Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built on first use)."
+    ("Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built "
+     "on first use).")
     from filelock import FileLock
     if not isinstance(size, int) or size <= 0: raise ValueError(f'size={size!r}: expected a positive int, e.g. 224')
     paths = sorted({str(p) for s in studies for p in s.images})
@@ -924,11 +1044,12 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True)
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
     return ImageArray(folder)
 
-# %% ../nbs/00_datasets.ipynb 87
+# %% ../nbs/00_datasets.ipynb 176
 def cpus() -> int:
     "The CPUs this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
+# %% ../nbs/00_datasets.ipynb 178
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, cpus())
@@ -936,8 +1057,10 @@ def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw
 
+# %% ../nbs/00_datasets.ipynb 180
 def loader_speed(studies, transform, num_workers=0, batch_size=8) -> float:
-    "Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up included)."
+    ("Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up "
+     "included).")
     dl = DataLoader(StudyDataset(studies, transform), batch_size=batch_size, collate_fn=Collate(),
                     **loader_kwargs(num_workers, persistent_workers=False))
     threads = torch.get_num_threads()

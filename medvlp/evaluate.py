@@ -12,7 +12,8 @@ from .zeroshot import (ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CL
                              negative_prompts, resolve_prompts, study_loader, image_embeddings, class_embeddings,
                              text_classifier, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
-from .metrics import TASKS, score_matrices, float_tensor, bootstrap_ci, classification_metrics, confusion, retrieval_ranks, retrieval_metrics
+from .metrics import (TASKS, score_matrices, float_tensor, bootstrap_ci, classification_metrics, confusion,
+                            retrieval_ranks, retrieval_metrics)
 
 # %% auto 0
 __all__ = ['KINDS', 'PRESETS', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
@@ -27,7 +28,8 @@ import matplotlib.pyplot as plt
 from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
 from .datasets import DATASETS, SPLITS, load_dataset
 from .data import image_transform
-from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable, data_fingerprint
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable,
+                         data_fingerprint)
 from .pretrain import default_model, frozen_model
 from .cache import tower_transform
 from .probe import task_targets
@@ -36,9 +38,11 @@ from .probe import task_targets
 # %% ../nbs/05_eval.ipynb 12
 KINDS = ('multiclass', 'binary', 'multilabel', 'retrieval')
 
+# %% ../nbs/05_eval.ipynb 14
 @dataclass
 class EvalTask:
-    "An evaluation task as data: its studies (dataset, root, options, split), its classes and its kind (one of `KINDS`)."
+    ("An evaluation task as data: its studies (dataset, root, options, split), its classes and its kind "
+     "(one of `KINDS`).")
     name: str
     kind: str
     dataset: str = 'synthcxr'
@@ -47,6 +51,7 @@ class EvalTask:
     split: str = 'test'            # a split of the dataset, or 'all'
     classes: list = field(default_factory=list)   # [] = every label that is positive somewhere (multiclass, multilabel)
 
+# %% ../nbs/05_eval.ipynb 16
 PRESETS = {t.name: t for t in [
     EvalTask('5x200', 'multiclass', data_options=dict(subset='5x200'), split='all', classes=CLASSES_5X200),
     EvalTask('rsna', 'binary', data_options=dict(subset='rsna'), split='all', classes=CLASSES_RSNA),
@@ -56,20 +61,24 @@ PRESETS = {t.name: t for t in [
     EvalTask('rsna_pneumonia', 'binary', 'rsna_pneumonia', classes=CLASSES_RSNA),
     EvalTask('mimic_retrieval', 'retrieval', 'mimic_cxr')]}
 
+# %% ../nbs/05_eval.ipynb 18
 def eval_task(name, dataset='synthcxr', data_root='', data_options=None, split='test', classes=()) -> EvalTask:
     "Task `name`: a preset (read from `data_root` with `data_options` when it is on `dataset`), or a kind on `dataset`."
     p = PRESETS.get(name)
     if p is not None and (p.dataset == dataset or name not in KINDS):
         if p.dataset != dataset: return p
         return replace(p, data_root=str(data_root or ''), data_options={**p.data_options, **(data_options or {})})
-    if name not in KINDS: raise ValueError(f'task {name!r}: expected a preset {list(PRESETS)} or a kind {KINDS} on the dataset')
+    if name not in KINDS:
+        raise ValueError(f'task {name!r}: expected a preset {list(PRESETS)} or a kind {KINDS} on the dataset')
     if name == 'binary' and len(classes) != 2:
-        raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), got {list(classes)}')
+        raise ValueError(f'task binary: classes must be [negative, positive] (the positive a label of the data), '
+                         f'got {list(classes)}')
     return EvalTask(name, name, dataset, str(data_root or ''), dict(data_options or {}), split, list(classes))
 
-# %% ../nbs/05_eval.ipynb 15
+# %% ../nbs/05_eval.ipynb 21
 def task_data(task: EvalTask) -> tuple:
-    "(studies, classes, y, info) of `task`; for retrieval `classes` is the de-duplicated texts and `y` each image's text index."
+    ("(studies, classes, y, info) of `task`; for retrieval `classes` is the de-duplicated texts and `y` each image's "
+     "text index.")
     st = load_dataset(task.dataset, task.data_root or None, split=task.split, **task.data_options)
     info = dict(dataset=task.dataset, split=task.split, read=len(st))
     if task.kind == 'retrieval':
@@ -78,34 +87,44 @@ def task_data(task: EvalTask) -> tuple:
         return st, uniq, np.array([idx[t] for t in texts]), {**info, 'used': len(st), 'texts': len(uniq)}
     classes = list(task.classes) or sorted({k for s in st for k, v in s.labels.items() if v == 1})
     if len(classes) < 2 and task.kind != 'multilabel':
-        raise ValueError(f'task {task.name!r} on {task.dataset} ({task.split}): classes {classes}; a {task.kind} task needs two '
-                         f'or more (pass classes; the studies carry labels {sorted({k for s in st for k in s.labels})})')
+        raise ValueError(f'task {task.name!r} on {task.dataset} ({task.split}): classes {classes}; a {task.kind} task '
+                         f'needs two or more (pass classes; the studies carry labels '
+                         f'{sorted({k for s in st for k in s.labels})})')
     if task.kind == 'binary': y = np.array([int(s.labels.get(classes[1]) == 1) for s in st])
-    else:   # the probe's truth: a positive is a 1 (uncertain and blank count as 0); multiclass keeps one-positive studies
+    else:   # the probe's truth: a positive is a 1 (uncertain and blank count as 0);
+            # multiclass keeps one-positive studies
         rows, y = task_targets(st, task.kind, classes)
         st = [st[i] for i in rows]
-        if not st: raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive among {classes}')
+        if not st:
+            raise ValueError(f'task {task.name!r}: no study of {task.dataset} ({task.split}) has exactly one positive '
+                             f'among {classes}')
     return st, classes, y, {**info, 'used': len(st), 'dropped': info['read'] - len(st), 'classes': classes}
 
-# %% ../nbs/05_eval.ipynb 19
+# %% ../nbs/05_eval.ipynb 26
 def _label(p) -> str: return p if isinstance(p, str) else 'custom'
 
+# %% ../nbs/05_eval.ipynb 28
 def _md_table(df: pd.DataFrame, ci=0.95) -> str:
     "metric | value [CI] as Markdown."
-    return markdown_table(df.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, '.4g'), axis=1).rename(f'value [{ci:.0%} CI]').to_frame())
+    return markdown_table(df.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, '.4g'), axis=1)
+                          .rename(f'value [{ci:.0%} CI]').to_frame())
 
+# %% ../nbs/05_eval.ipynb 30
 def _weights_sha256(source) -> str | None:
     "sha256 of a local model folder's weights file (ours, transformers', open_clip's); None for a hub id."
-    w = next((Path(source)/f for f in ('model.safetensors', 'pytorch_model.bin', *OPEN_CLIP_WEIGHTS) if (Path(source)/f).is_file()), None)
+    w = next((Path(source)/f for f in ('model.safetensors', 'pytorch_model.bin', *OPEN_CLIP_WEIGHTS)
+              if (Path(source)/f).is_file()), None)
     if w is None: return None
     h = hashlib.sha256()
     with open(w, 'rb') as f:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/05_eval.ipynb 32
 @torch.no_grad()
 def study_embeddings(model, studies, image_size, batch_size=128, cache=True) -> torch.Tensor:
-    "Normalised image embeddings of `studies` (first view); with `cache`, the image tower's features come from `medvlp.cache`."
+    ("Normalised image embeddings of `studies` (first view); with `cache`, the image tower's features come from "
+     "`medvlp.cache`.")
     if not cache: return image_embeddings(model, study_loader(studies, model.image, image_size, batch_size))
     from medvlp.cache import embed_images
     feats = embed_images(model.image, studies, tower_transform(model.image, image_size), batch_size=batch_size,
@@ -114,13 +133,15 @@ def study_embeddings(model, studies, image_size, batch_size=128, cache=True) -> 
     z = model.image_proj(torch.from_numpy(np.array(feats.pooled)).to(model._dev()))
     return torch.nn.functional.normalize(z, dim=-1).cpu()
 
+# %% ../nbs/05_eval.ipynb 34
 @torch.no_grad()
 def text_embeddings(model, texts, batch_size=256) -> torch.Tensor:
     "Normalised text embeddings `[N, D]` of a list of strings, in batches."
     model.eval()
-    return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu() for i in range(0, len(texts), batch_size)])
+    return torch.cat([model.encode_texts(list(texts[i:i + batch_size])).cpu()
+                      for i in range(0, len(texts), batch_size)])
 
-# %% ../nbs/05_eval.ipynb 21
+# %% ../nbs/05_eval.ipynb 36
 def plot_roc(curves: dict):
     "ROC curves: one panel per task of `curves` (task -> (y_true, scores, classes, kind)), one curve per class."
     fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 4.2), squeeze=False)
@@ -136,6 +157,7 @@ def plot_roc(curves: dict):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/05_eval.ipynb 38
 def plot_confusion(matrices: dict):
     "Confusion matrices (task -> labelled DataFrame from `confusion`), one panel each."
     import seaborn as sns
@@ -147,16 +169,20 @@ def plot_confusion(matrices: dict):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/05_eval.ipynb 40
 def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, gt=None, public=True):
-    "Query images and their top-`k` texts (`gt`: each image's text index, default its own); the right one in green, its rank when missed. Not `public`: each text shown as the id of a study it belongs to."
+    ("Query images and their top-`k` texts (`gt`: each image's text index, default its own); the right one in green, "
+     "its rank when missed. Not `public`: each text shown as the id of a study it belongs to.")
     from medvlp.data import load_image
     q = np.sort(np.random.default_rng(seed).choice(len(studies), min(n, len(studies)), replace=False))
     g = np.arange(len(studies)) if gt is None else np.asarray(gt)
     ranks, top = retrieval_ranks(float_tensor(image_emb)[q], text_emb, g[q], None, topk=k)
     owner = {}
     for i, t in enumerate(g): owner.setdefault(int(t), studies[i].study_id)
-    show = lambda t, w: textwrap.shorten(texts[t], w, placeholder=' ...') if public else f'report of study {owner.get(int(t), "?")}'
-    fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]), squeeze=False)
+    show = lambda t, w: (textwrap.shorten(texts[t], w, placeholder=' ...') if public
+                         else f'report of study {owner.get(int(t), "?")}')
+    fig, axes = plt.subplots(len(q), 2, figsize=(13, 2.3 * len(q)), gridspec_kw=dict(width_ratios=[1, 5]),
+                             squeeze=False)
     for (ax_i, ax_t), i, r, tk in zip(axes, q, ranks, top):
         im = load_image(studies[i].images[0], 3).permute(1, 2, 0).numpy()
         ax_i.imshow(im if (im[..., :1] != im).any() else im[..., 0], cmap='gray'); ax_i.axis('off')
@@ -165,13 +191,15 @@ def plot_retrieval_grid(studies, texts, image_emb, text_emb, n=4, k=5, seed=0, g
         for j, t in enumerate(tk):
             ok = t == g[i]
             ax_t.text(0, 1 - (j + 0.5) / (k + 1), f"{'✓' if ok else ' '} {j + 1}. {show(t, 150)}", fontsize=7.5,
-                      color='green' if ok else 'black', weight='bold' if ok else 'normal', va='center', family='DejaVu Sans')
+                      color='green' if ok else 'black', weight='bold' if ok else 'normal', va='center',
+                      family='DejaVu Sans')
         if r > k: ax_t.text(0, 0.5 / (k + 1), f'right report at rank {int(r)}: ' + show(g[i], 120),
                             fontsize=7.5, color='firebrick', va='center')
     fig.suptitle(f'image-to-text retrieval: top {k} reports', fontsize=10)
     fig.tight_layout()
     return fig
 
+# %% ../nbs/05_eval.ipynb 42
 def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     "2-D map (scikit-learn PCA or t-SNE) of embeddings coloured by class; PCA also places the class text embeddings."
     X = float_tensor(emb).numpy()
@@ -194,11 +222,11 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 26
+# %% ../nbs/05_eval.ipynb 47
 @dataclass
 class EvalConfig(RunParams, ImageParams, DataParams):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
-    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     tasks: list = field(default_factory=lambda: ['5x200', 'rsna', 'retrieval'])  # presets (PRESETS) or kinds (KINDS)
     split: str = 'test'            # the split the kinds read, or 'all'
     classes: list = field(default_factory=list)       # the kinds' classes; [] = the labels positive somewhere
@@ -222,15 +250,17 @@ class EvalConfig(RunParams, ImageParams, DataParams):
 
     def task_list(self) -> list:
         "The `EvalTask`s of `tasks`."
-        return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes) for t in self.tasks]
+        return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes)
+                for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 28
+# %% ../nbs/05_eval.ipynb 50
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
         return prompts[task]
     return prompts
 
+# %% ../nbs/05_eval.ipynb 52
 def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
     "Metrics of zero-shot `kind` with prompts `p`, and the `compare` prompt kinds' headline rows appended to `comp`."
     s = zero_shot_scores(model, img, classes, p, mdir, kind)
@@ -241,23 +271,28 @@ def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 29
+# %% ../nbs/05_eval.ipynb 54
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> Result:
-    "Zero-shot and retrieval metrics with bootstrap CIs of `cfg.model_dir` (`cfg`: a config, dict or recipe path), written as tables, figures and a manifest; its `Result` holds each task's values as metrics and its tables by task name (also `confusion_<task>`, `prompts`)."
+    ("Zero-shot and retrieval metrics with bootstrap CIs of `cfg.model_dir` (`cfg`: a config, dict or recipe path), "
+     "written as tables, figures and a manifest; its `Result` holds each task's values as metrics and its tables by "
+     "task name (also `confusion_<task>`, `prompts`).")
     cfg = EvalConfig.make(cfg, **overrides)
     tasks = cfg.task_list()
     if bad := [c for c in cfg.compare if c not in PROMPT_KINDS + ('tuned',)]:
         raise ValueError(f'compare: {bad} not in {PROMPT_KINDS + ("tuned",)}')
     for t in tasks:   # prompt kinds and class coverage, before any image is read
-        if t.kind != 'retrieval' and t.classes and not (isinstance(p := _task_prompts(cfg.prompts, t.name), str) and p == 'tuned'):
+        if t.kind != 'retrieval' and t.classes and not (isinstance(p := _task_prompts(cfg.prompts, t.name), str)
+                                                        and p == 'tuned'):
             resolve_prompts(t.classes, p)
     mdir = resolve_source(cfg.model_dir) if cfg.model_dir else default_model()
     model, _ = frozen_model(mdir, cfg.image_size or None)
     if bad := [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]:
-        raise FloatingPointError(f'{mdir}: {len(bad)} weight tensors are not finite (e.g. {bad[:3]}); nothing evaluated')
+        raise FloatingPointError(f'{mdir}: {len(bad)} weight tensors are not finite (e.g. {bad[:3]}); '
+                                 'nothing evaluated')
     model.to(cfg.device)
     with start_run(cfg, 'eval') as run: return _score(cfg, tasks, model, mdir, run)
 
+# %% ../nbs/05_eval.ipynb 56
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
@@ -273,7 +308,8 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
                                   gt=None if len(classes) == len(studies) else y)
             label = 'retrieval'
             if 'retrieval_grid.png' not in figs: figs['retrieval_grid.png'] = plot_retrieval_grid(
-                studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y, public=DATASETS[task.dataset].public)
+                studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y,
+                public=DATASETS[task.dataset].public)
         else:
             p = _task_prompts(cfg.prompts, name); label = _label(p)
             s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name)
@@ -290,7 +326,8 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         d = data[task.name]
         md += [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '',
                f"{task.kind} on {d['dataset']} ({d['split']}): {d['used']} of {d['read']} studies" +
-               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else ''), '', _md_table(res[task.name], cfg.ci), '']
+               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else ''), '',
+               _md_table(res[task.name], cfg.ci), '']
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
         cell = res['prompts'].apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high), axis=1).unstack('metric')
@@ -300,6 +337,8 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
-    run.record.update(data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir), tasks=[asdict(t) for t in tasks],
-                      image_size=size, files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else []) + list(figs)))
+    run.record.update(data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir),
+                      tasks=[asdict(t) for t in tasks], image_size=size,
+                      files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else [])
+                                   + list(figs)))
     return Result(out, {t.name: res[t.name]['value'].to_dict() for t in tasks}, res)

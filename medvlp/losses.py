@@ -18,6 +18,7 @@ def dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+# %% ../nbs/01_losses.ipynb 8
 def gather_features(x: torch.Tensor, gather_with_grad: bool = False, local_loss: bool = False) -> torch.Tensor:
     "All ranks' `x` concatenated on dim 0 (a no-op in one process); see the module notes for the two flags."
     rank, world = dist_info()
@@ -31,7 +32,7 @@ def gather_features(x: torch.Tensor, gather_with_grad: bool = False, local_loss:
     if not local_loss: parts[rank] = x  # the rank's own slice keeps its graph
     return torch.cat(parts, 0)
 
-# %% ../nbs/01_losses.ipynb 10
+# %% ../nbs/01_losses.ipynb 12
 def _check(fn, **xs):
     "Check that the named embeddings are 2-D floating tensors of one shape; raise naming them otherwise."
     for k, v in xs.items():
@@ -47,6 +48,7 @@ def _check_scalar(fn, name, v):
     v = torch.as_tensor(v)
     if v.numel() != 1: raise ValueError(f'{fn}: {name} must be a scalar; got shape {tuple(v.shape)}')
 
+# %% ../nbs/01_losses.ipynb 14
 def _targets(n, device, local_loss):
     "Index of each row's positive among the gathered columns."
     rank, world = dist_info()
@@ -54,6 +56,7 @@ def _targets(n, device, local_loss):
 
 def _rows(x, all_x, local_loss): return x if local_loss else all_x
 
+# %% ../nbs/01_losses.ipynb 16
 def _two_way(a, b, all_a, all_b, logit_scale, local_loss, label_smoothing=0.0):
     "InfoNCE of `a` rows against all `b` and of `b` rows against all `a`: the two directions, unaveraged."
     qa, qb = _rows(a, all_a, local_loss), _rows(b, all_b, local_loss)
@@ -61,7 +64,7 @@ def _two_way(a, b, all_a, all_b, logit_scale, local_loss, label_smoothing=0.0):
     return (F.cross_entropy(logit_scale * qa @ all_b.T, t, label_smoothing=label_smoothing),
             F.cross_entropy(logit_scale * qb @ all_a.T, t, label_smoothing=label_smoothing))
 
-# %% ../nbs/01_losses.ipynb 12
+# %% ../nbs/01_losses.ipynb 18
 def clip_loss(img, txt, logit_scale, *, local_loss=False, gather_with_grad=False, label_smoothing=0.0):
     "Symmetric InfoNCE over normalised image/text embeddings, gathered across ranks (open_clip's `ClipLoss`)."
     _check('clip_loss', img=img, txt=txt); _check_scalar('clip_loss', 'logit_scale', logit_scale)
@@ -69,7 +72,7 @@ def clip_loss(img, txt, logit_scale, *, local_loss=False, gather_with_grad=False
     i2t, t2i = _two_way(img, txt, all_img, all_txt, logit_scale, local_loss, label_smoothing)
     return (i2t + t2i) / 2
 
-# %% ../nbs/01_losses.ipynb 18
+# %% ../nbs/01_losses.ipynb 24
 def siglip_loss(img, txt, logit_scale, logit_bias):
     "Sigmoid pairwise loss (SigLIP): local images against all ranks' texts, gathered with gradients."
     _check('siglip_loss', img=img, txt=txt)
@@ -80,7 +83,7 @@ def siglip_loss(img, txt, logit_scale, logit_bias):
     signs[torch.arange(len(img), device=img.device), _targets(len(img), img.device, True)] = 1
     return -F.logsigmoid(signs * logits).sum() / len(img)
 
-# %% ../nbs/01_losses.ipynb 22
+# %% ../nbs/01_losses.ipynb 28
 def simclr_loss(z1, z2, temperature=0.1, *, local_loss=False, gather_with_grad=False):
     "NT-Xent over two views `z1`, `z2` (normalised here), negatives gathered across ranks (SimCLR, as in SLIP)."
     _check('simclr_loss', z1=z1, z2=z2)
@@ -94,13 +97,14 @@ def simclr_loss(z1, z2, temperature=0.1, *, local_loss=False, gather_with_grad=F
         return F.cross_entropy(torch.cat([q @ all_other.T / temperature, same], 1), t)
     return (side(_rows(z1, all1, local_loss), all1, all2) + side(_rows(z2, all2, local_loss), all2, all1)) / 2
 
+# %% ../nbs/01_losses.ipynb 30
 def slip_loss(img, txt, logit_scale, z1, z2, ssl_scale=1.0, ssl_temp=0.1, *, local_loss=False, gather_with_grad=False):
     "SLIP / MedSLIP: `clip + ssl_scale * simclr`, as a dict of `clip`, `ssl` and the total `loss`."
     kw = dict(local_loss=local_loss, gather_with_grad=gather_with_grad)
     clip, ssl = clip_loss(img, txt, logit_scale, **kw), simclr_loss(z1, z2, ssl_temp, **kw)
     return {'clip': clip, 'ssl': ssl, 'loss': clip + ssl_scale * ssl}
 
-# %% ../nbs/01_losses.ipynb 26
+# %% ../nbs/01_losses.ipynb 34
 def cxr_clip_loss(img1, img2, txt1, txt2, logit_scale, icl_weight=1.0, tcl_weight=0.5, *, label_smoothing=0.0,
                   local_loss=False, gather_with_grad=False):
     "CXR-CLIP: CLIP over the 4 image-text pairs + image-image (ICL) and text-text (TCL) terms; dict of parts + `loss`."
@@ -113,18 +117,20 @@ def cxr_clip_loss(img1, img2, txt1, txt2, logit_scale, icl_weight=1.0, tcl_weigh
     icl, tcl = sym('i1', 'i2'), sym('t1', 't2')
     return {'clip': clip, 'icl': icl, 'tcl': tcl, 'loss': clip + icl_weight * icl + tcl_weight * tcl}
 
-# %% ../nbs/01_losses.ipynb 30
+# %% ../nbs/01_losses.ipynb 38
 def medclip_loss(img, txt, labels_img, labels_txt, logit_scale, *, label_sim='cosine', label_temp=1.0,
                  local_loss=False, gather_with_grad=False):
     "MedCLIP's semantic matching loss: CLIP logits against soft targets from image/text label similarity."
     _check('medclip_loss', img=img, txt=txt); _check_scalar('medclip_loss', 'logit_scale', logit_scale)
-    if label_sim not in ('cosine', 'dot'): raise ValueError(f"medclip_loss: label_sim={label_sim!r}; expected 'cosine' or 'dot'")
+    if label_sim not in ('cosine', 'dot'):
+        raise ValueError(f"medclip_loss: label_sim={label_sim!r}; expected 'cosine' or 'dot'")
     if not label_temp > 0: raise ValueError(f'medclip_loss: label_temp must be > 0; got {label_temp}')
     labels_img, labels_txt = (torch.as_tensor(l, dtype=img.dtype, device=img.device).nan_to_num(0.0)
                               for l in (labels_img, labels_txt))  # blank (not mentioned) counts as 0, as in MedCLIP
     _check('medclip_loss', labels_img=labels_img, labels_txt=labels_txt)
     if len(labels_img) != len(img):
-        raise ValueError(f'medclip_loss: labels_img {tuple(labels_img.shape)} must have one row per image of img {tuple(img.shape)}')
+        raise ValueError(f'medclip_loss: labels_img {tuple(labels_img.shape)} must have one row per image of img '
+                         f'{tuple(img.shape)}')
     if label_sim == 'cosine': labels_img, labels_txt = F.normalize(labels_img, dim=-1), F.normalize(labels_txt, dim=-1)
     all_img, all_txt = (gather_features(v, gather_with_grad, local_loss) for v in (img, txt))
     all_li, all_lt = (gather_features(v) for v in (labels_img, labels_txt))
@@ -135,7 +141,7 @@ def medclip_loss(img, txt, labels_img, labels_txt, logit_scale, *, label_sim='co
     return (side(r(img, all_img), all_txt, r(labels_img, all_li), all_lt) +
             side(r(txt, all_txt), all_img, r(labels_txt, all_lt), all_li)) / 2
 
-# %% ../nbs/01_losses.ipynb 34
+# %% ../nbs/01_losses.ipynb 42
 def adaptor_loss(img, txt, logit_scale, *, i2t_weight=0.5, local_loss=False, gather_with_grad=False):
     "Adaptor's CLIP loss: `i2t_weight * image->text + (1 - i2t_weight) * text->image` (0.5: plain CLIP, as released)."
     _check('adaptor_loss', img=img, txt=txt); _check_scalar('adaptor_loss', 'logit_scale', logit_scale)

@@ -21,6 +21,7 @@ def _boot_index(n, n_boot, seed) -> np.ndarray:
     "The `[n_boot, n]` row indices of the bootstrap resamples (fixed by `seed`)."
     return np.random.default_rng(seed).integers(0, n, (n_boot, n))
 
+# %% ../nbs/00_metrics.ipynb 8
 def percentile_interval(values, ci) -> tuple[float, float]:
     "The central `ci` percentile interval of `values`, NaNs dropped; (nan, nan) when none is left."
     v = np.asarray(values, dtype=float)
@@ -29,25 +30,30 @@ def percentile_interval(values, ci) -> tuple[float, float]:
     lo, hi = np.percentile(v, [50 * (1 - ci), 50 * (1 + ci)])
     return float(lo), float(hi)
 
+# %% ../nbs/00_metrics.ipynb 10
 def bootstrap_ci(fn, *arrays, n_boot=1000, seed=0, ci=0.95, vectorized=False) -> tuple[float, float]:
     "Percentile bootstrap interval `(low, high)` of `fn(*arrays)`, resampling rows of all `arrays` together."
     if not arrays: raise ValueError('bootstrap_ci: pass at least one array to resample')
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
-    if any(len(a) != n for a in arrays): raise ValueError(f'bootstrap_ci: arrays differ in length: {[len(a) for a in arrays]}')
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f'bootstrap_ci: arrays differ in length: {[len(a) for a in arrays]}')
     if not 0 < ci < 1: raise ValueError(f'bootstrap_ci: ci must be in (0, 1), got {ci}')
     idx = _boot_index(n, n_boot, seed)
     vals = fn(*[a[idx] for a in arrays]) if vectorized else [fn(*[a[i] for a in arrays]) for i in idx]
     return percentile_interval(vals, ci)
 
-# %% ../nbs/00_metrics.ipynb 10
+# %% ../nbs/00_metrics.ipynb 14
 def bootstrap_counts(n, n_boot, seed) -> np.ndarray:
     "Bootstrap resamples as how often each of the `n` rows is drawn, `[n_boot, n]` (the same draws as `bootstrap_ci`)."
     idx = _boot_index(n, n_boot, seed)
-    return np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n * n_boot).reshape(n_boot, n).astype(float)
+    return np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(),
+                       minlength=n * n_boot).reshape(n_boot, n).astype(float)
 
+# %% ../nbs/00_metrics.ipynb 16
 def weighted_auroc(y, s, w) -> np.ndarray:
-    "AUROC of scores `s` for 0/1 labels `y` under each row of weights `w` ([B, N]); ties count one half; nan without both classes."
+    ("AUROC of scores `s` for 0/1 labels `y` under each row of weights `w` ([B, N]); ties count one half; nan "
+     "without both classes.")
     y, s, w = np.asarray(y, bool), np.asarray(s, float), np.atleast_2d(w)
     order = np.argsort(s, kind='stable')
     s, y, w = s[order], y[order], w[:, order]
@@ -60,7 +66,7 @@ def weighted_auroc(y, s, w) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
 
-# %% ../nbs/00_metrics.ipynb 13
+# %% ../nbs/00_metrics.ipynb 20
 def score_matrices(y_true, scores, classes, task, threshold):
     "Validated `(Y, S, P)`: one-hot truth, ranking scores and 0/1 predictions, each `[N, C]`."
     if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
@@ -81,15 +87,18 @@ def score_matrices(y_true, scores, classes, task, threshold):
         if y.shape != s.shape: raise ValueError(f'task=multilabel needs y_true of shape {s.shape} (0/1), got {y.shape}')
         if not np.isin(y, (0, 1)).all(): raise ValueError('task=multilabel needs y_true of 0/1 values')
         return y.astype(bool), s, s > threshold
-    if y.ndim != 1 or len(y) != len(s): raise ValueError(f'y_true must be [N={len(s)}] class indices, got shape {y.shape}')
+    if y.ndim != 1 or len(y) != len(s):
+        raise ValueError(f'y_true must be [N={len(s)}] class indices, got shape {y.shape}')
     if not np.isin(y, np.arange(C)).all():
         raise ValueError(f'y_true holds values outside 0..{C - 1}: {sorted(set(y.tolist()) - set(range(C)))}')
     Y = np.eye(C, dtype=bool)[y]
     if task == 'multiclass': P = np.eye(C, dtype=bool)[s.argmax(1)]
     return Y, s, P
 
+# %% ../nbs/00_metrics.ipynb 22
 def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
-    "Every metric of `classification_metrics` for `score_matrices`' (Y, S, P) under each row of bootstrap weights `w` [B, N]: name -> [B]."
+    ("Every metric of `classification_metrics` for `score_matrices`' (Y, S, P) under each row of bootstrap weights "
+     "`w` [B, N]: name -> [B].")
     w = np.atleast_2d(w)
     tp = np.einsum('bn,nc->bc', w, (Y & P).astype(float))
     pp, pos = w @ P.astype(float), w @ Y.astype(float)
@@ -105,6 +114,7 @@ def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
         out.update({f'{name}[{c}]': m[:, i] for i, c in enumerate(classes)})
     return out
 
+# %% ../nbs/00_metrics.ipynb 24
 def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=1000, seed=0, ci=0.95,
                            threshold=0.5, max_cells=2**24) -> pd.DataFrame:
     "Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs."
@@ -114,22 +124,25 @@ def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=10
     value = {k: float(v[0]) for k, v in compute(np.ones((1, N))).items()}
     W, chunk = bootstrap_counts(N, n_boot, seed), max(1, max_cells // (N * C))
     boots = [compute(W[i:i + chunk]) for i in range(0, n_boot, chunk)]
-    rows = {k: (value[k], *percentile_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot else \
-           {k: (value[k], np.nan, np.nan) for k in value}
+    rows = ({k: (value[k], *percentile_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot
+            else {k: (value[k], np.nan, np.nan) for k in value})
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
+# %% ../nbs/00_metrics.ipynb 30
 def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
     "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
-    if task == 'multilabel': raise ValueError('confusion: task=multilabel has one 2x2 matrix per class; use task=binary per class')
+    if task == 'multilabel':
+        raise ValueError('confusion: task=multilabel has one 2x2 matrix per class; use task=binary per class')
     Y, _, P = score_matrices(y_true, scores, classes, task, threshold)
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
 
-# %% ../nbs/00_metrics.ipynb 21
+# %% ../nbs/00_metrics.ipynb 34
 def float_tensor(x) -> torch.Tensor:
     "`x` (a tensor or array-like) as a float32 CPU tensor, detached."
     return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
+# %% ../nbs/00_metrics.ipynb 36
 @torch.no_grad()
 def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
     "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
@@ -139,7 +152,8 @@ def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chun
     ql = torch.arange(len(q)) if query_labels is None else torch.as_tensor(np.asarray(query_labels))
     gl = torch.arange(len(g)) if gallery_labels is None else torch.as_tensor(np.asarray(gallery_labels))
     if len(ql) != len(q) or len(gl) != len(g):
-        raise ValueError(f'labels: {len(ql)} query / {len(gl)} gallery labels for {len(q)} queries / {len(g)} gallery items')
+        raise ValueError(f'labels: {len(ql)} query / {len(gl)} gallery labels for {len(q)} queries / '
+                         f'{len(g)} gallery items')
     ranks, top = [], []
     for i in range(0, len(q), chunk):
         s = q[i:i + chunk] @ g.T                                      # [chunk, G]
@@ -151,13 +165,15 @@ def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chun
     ranks = torch.cat(ranks).numpy()
     return (ranks, torch.cat(top).numpy()) if topk else ranks
 
-# %% ../nbs/00_metrics.ipynb 25
-def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95, gt=None) -> pd.DataFrame:
+# %% ../nbs/00_metrics.ipynb 40
+def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95,
+                      gt=None) -> pd.DataFrame:
     "Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries."
     il = None if gt is None else np.asarray(gt)
     if gt is None and len(image_emb) != len(text_emb):
         raise ValueError(f'{len(image_emb)} images and {len(text_emb)} texts: pass gt (the text index of each image)')
-    if il is not None and len(il) != len(image_emb): raise ValueError(f'gt has {len(il)} entries for {len(image_emb)} images')
+    if il is not None and len(il) != len(image_emb):
+        raise ValueError(f'gt has {len(il)} entries for {len(image_emb)} images')
     tl = None if gt is None else np.arange(len(text_emb))
     rows = {}
     for name, r in (('image_to_text', retrieval_ranks(image_emb, text_emb, il, tl, chunk)),

@@ -35,17 +35,20 @@ __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_C
 def _bad(param, value, choices) -> ValueError:
     return ValueError(f'{param}={value!r}: expected one of {list(choices)}')
 
+# %% ../nbs/01_models.ipynb 8
 def _on(device):
     "A context that creates tensors on `device` (e.g. 'meta': shapes without memory), or a no-op for None."
     return torch.device(device) if device is not None else contextlib.nullcontext()
 
+# %% ../nbs/01_models.ipynb 10
 def _base(m):
     "The model under a peft wrapper (or `m` itself)."
     return m.get_base_model() if isinstance(m, PeftModel) else m
 
-# %% ../nbs/01_models.ipynb 8
+# %% ../nbs/01_models.ipynb 12
 IMAGE_POOLS = ('default', 'cls', 'mean', 'avg')
 
+# %% ../nbs/01_models.ipynb 14
 class ImageTower(nn.Module):
     "A timm backbone with a choice of pooling: `forward` gives [B, out_dim], `forward_tokens` [B, N, token_dim]."
     def __init__(self, model: nn.Module, pool='default', name='', image_size=None, mean=0.5, std=0.5):
@@ -57,7 +60,8 @@ class ImageTower(nn.Module):
         self.model, self.pool, self.name, self.peft_method = model, pool, name, 'none'
         self.image_size, self.mean, self.std = image_size, mean, std  # the input it takes (see image_input)
         self.token_dim = model.num_features
-        self.out_dim = (getattr(model, 'head_hidden_size', None) or model.num_features) if pool == 'default' else model.num_features
+        self.out_dim = ((getattr(model, 'head_hidden_size', None) or model.num_features) if pool == 'default'
+                        else model.num_features)
 
     @property
     def trunk(self) -> nn.Module: return _base(self.model)
@@ -96,11 +100,13 @@ class ImageTower(nn.Module):
         if f.ndim == 4: hw = tuple(f.shape[1:3]) if self._nhwc else tuple(f.shape[2:])
         else:
             pe = self.trunk.patch_embed
-            hw = tuple(pe.dynamic_feat_size(tuple(x.shape[-2:]))) if hasattr(pe, 'dynamic_feat_size') else tuple(pe.grid_size)
+            hw = (tuple(pe.dynamic_feat_size(tuple(x.shape[-2:]))) if hasattr(pe, 'dynamic_feat_size')
+                  else tuple(pe.grid_size))
         return t, hw
 
     def lock(self, unlocked_groups=0, freeze_bn_stats=False):
-        "Freeze the tower except its last `unlocked_groups` layer groups (timm's `group_matcher`); optionally freeze BatchNorm statistics."
+        ("Freeze the tower except its last `unlocked_groups` layer groups (timm's `group_matcher`); "
+         "optionally freeze BatchNorm statistics.")
         from timm.models._manipulate import group_parameters, group_modules
         from timm.layers import freeze_batch_norm_2d
         for p in self.parameters(): p.requires_grad = False
@@ -116,16 +122,21 @@ class ImageTower(nn.Module):
                 if g < first_open and isinstance(mod, nn.BatchNorm2d): m.set_submodule(name, freeze_batch_norm_2d(mod))
         return self
 
-    def __repr__(self): return f'ImageTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
+    def __repr__(self):
+        return f'ImageTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
-# %% ../nbs/01_models.ipynb 10
+# %% ../nbs/01_models.ipynb 16
 IMAGE_PRESETS = {
-    'tiny-resnet':  ('resnet18', dict(layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16, zero_init_last=False)),
+    'tiny-resnet':  ('resnet18', dict(layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
+                                      zero_init_last=False)),
     'tiny-vit':     ('vit_tiny_patch16_224', dict(img_size=64, patch_size=8, depth=2, embed_dim=64, num_heads=2)),
-    'tiny-vit-reg': ('vit_small_patch14_reg4_dinov2', dict(img_size=64, patch_size=8, depth=2, embed_dim=64, num_heads=2)),
-    'tiny-swin':    ('swin_tiny_patch4_window7_224', dict(img_size=64, window_size=4, depths=(1, 1), num_heads=(2, 4), embed_dim=32)),
+    'tiny-vit-reg': ('vit_small_patch14_reg4_dinov2', dict(img_size=64, patch_size=8, depth=2, embed_dim=64,
+                                                           num_heads=2)),
+    'tiny-swin':    ('swin_tiny_patch4_window7_224', dict(img_size=64, window_size=4, depths=(1, 1), num_heads=(2, 4),
+                                                          embed_dim=32)),
 }
 
+# %% ../nbs/01_models.ipynb 18
 @contextlib.contextmanager
 def _timm_log():
     "Collect timm's log messages (its weight-loading report) instead of printing them."
@@ -136,6 +147,7 @@ def _timm_log():
     try: yield msgs
     finally: lg.removeHandler(h); lg.setLevel(old[0]); lg.propagate = old[1]
 
+# %% ../nbs/01_models.ipynb 20
 def _timm_source(pretrained) -> dict:
     "timm keyword arguments that load weights from `pretrained`: False, True, a file, a folder or a hub id."
     if pretrained is None or pretrained is False: return dict(pretrained=False)
@@ -147,15 +159,20 @@ def _timm_source(pretrained) -> dict:
         raise FileNotFoundError(f'pretrained={str(pretrained)!r}: no such weights file or folder')
     return dict(pretrained=True, pretrained_cfg_overlay=dict(source='hf-hub', hf_hub_id=str(pretrained)))
 
+# %% ../nbs/01_models.ipynb 22
 def _timm_norm(pretrained_cfg: dict, pretrained: bool, in_chans: int) -> tuple:
-    "(mean, std) for a timm tower: its pretrained weights' (averaged over colour for a grey tower), or grey 0.5 / 0.5 when random."
+    ("(mean, std) for a timm tower: its pretrained weights' (averaged over colour for a grey tower), "
+     "or grey 0.5 / 0.5 when random.")
     mean, std = pretrained_cfg.get('mean'), pretrained_cfg.get('std')
     if not pretrained or mean is None: return 0.5, 0.5
     return (list(mean), list(std)) if in_chans == len(mean) else (sum(mean) / len(mean), sum(std) / len(std))
 
+# %% ../nbs/01_models.ipynb 24
 def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_size=None, grad_checkpointing=False,
-                      device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None, **timm_overrides) -> ImageTower:
-    "An `ImageTower` from a preset or a timm model name; weights from `pretrained` (False, True, a file, a folder or a hub id)."
+                      device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None,
+                      **timm_overrides) -> ImageTower:
+    ("An `ImageTower` from a preset or a timm model name; weights from `pretrained` "
+     "(False, True, a file, a folder or a hub id).")
     if config is not None or open_clip_cfg is not None:  # a published dual encoder's tower (see "Real starting points")
         return build_source_image_tower(name, config, open_clip_cfg, image_size, in_chans, mean, std, device)
     if pool not in IMAGE_POOLS: raise _bad('pool', pool, IMAGE_POOLS)
@@ -174,16 +191,20 @@ def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_si
             if 'img_size' not in str(e): raise
             kw.pop('img_size'); m = timm.create_model(arch, **kw)
     missing = [l for l in log if l.startswith('Missing keys')]
-    if missing: raise ValueError(f'pretrained={str(pretrained)!r}: the weights do not cover image tower {name!r}: {missing[0]}')
+    if missing:
+        raise ValueError(f'pretrained={str(pretrained)!r}: the weights do not cover image tower {name!r}: {missing[0]}')
     if grad_checkpointing: m.set_grad_checkpointing(True)
-    return ImageTower(m, pool, name, size or (64 if name in IMAGE_PRESETS else m.pretrained_cfg.get('input_size', (224,))[-1]),
+    return ImageTower(m, pool, name,
+                      size or (64 if name in IMAGE_PRESETS else m.pretrained_cfg.get('input_size', (224,))[-1]),
                       *((mean, std) if mean is not None else _timm_norm(m.pretrained_cfg, bool(pretrained), in_chans)))
 
-# %% ../nbs/01_models.ipynb 30
+# %% ../nbs/01_models.ipynb 44
 TEXT_POOLS = ('cls', 'mean', 'eos')
 
+# %% ../nbs/01_models.ipynb 46
 def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
-    "Per row, the first token of the trailing run of EOS/pad tokens (CLEFT's pooling); the last token when there is none."
+    ("Per row, the first token of the trailing run of EOS/pad tokens (CLEFT's pooling); "
+     "the last token when there is none.")
     end = torch.zeros_like(input_ids, dtype=torch.bool)
     if eos_id is not None: end |= input_ids == eos_id
     if attention_mask is not None: end |= attention_mask == 0
@@ -191,6 +212,7 @@ def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
     L = input_ids.shape[1]
     return (L - n_trail).clamp(max=L - 1)
 
+# %% ../nbs/01_models.ipynb 48
 def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> torch.Tensor:
     "Pool token states [B, L, D] to [B, D]: the first token (`cls`), the masked mean (`mean`) or the EOS token (`eos`)."
     if pool == 'cls': return h[:, 0]
@@ -200,16 +222,19 @@ def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> t
     if pool == 'eos': return h[torch.arange(len(h), device=h.device), eos_index(input_ids, attention_mask, eos_id)]
     raise _bad('pool', pool, TEXT_POOLS)
 
-# %% ../nbs/01_models.ipynb 34
+# %% ../nbs/01_models.ipynb 52
 CODE_KEYS = ('auto_map', 'trust_remote_code')
 
+# %% ../nbs/01_models.ipynb 54
 def _code_key(obj, path=''):
-    "The dotted path of the first `CODE_KEYS` key with a value in a JSON value (a vocabulary's token ids aside), else None."
+    ("The dotted path of the first `CODE_KEYS` key with a value in a JSON value (a vocabulary's token ids aside), "
+     "else None.")
     for k, v in obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ():
         p = f'{path}.{k}' if path else str(k)
         if k in CODE_KEYS and v not in (False, None) and type(v) is not int: return p
         if hit := _code_key(v, p): return hit
 
+# %% ../nbs/01_models.ipynb 56
 def refuse_code(folder=None, config=None, what='config'):
     "Raise if `config` (a dict, named `what`) or any JSON file in `folder` asks to run code from a model folder."
     if config and (k := _code_key(config)):
@@ -220,7 +245,7 @@ def refuse_code(folder=None, config=None, what='config'):
             raise ValueError(f"{f}: key {k!r} asks to run the folder's own code; medvlp never runs code from a model "
                              f"folder (remove the key, or use a model that needs none)")
 
-# %% ../nbs/01_models.ipynb 37
+# %% ../nbs/01_models.ipynb 59
 DEFAULT_CORPUS = [
     'No acute cardiopulmonary process.', 'The lungs are clear. No pleural effusion or pneumothorax.',
     'Heart size is normal. Mediastinal contours are within normal limits.', 'Mild cardiomegaly.',
@@ -229,15 +254,19 @@ DEFAULT_CORPUS = [
     'Right lower lobe consolidation concerning for pneumonia.', 'Left basilar opacity, cannot exclude pneumonia.',
     'Patchy bibasilar atelectasis.', 'Small right apical pneumothorax.', 'No pneumothorax is seen.',
     'Interval resolution of the left pleural effusion.', 'Endotracheal tube terminates 4 cm above the carina.',
-    'Right internal jugular central venous catheter tip in the superior vena cava.', 'A 1 cm nodule in the left upper lobe.',
+    'Right internal jugular central venous catheter tip in the superior vena cava.',
+    'A 1 cm nodule in the left upper lobe.',
     'Pulmonary vascular congestion without frank edema.', 'Stable enlarged cardiac silhouette.',
     'Lung volumes are low. Crowding of the bronchovascular markings.', 'No focal consolidation.',
-    'Severe interstitial edema with bilateral effusions.', 'Possible trace left effusion.', 'Degenerative changes of the spine.',
+    'Severe interstitial edema with bilateral effusions.', 'Possible trace left effusion.',
+    'Degenerative changes of the spine.',
 ]
 TEXT_PRESETS = ('tiny-bert', 'tiny-gpt2', 'tiny-llama')
 
+# %% ../nbs/01_models.ipynb 61
 def _is_causal(cfg) -> bool: return cfg.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+# %% ../nbs/01_models.ipynb 63
 def _prepare_tokenizer(tok, causal):
     "Causal LMs: pad = EOS, right padding, EOS appended to every text (CLEFT's pooling reads it)."
     if not causal: return tok
@@ -249,6 +278,7 @@ def _prepare_tokenizer(tok, causal):
         tok.add_eos_token = True
     return tok
 
+# %% ../nbs/01_models.ipynb 65
 def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
     n_pos = max(512, max_length)
     if name == 'tiny-bert':
@@ -257,10 +287,12 @@ def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
     else:
         ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         if name == 'tiny-gpt2': cls, kw = GPT2Config, dict(n_embd=128, n_layer=2, n_head=2, n_positions=n_pos, **ids)
-        else: cls, kw = LlamaConfig, dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                                          num_key_value_heads=2, max_position_embeddings=n_pos, **ids)
+        else: cls, kw = LlamaConfig, dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=n_pos,
+                                          **ids)
     return cls(vocab_size=len(tok), **dict(kw, **overrides))
 
+# %% ../nbs/01_models.ipynb 67
 class TextTower(nn.Module):
     "A transformers encoder or causal LM with pooling: `forward(input_ids, attention_mask)` gives [B, out_dim]."
     def __init__(self, model: nn.Module, tokenizer=None, pool=None, causal=None, name='', max_length=128, padding=True):
@@ -268,14 +300,16 @@ class TextTower(nn.Module):
         cfg = _base(model).config
         self.causal = _is_causal(cfg) if causal is None else causal
         pool = pool or ('eos' if self.causal else 'cls')
-        if pool not in TEXT_POOLS + ('model',): raise _bad('pool', pool, TEXT_POOLS)  # 'model': the model's own pooler_output
+        # 'model': the model's own pooler_output
+        if pool not in TEXT_POOLS + ('model',): raise _bad('pool', pool, TEXT_POOLS)
         self.model, self.pool, self.name, self.max_length, self.peft_method = model, pool, name, max_length, 'none'
         self.padding = padding  # True pads to the longest text; 'max_length' to max_length (SigLIP, open_clip)
         self.tokenizer = None if tokenizer is None else _prepare_tokenizer(tokenizer, self.causal)
         self.out_dim = self.token_dim = cfg.hidden_size
-        ids = [getattr(tokenizer, 'eos_token_id' if self.causal else 'sep_token_id', None), getattr(tokenizer, 'eos_token_id', None),
-               getattr(cfg, 'eos_token_id', None)]
-        self.eos_id = next((i for i in ids if i is not None), None)  # the token EOS pooling looks for ([SEP] for encoders)
+        ids = [getattr(tokenizer, 'eos_token_id' if self.causal else 'sep_token_id', None),
+               getattr(tokenizer, 'eos_token_id', None), getattr(cfg, 'eos_token_id', None)]
+        # the token EOS pooling looks for ([SEP] for encoders)
+        self.eos_id = next((i for i in ids if i is not None), None)
 
     @property
     def trunk(self) -> nn.Module: return _base(self.model)
@@ -289,29 +323,36 @@ class TextTower(nn.Module):
 
     def forward(self, input_ids, attention_mask=None):
         if self.pool == 'model': return self.model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-        return pool_tokens(self.forward_tokens(input_ids, attention_mask), input_ids, attention_mask, self.pool, self.eos_id)
+        return pool_tokens(self.forward_tokens(input_ids, attention_mask), input_ids, attention_mask, self.pool,
+                           self.eos_id)
 
     def tokenize(self, texts, max_length=None) -> dict:
         "Padded, truncated `input_ids` / `attention_mask` tensors for a list of strings."
-        if self.tokenizer is None: raise ValueError(f'text tower {self.name!r} has no tokenizer; pass tokenizer= when building it')
-        return dict(self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=max_length or self.max_length,
-                                   return_tensors='pt'))
+        if self.tokenizer is None:
+            raise ValueError(f'text tower {self.name!r} has no tokenizer; pass tokenizer= when building it')
+        return dict(self.tokenizer(list(texts), padding=self.padding, truncation=True,
+                                   max_length=max_length or self.max_length, return_tensors='pt'))
 
     def lock(self, unlocked_layers=0):
         "Freeze the tower except its last `unlocked_layers` blocks and the final norm after them."
         for p in self.parameters(): p.requires_grad = False
         if not unlocked_layers: return self
         base = self.trunk
-        prefix, blocks = max(((n, m) for n, m in base.named_modules() if isinstance(m, nn.ModuleList)), key=lambda t: len(t[1]))
+        prefix, blocks = max(((n, m) for n, m in base.named_modules() if isinstance(m, nn.ModuleList)),
+                             key=lambda t: len(t[1]))
         for b in list(blocks)[-unlocked_layers:]: b.requires_grad_(True)
         for n, m in base.named_modules():  # a final norm (GPT-2 ln_f, Llama norm) sits outside the blocks
-            if 'norm' in type(m).__name__.lower() and not n.startswith(prefix + '.') and 'embed' not in n: m.requires_grad_(True)
+            if 'norm' in type(m).__name__.lower() and not n.startswith(prefix + '.') and 'embed' not in n:
+                m.requires_grad_(True)
         return self
 
-    def __repr__(self): return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
+    def __repr__(self):
+        return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
+# %% ../nbs/01_models.ipynb 69
 def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
-    "A transformers model with random weights from `config`, also for towers `AutoModel` does not map (SigLIP's text model)."
+    ("A transformers model with random weights from `config`, also for towers `AutoModel` does not map "
+     "(SigLIP's text model).")
     import transformers
     with _on(device):
         try: return AutoModel.from_config(config)
@@ -320,6 +361,7 @@ def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
             if cls is None: raise
             return cls(config)
 
+# %% ../nbs/01_models.ipynb 71
 def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConfig:
     "`config` with `overrides` set: only keys it already has (an allow-list), so no loader argument rides along."
     if bad := sorted(set(overrides) - set(config.to_dict())):
@@ -328,10 +370,12 @@ def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConf
     for k, v in overrides.items(): setattr(config, k, v)
     return config
 
+# %% ../nbs/01_models.ipynb 73
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
-                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5, padding=True,
-                     open_clip_cfg=None, **config_overrides) -> TextTower:
-    "A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, or a `config`."
+                     config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5,
+                     padding=True, open_clip_cfg=None, **config_overrides) -> TextTower:
+    ("A `TextTower`: an offline preset (random weights, tokenizer trained on `texts`), a hub id or local folder, "
+     "or a `config`.")
     if open_clip_cfg is not None: return _open_clip_text_tower(name, open_clip_cfg, tokenizer, max_length, device)
     refuse_code(config={**(config if isinstance(config, dict) else {}), **config_overrides}, what='text config')
     if config is not None:
@@ -339,53 +383,63 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         model = _hf_model(_override(config, config_overrides, name), device)
     elif name in TEXT_PRESETS:
         if tokenizer is None:
-            tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe', vocab_size,
-                                        model_max_length=max_length, min_frequency=min_frequency if texts else 1,
+            tokenizer = train_tokenizer(texts or DEFAULT_CORPUS, 'wordpiece' if name == 'tiny-bert' else 'bpe',
+                                        vocab_size, model_max_length=max_length,
+                                        min_frequency=min_frequency if texts else 1,
                                         min_patients=min_patients if texts else 1)
         with _on(device): model = AutoModel.from_config(_preset_config(name, tokenizer, max_length, **config_overrides))
     elif str(name).startswith('tiny-'):
-        raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, a hub id or a local folder')
+        raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, '
+                         'a hub id or a local folder')
     else:
         refuse_code(name)  # a local folder: nothing in it may ask for code
         try:
             cfg = _override(AutoConfig.from_pretrained(name), config_overrides, name)
-            with _on(device): model = AutoModel.from_config(cfg) if pretrained is False else AutoModel.from_pretrained(name, config=cfg)
+            with _on(device):
+                model = (AutoModel.from_config(cfg) if pretrained is False
+                         else AutoModel.from_pretrained(name, config=cfg))
             if tokenizer is None: tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as e:
-            raise ValueError(f'text tower {str(name)!r}: not one of the presets {list(TEXT_PRESETS)} and not loadable as a '
-                             f'hub id or local folder ({e})') from e
-    if pool != 'model' and getattr(model, 'pooler', None) is not None: model.pooler = None  # BERT's pooler: no pooling here uses it (and DDP would find it unused)
+            raise ValueError(f'text tower {str(name)!r}: not one of the presets {list(TEXT_PRESETS)} and not loadable '
+                             f'as a hub id or local folder ({e})') from e
+    # BERT's pooler: no pooling here uses it (and DDP would find it unused)
+    if pool != 'model' and getattr(model, 'pooler', None) is not None: model.pooler = None
     if grad_checkpointing:
         if hasattr(model, 'activation_checkpointing_enable'):  # transformers 5 name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=dict(use_reentrant=False))
         else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
     return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
-# %% ../nbs/01_models.ipynb 49
+# %% ../nbs/01_models.ipynb 85
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
 # defaults for timm image towers (peft's own tables cover transformers models)
 LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
-IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'resnet': (['conv2'], [])}
+IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.fc2'], ['mlp.fc2']),
+               'resnet': (['conv2'], [])}
 _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet': 'resnet'}
 
+# %% ../nbs/01_models.ipynb 87
 def _arch(tower) -> str:
     base = tower.trunk
     if isinstance(tower, TextTower): return base.config.model_type
     return _TIMM_FAMILY.get(type(base).__name__, type(base).__name__.lower())
 
+# %% ../nbs/01_models.ipynb 89
 def _layers(tower) -> dict:
     "The layers peft can adapt, by name."
     return {n: m for n, m in tower.trunk.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, Conv1D))}
 
+# %% ../nbs/01_models.ipynb 91
 def _targets(tower, targets, method):
     "Check `targets` against the tower's layers; the error lists the layer names that exist."
     layers = _layers(tower)
     for t in targets:
         if not any(n == t or n.endswith('.' + t) for n in layers):
-            raise ValueError(f'target_modules: {t!r} matches no layer of {tower.name!r} ({method}); expected names from '
-                             f'{sorted({n.split(".")[-1] for n in layers})}')
+            raise ValueError(f'target_modules: {t!r} matches no layer of {tower.name!r} ({method}); '
+                             f'expected names from {sorted({n.split(".")[-1] for n in layers})}')
     return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
 
+# %% ../nbs/01_models.ipynb 93
 def _default_targets(tower, method):
     "Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower."
     from peft.utils.constants import (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_MAP,
@@ -400,33 +454,40 @@ def _default_targets(tower, method):
     raise ValueError(f'target_modules: no default for {arch!r} ({tower.name!r}); pass target_modules= with names from '
                      f'{sorted({n.split(".")[-1] for n in _layers(tower)})}')
 
+# %% ../nbs/01_models.ipynb 95
 def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=None, feedforward_modules=None,
                num_virtual_tokens=20, init_text=None, unlocked=0, total_step=1000, **peft_kwargs):
     "Make `tower` parameter-efficient with `method` (one of `PEFT_METHODS`), in place; returns the tower."
     if method not in PEFT_METHODS: raise _bad('method', method, PEFT_METHODS)
     is_text = isinstance(tower, TextTower)
     if method in ('prefix', 'prompt') and not is_text:
-        raise ValueError(f'method={method!r} applies to text towers only (presets {list(TEXT_PRESETS)} or any transformers '
-                         f'model); {tower.name!r} is an image tower: use one of {[m for m in PEFT_METHODS if m not in ("prefix", "prompt")]}')
+        raise ValueError(f'method={method!r} applies to text towers only (presets {list(TEXT_PRESETS)} '
+                         f'or any transformers model); {tower.name!r} is an image tower: use one of '
+                         f'{[m for m in PEFT_METHODS if m not in ("prefix", "prompt")]}')
     if method in ('none', 'full'): tower.requires_grad_(True)
     elif method == 'frozen': tower.lock(unlocked)
     else:
         if isinstance(tower.model, PeftModel):
             if tower.peft_method in ('prefix', 'prompt'):
-                raise ValueError(f'method={method!r}: {tower.name!r} already has {tower.peft_method} tuning; build a new tower')
+                raise ValueError(f'method={method!r}: {tower.name!r} already has {tower.peft_method} tuning; '
+                                 'build a new tower')
             tower.model = tower.model.merge_and_unload()
-        # a plain PeftModel for CLIP/SigLIP text models (pool='model'): they take no inputs_embeds, which the task wrapper passes
+        # a plain PeftModel for CLIP/SigLIP text models (pool='model'): they take no inputs_embeds,
+        # which the task wrapper passes
         task = dict(task_type='FEATURE_EXTRACTION') if is_text and tower.pool != 'model' else {}
         if method in ('lora', 'adalora', 'ia3'):
             targets, ff = (target_modules, feedforward_modules) if target_modules else _default_targets(tower, method)
             conv1d = _targets(tower, targets, method)
             if method == 'lora':
-                cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=conv1d, **task, **peft_kwargs)
+                cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                                 fan_in_fan_out=conv1d, **task, **peft_kwargs)
             elif method == 'adalora':
-                cfg = AdaLoraConfig(target_r=r, init_r=peft_kwargs.pop('init_r', max(r, round(1.5 * r))), lora_alpha=alpha,
-                                    lora_dropout=dropout, target_modules=targets, fan_in_fan_out=conv1d, total_step=total_step, **task, **peft_kwargs)
+                cfg = AdaLoraConfig(target_r=r, init_r=peft_kwargs.pop('init_r', max(r, round(1.5 * r))),
+                                    lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                                    fan_in_fan_out=conv1d, total_step=total_step, **task, **peft_kwargs)
             else:
-                cfg = IA3Config(target_modules=targets, feedforward_modules=ff or [], fan_in_fan_out=conv1d, **task, **peft_kwargs)
+                cfg = IA3Config(target_modules=targets, feedforward_modules=ff or [], fan_in_fan_out=conv1d, **task,
+                                **peft_kwargs)
         elif method == 'prefix': cfg = PrefixTuningConfig(num_virtual_tokens=num_virtual_tokens, **task, **peft_kwargs)
         else: cfg = PromptTuningConfig(num_virtual_tokens=num_virtual_tokens, **task, **peft_kwargs)
         tower.model = get_peft_model(tower.model, cfg)
@@ -439,19 +500,24 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
     tower.peft_method = method
     return tower
 
+# %% ../nbs/01_models.ipynb 97
 def count_parameters(module: nn.Module) -> dict:
     "Trainable and total parameter counts of `module` (shared parameters counted once)."
     ps = list(module.parameters())
     return dict(trainable=sum(p.numel() for p in ps if p.requires_grad), total=sum(p.numel() for p in ps))
 
+# %% ../nbs/01_models.ipynb 99
 def peft_update(model: nn.Module, step: int):
-    "Let every AdaLoRA adapter in `model` re-allocate its ranks after optimiser step `step` (a no-op for other methods)."
+    ("Let every AdaLoRA adapter in `model` re-allocate its ranks after optimiser step `step` "
+     "(a no-op for other methods).")
     for m in model.modules():
-        if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel': m.base_model.update_and_allocate(step)
+        if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel':
+            m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 59
+# %% ../nbs/01_models.ipynb 109
 PROJECTIONS = ('linear', 'mlp', 'none')
 
+# %% ../nbs/01_models.ipynb 111
 @dataclass
 class DualEncoderConfig:
     "Everything needed to rebuild a `DualEncoder`; round-trips through JSON."
@@ -479,27 +545,33 @@ class DualEncoderConfig:
     @classmethod
     def load(cls, path): return cls.from_dict(read_file(path))
 
+# %% ../nbs/01_models.ipynb 113
 def _steps(p) -> list:
     "A tower spec's `peft` entry as a list of `apply_peft` keyword dicts."
     if p is None: return []
     if isinstance(p, str): return [dict(method=p)]
     return [dict(p)] if isinstance(p, dict) else [dict(s) for s in p]
 
+# %% ../nbs/01_models.ipynb 115
 def _projection(d_in, cfg: DualEncoderConfig) -> nn.Module:
     if cfg.proj == 'none': return nn.Identity()
     if cfg.proj == 'linear': return nn.Linear(d_in, cfg.emb_dim, bias=cfg.proj_bias)
     h = cfg.proj_hidden or d_in
     return nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, cfg.emb_dim, bias=cfg.proj_bias))
 
+# %% ../nbs/01_models.ipynb 117
 def _ssl_head(d_in, sizes) -> nn.Module:
     layers, d = [], d_in
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
+# %% ../nbs/01_models.ipynb 119
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
+# %% ../nbs/01_models.ipynb 121
 def source_kind(source) -> str:
-    "Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) or 'open_clip'."
+    ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) "
+     "or 'open_clip'.")
     s = str(source)
     if s.startswith('hf-hub:'): return 'open_clip'
     d = Path(s).expanduser()
@@ -512,36 +584,43 @@ def source_kind(source) -> str:
             raise ValueError(f'{s!r}: model_type={c.get("model_type")!r}; expected one of {list(HF_DUAL_ENCODERS)} '
                              f'(or an open_clip folder, or a folder written by save_pretrained)')
         if (d/'open_clip_config.json').exists(): return 'open_clip'
-        raise FileNotFoundError(f'{d}: no config.json or open_clip_config.json; expected a folder written by save_pretrained, '
-                                f'a Hugging Face CLIP/SigLIP folder or an open_clip folder')
+        raise FileNotFoundError(f'{d}: no config.json or open_clip_config.json; expected a folder written by '
+                                f'save_pretrained, a Hugging Face CLIP/SigLIP folder or an open_clip folder')
     if d.exists() or s.startswith(('/', '.', '~')) or s.count('/') > 1:
-        raise FileNotFoundError(f'{s!r}: no such model folder (expected a folder or a hub id such as openai/clip-vit-base-patch16)')
+        raise FileNotFoundError(f'{s!r}: no such model folder '
+                                '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
+# %% ../nbs/01_models.ipynb 123
 def dual_encoder_folder(p) -> bool:
-    "Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, a transformers CLIP/SigLIP or an open_clip model."
+    ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
+     "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
+# %% ../nbs/01_models.ipynb 125
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 61
+# %% ../nbs/01_models.ipynb 128
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
-    def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None, _text_config=None):
+    def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
+                 _text_config=None):
         super().__init__()
         self.config = cfg = copy.deepcopy(config) if config is not None else DualEncoderConfig()
         if cfg.proj not in PROJECTIONS: raise _bad('proj', cfg.proj, PROJECTIONS)
-        if isinstance(cfg.text.get('config'), PretrainedConfig): cfg.text['config'] = cfg.text['config'].to_dict()  # JSON-able
+        if isinstance(cfg.text.get('config'), PretrainedConfig):
+            cfg.text['config'] = cfg.text['config'].to_dict()  # JSON-able
         ikw, tkw = dict(cfg.image), dict(cfg.text)
         ipeft, tpeft = _steps(ikw.pop('peft', None)), _steps(tkw.pop('peft', None))
         if _text_config is not None: tkw.update(config=_text_config); tkw.pop('pretrained', None)
         with _on(device):
             self.image = build_image_tower(**ikw, device=device)
-            cfg.image.update(mean=self.image.mean, std=self.image.std)  # saved with the model: evaluation normalises as training did
+            # saved with the model: evaluation normalises as training did
+            cfg.image.update(mean=self.image.mean, std=self.image.std)
             self.text = build_text_tower(**tkw, texts=texts, tokenizer=tokenizer, device=device)
             for tower, steps in ((self.image, ipeft), (self.text, tpeft)):
                 for s in steps: apply_peft(tower, **s)
@@ -549,7 +628,8 @@ class DualEncoder(nn.Module):
             ls = torch.tensor(float(cfg.logit_scale_init))
             if cfg.learn_logit_scale: self.logit_scale = nn.Parameter(ls)
             else: self.register_buffer('logit_scale', ls)
-            self.logit_bias = nn.Parameter(torch.tensor(float(cfg.logit_bias_init))) if cfg.logit_bias_init is not None else None
+            self.logit_bias = (nn.Parameter(torch.tensor(float(cfg.logit_bias_init)))
+                               if cfg.logit_bias_init is not None else None)
             self.ssl_head = _ssl_head(self.image.out_dim, cfg.ssl_mlp) if cfg.ssl_mlp else None
 
     @property
@@ -604,11 +684,13 @@ class DualEncoder(nn.Module):
         return out
 
     def save_pretrained(self, save_dir):
-        "Write config, weights (adapters included), the text config, the tokenizer and peft adapter folders to `save_dir`, atomically."
+        ("Write config, weights (adapters included), the text config, the tokenizer and peft adapter folders "
+         "to `save_dir`, atomically.")
         with atomic_dir(save_dir) as d:
             self.config.save(d/'config.json')
             save_model(self, str(d/'model.safetensors'))
-            if isinstance(getattr(self.text.trunk, 'config', None), PretrainedConfig): self.text.trunk.config.save_pretrained(d/'text_config')
+            if isinstance(getattr(self.text.trunk, 'config', None), PretrainedConfig):
+                self.text.trunk.config.save_pretrained(d/'text_config')
             if self.tokenizer is not None: self.tokenizer.save_pretrained(d/'tokenizer')
             for part in ('image', 'text'):
                 m = getattr(self, part).model
@@ -617,7 +699,8 @@ class DualEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source, device='cpu'):
-        "A folder written by `save_pretrained` (no hub, no original weights needed), or a published model (`source_kind`)."
+        ("A folder written by `save_pretrained` (no hub, no original weights needed), "
+         "or a published model (`source_kind`).")
         kind = source_kind(source)
         if kind == 'hf': return from_hf(source, device)
         if kind == 'open_clip': return from_open_clip(source, device)
@@ -632,9 +715,12 @@ class DualEncoder(nn.Module):
         return model.to(device).eval()
 
     def __repr__(self):
-        return f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, proj={self.config.proj!r})'
+        return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
+                f'proj={self.config.proj!r})')
 
-def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None, **overrides) -> DualEncoder:
+# %% ../nbs/01_models.ipynb 130
+def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
+                 **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
     if isinstance(image, DualEncoderConfig): cfg = DualEncoderConfig.from_dict({**image.to_dict(), **overrides})
     else:
@@ -642,6 +728,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
+# %% ../nbs/01_models.ipynb 132
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -652,10 +739,12 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 69
+# %% ../nbs/01_models.ipynb 140
 class SourceImageTower(nn.Module):
-    "A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), pooled as its source pools it."
-    def __init__(self, model: nn.Module, kind='hf', name='', out_dim=None, image_size=224, in_chans=3, mean=None, std=None):
+    ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
+     "pooled as its source pools it.")
+    def __init__(self, model: nn.Module, kind='hf', name='', out_dim=None, image_size=224, in_chans=3, mean=None,
+                 std=None):
         super().__init__()
         if kind not in ('hf', 'open_clip'): raise _bad('kind', kind, ('hf', 'open_clip'))
         self.model, self.kind, self.name, self.peft_method = model, kind, name, 'none'
@@ -669,8 +758,11 @@ class SourceImageTower(nn.Module):
         return self.model(pixel_values=x).pooler_output if self.kind == 'hf' else self.model(x)
 
     def forward_tokens(self, x, return_grid=False):
-        "Patch tokens [B, N, token_dim] before pooling (a transformers tower's; the class token dropped), and their grid."
-        if self.kind != 'hf': raise NotImplementedError(f'forward_tokens: not available for the {self.kind} image tower {self.name!r} yet')
+        ("Patch tokens [B, N, token_dim] before pooling (a transformers tower's; the class token dropped), "
+         "and their grid.")
+        if self.kind != 'hf':
+            raise NotImplementedError(f'forward_tokens: not available for the {self.kind} image tower '
+                                      f'{self.name!r} yet')
         p = self.trunk.config.patch_size
         hw = (x.shape[-2] // p, x.shape[-1] // p)
         t = self.model(pixel_values=x).last_hidden_state[:, -hw[0] * hw[1]:]
@@ -680,14 +772,19 @@ class SourceImageTower(nn.Module):
         "Freeze the tower except its last `unlocked_layers` blocks and the norms after them."
         return TextTower.lock(self, unlocked_layers)
 
-    def __repr__(self): return f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
+    def __repr__(self):
+        return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
+                f'peft={self.peft_method!r})')
 
+# %% ../nbs/01_models.ipynb 142
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
-    "An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` (embed_dim, vision_cfg, quick_gelu)."
+    ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
+     "(embed_dim, vision_cfg, quick_gelu).")
     if config is not None:
         if isinstance(config, dict): config = AutoConfig.for_model(**config)
-        if config.num_channels != in_chans: raise ValueError(f'in_chans={in_chans}: the {config.model_type} tower takes {config.num_channels} channels')
+        if config.num_channels != in_chans:
+            raise ValueError(f'in_chans={in_chans}: the {config.model_type} tower takes {config.num_channels} channels')
         return SourceImageTower(_hf_model(config, device), 'hf', str(name), None, image_size, in_chans, mean, std)
     from open_clip.model import _build_vision_tower
     c = dict(open_clip_cfg)
@@ -695,13 +792,16 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 70
+# %% ../nbs/01_models.ipynb 144
 class OpenClipTextTower(TextTower):
-    "open_clip's text tower (its transformer or HF encoder, pooling and projection): `forward(input_ids)` gives [B, out_dim]."
+    ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
+     "`forward(input_ids)` gives [B, out_dim].")
     def __init__(self, model: nn.Module, tokenizer=None, name='', max_length=77, out_dim=None):
         nn.Module.__init__(self)
-        self.model, self.tokenizer, self.name, self.max_length, self.peft_method = model, tokenizer, name, max_length, 'none'
-        self.pool, self.causal, self.padding, self.eos_id = 'model', False, 'max_length', None  # open_clip pads to its context length
+        self.model, self.tokenizer, self.name, self.max_length, self.peft_method = (
+            model, tokenizer, name, max_length, 'none')
+        # open_clip pads to its context length
+        self.pool, self.causal, self.padding, self.eos_id = 'model', False, 'max_length', None
         self.out_dim = self.token_dim = out_dim
 
     def forward_tokens(self, input_ids, attention_mask=None):
@@ -710,6 +810,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
+# %% ../nbs/01_models.ipynb 146
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -717,8 +818,10 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
+# %% ../nbs/01_models.ipynb 148
 def clip_tokenizer(context_length=77):
-    "open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, padded with 0 as open_clip pads."
+    ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
+     "padded with 0 as open_clip pads.")
     from open_clip.tokenizer import SimpleTokenizer
     from transformers import CLIPTokenizer
     st = SimpleTokenizer()
@@ -727,28 +830,35 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 71
+# %% ../nbs/01_models.ipynb 150
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
+# %% ../nbs/01_models.ipynb 152
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
-    return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s), logit_bias_init=None if bias is None else float(bias.detach()))
+    return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
+                logit_bias_init=None if bias is None else float(bias.detach()))
 
+# %% ../nbs/01_models.ipynb 154
 def _tower_name(source, kind) -> str:
-    "A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers (fingerprints)."
+    ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
+     "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
+# %% ../nbs/01_models.ipynb 156
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
-    model = DualEncoder(DualEncoderConfig.from_dict(cfg.to_dict()), tokenizer=tokenizer)  # as JSON has it (lists, not tuples)
+    # as JSON has it (lists, not tuples)
+    model = DualEncoder(DualEncoderConfig.from_dict(cfg.to_dict()), tokenizer=tokenizer)
     state_dict = {k: v.reshape(()) if k in ('logit_scale', 'logit_bias') else v for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 72
+# %% ../nbs/01_models.ipynb 158
 def _hf_preprocess(source, vision_config) -> dict:
-    "Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, else CLIP's defaults."
+    ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
+     "else CLIP's defaults.")
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from transformers.utils import cached_file
     try: f = cached_file(str(source), 'preprocessor_config.json', _raise_exceptions_for_missing_entries=False)
@@ -757,8 +867,10 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
+# %% ../nbs/01_models.ipynb 160
 def from_hf(source, device='cpu') -> DualEncoder:
-    "A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP or SigLIP model."
+    ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
+     "or SigLIP model.")
     try: hf = AutoModel.from_pretrained(str(source))
     except OSError as e:
         raise ValueError(f'{str(source)!r}: not loadable as a Hugging Face model folder or hub id ({e})') from e
@@ -768,8 +880,10 @@ def from_hf(source, device='cpu') -> DualEncoder:
                          f'(or an open_clip folder, or a folder written by save_pretrained)')
     siglip, tc = c.model_type == 'siglip', c.text_config
     cfg = DualEncoderConfig(
-        image=dict(name=_tower_name(source, c.model_type), config=c.vision_config.to_dict(), **_hf_preprocess(source, c.vision_config)),
-        text=dict(name=_tower_name(source, c.model_type), config=tc.to_dict(), pool='model', causal=False, max_length=tc.max_position_embeddings,
+        image=dict(name=_tower_name(source, c.model_type), config=c.vision_config.to_dict(),
+                   **_hf_preprocess(source, c.vision_config)),
+        text=dict(name=_tower_name(source, c.model_type), config=tc.to_dict(), pool='model', causal=False,
+                  max_length=tc.max_position_embeddings,
                   padding='max_length' if siglip else True),  # SigLIP was trained on texts padded to 64 tokens
         emb_dim=c.vision_config.hidden_size if siglip else c.projection_dim, proj='none' if siglip else 'linear',
         init_from=str(source), **_scale_cfg(hf.logit_scale, hf.logit_bias if siglip else None))
@@ -779,7 +893,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 73
+# %% ../nbs/01_models.ipynb 162
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -788,24 +902,28 @@ def _open_clip_folder(source) -> Path:
     repo = s[len('hf-hub:'):]
     try: folder = Path(download_pretrained_from_hf(repo, filename='open_clip_config.json')).parent
     except Exception as e:
-        raise ConnectionError(f'{s}: could not fetch open_clip_config.json from the Hugging Face hub ({type(e).__name__}); '
-                              f'offline, download the repository and pass its local folder') from e
+        raise ConnectionError(f'{s}: could not fetch open_clip_config.json from the Hugging Face hub '
+                              f'({type(e).__name__}); offline, download the repository and pass its local '
+                              f'folder') from e
     for w in OPEN_CLIP_WEIGHTS:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
+# %% ../nbs/01_models.ipynb 164
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
     ot = open_clip.get_tokenizer(f'local-dir:{folder}')
     if hasattr(ot, 'tokenizer'): return ot.tokenizer  # an HF tokenizer (BiomedCLIP's PubMedBERT, SigLIP's)
     if type(ot).__name__ != 'SimpleTokenizer' or text_cfg.get('tokenizer_kwargs'):
-        raise ValueError(f'{folder}: open_clip tokenizer {type(ot).__name__} {text_cfg.get("tokenizer_kwargs", "")} is not supported yet; '
-                         f'expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
+        raise ValueError(f'{folder}: open_clip tokenizer {type(ot).__name__} {text_cfg.get("tokenizer_kwargs", "")} '
+                         f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
+# %% ../nbs/01_models.ipynb 166
 def from_open_clip(source, device='cpu') -> DualEncoder:
-    "A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder or `hf-hub:org/name` model."
+    ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
+     "or `hf-hub:org/name` model.")
     from open_clip.model import convert_to_custom_text_state_dict
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
     from safetensors.torch import load_file
@@ -814,44 +932,53 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     if 'model_cfg' not in j: raise ValueError(f"{d/'open_clip_config.json'}: no 'model_cfg'")
     mc, pc = j['model_cfg'], merge_preprocess_dict(PreprocessCfg(), j.get('preprocess_cfg', {}))
     w = next((d/f for f in OPEN_CLIP_WEIGHTS if (d/f).exists()), None)
-    if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} beside open_clip_config.json')
-    sd = read_file(w, lambda p: load_file(str(p)) if p.suffix == '.safetensors' else torch.load(p, map_location='cpu', weights_only=True))
+    if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} '
+                                          'beside open_clip_config.json')
+    sd = read_file(w, lambda p: load_file(str(p)) if p.suffix == '.safetensors' else
+                   torch.load(p, map_location='cpu', weights_only=True))
     if 'positional_embedding' in sd: sd = convert_to_custom_text_state_dict(sd)  # CLIP's built-in text -> a text tower
     common = dict(embed_dim=mc['embed_dim'], quick_gelu=mc.get('quick_gelu', False))
     vision, text = mc['vision_cfg'], mc['text_cfg']
     size = pc['size'] if isinstance(pc['size'], int) else list(pc['size'])
     cfg = DualEncoderConfig(
-        image=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, vision_cfg=vision), image_size=size,
-                   in_chans=3, mean=list(pc['mean']), std=list(pc['std'])),
-        text=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, text_cfg=text), max_length=text.get('context_length', 77)),
-        emb_dim=mc['embed_dim'], proj='none', init_from=str(source), **_scale_cfg(sd['logit_scale'], sd.get('logit_bias')))
-    rename = lambda k: 'image.model.' + k[7:] if k.startswith('visual.') else 'text.model.' + k[5:] if k.startswith('text.') else k
+        image=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, vision_cfg=vision),
+                   image_size=size, in_chans=3, mean=list(pc['mean']), std=list(pc['std'])),
+        text=dict(name=_tower_name(source, 'open_clip'), open_clip_cfg=dict(common, text_cfg=text),
+                  max_length=text.get('context_length', 77)),
+        emb_dim=mc['embed_dim'], proj='none', init_from=str(source),
+        **_scale_cfg(sd['logit_scale'], sd.get('logit_bias')))
+    rename = lambda k: ('image.model.' + k[7:] if k.startswith('visual.') else
+                        'text.model.' + k[5:] if k.startswith('text.') else k)
     return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 75
-def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
-    "Write a tiny random transformers `CLIPModel` (2 layers of width 32 per tower, 8-pixel patches) to `folder`, loadable as OpenAI's is."
+# %% ../nbs/01_models.ipynb 168
+def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
+              std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
+    ("Write a tiny random transformers `CLIPModel` (2 layers of width 32 per tower, 8-pixel patches) to `folder`, "
+     "loadable as OpenAI's is.")
     from transformers import CLIPConfig, CLIPModel
     d = Path(folder).expanduser(); d.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tok = clip_tokenizer(); tok.pad_token = '<|endoftext|>'  # as openai/clip-* pads
     tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = CLIPConfig(text_config=dict(tiny, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
-                                      pad_token_id=49407),
+    cfg = CLIPConfig(text_config=dict(tiny, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406,
+                                      eos_token_id=49407, pad_token_id=49407),
                      vision_config=dict(tiny, image_size=image_size, patch_size=8), projection_dim=24)
     CLIPModel(cfg).save_pretrained(d); tok.save_pretrained(d)
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 81
+# %% ../nbs/01_models.ipynb 174
 class AdaptorFusion(nn.Module):
-    "Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, return normalised embeddings."
+    ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
+     "return normalised embeddings.")
     def __init__(self, image_dim: int, text_dim: int, dim=768, num_layers=2, num_heads=12, mlp_ratio=4, dropout=0.1):
         super().__init__()
         if dim % num_heads: raise ValueError(f'dim={dim} must be divisible by num_heads={num_heads}')
         self.image_proj, self.text_proj = nn.Linear(image_dim, dim, bias=False), nn.Linear(text_dim, dim, bias=False)
         self.modality = nn.Parameter(torch.zeros(2, dim))
-        layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, activation='gelu', batch_first=True)
+        layer = nn.TransformerEncoderLayer(dim, num_heads, dim * mlp_ratio, dropout, activation='gelu',
+                                           batch_first=True)
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.out_dim = dim
 

@@ -21,12 +21,13 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .cache import check_image_size, image_input, in_channels, tower_transform
-from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir, write_skipped, read_file,
-                         CHEXPERT_LABELS, seeded_hash)
+from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir,
+                         write_skipped, read_file, CHEXPERT_LABELS, seeded_hash)
 from . import losses as L
 from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
 from .datasets import load_dataset, image_array, loader_kwargs, cpus
-from .runs import Params, DataParams, ImageParams, RunParams, Result, Run, run_dir, start_run, shareable, step_memory_mib
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_dir, start_run, shareable,
+                         step_memory_mib)
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
@@ -38,7 +39,8 @@ __all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'PEAK_TFLOPS', 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
 class Method:
-    "A pretraining objective: its loss, the views and sections of a training item, its transform preset, its model extras."
+    ("A pretraining objective: its loss, the views and sections of a training item, its transform preset, its model "
+     "extras.")
     loss: Callable                     # (model outputs, batch, cfg, distributed options) -> the loss or a dict of terms
     preset: str = 'clip'               # image transform preset (medvlp.data.PRESETS)
     views: int = 1                     # image views per training item
@@ -46,21 +48,25 @@ class Method:
     simclr_views: bool = False         # two more SimCLR views of each training image
     model: Callable = lambda cfg: {}   # extra medvlp.models.create_model arguments
 
+# %% ../nbs/02_pretrain.ipynb 8
 METHODS = dict(
     clip=Method(lambda o, b, cfg, d: L.clip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], **d)),
-    siglip=Method(lambda o, b, cfg, d: L.siglip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], o['logit_bias']),  # gathers texts
+    siglip=Method(lambda o, b, cfg, d: L.siglip_loss(o['image_emb'], o['text_emb'], o['logit_scale'],
+                                                     o['logit_bias']),  # gathers texts
                   model=lambda cfg: dict(logit_bias_init=-10.0)),
     slip=Method(lambda o, b, cfg, d: L.slip_loss(o['image_emb'], o['text_emb'], o['logit_scale'], o['ssl1'], o['ssl2'],
                                                  ssl_scale=cfg.ssl_scale, ssl_temp=cfg.ssl_temp, **d),
                 simclr_views=True, model=lambda cfg: dict(ssl_mlp=[int(x) for x in cfg.ssl_mlp.split(',')])),
     cxr_clip=Method(lambda o, b, cfg, d: L.cxr_clip_loss(o['image_emb'], o['image2_emb'], o['text_emb'], o['text2_emb'],
-                                                         o['logit_scale'], icl_weight=cfg.icl_weight, tcl_weight=cfg.tcl_weight, **d),
+                                                         o['logit_scale'], icl_weight=cfg.icl_weight,
+                                                         tcl_weight=cfg.tcl_weight, **d),
                     preset='cxr_clip', views=2, sections=2),
-    medclip=Method(lambda o, b, cfg, d: L.medclip_loss(o['image_emb'], o['text_emb'], b['labels'], b['labels'],  # blank labels: 0
-                                                       o['logit_scale'], label_temp=cfg.label_temp, **d)),
+    medclip=Method(lambda o, b, cfg, d: L.medclip_loss(o['image_emb'], o['text_emb'], b['labels'],
+                                                       b['labels'], o['logit_scale'],  # blank labels: 0
+                                                       label_temp=cfg.label_temp, **d)),
 )
 
-# %% ../nbs/02_pretrain.ipynb 9
+# %% ../nbs/02_pretrain.ipynb 11
 CHOICES = dict(
     method=tuple(METHODS),
     peft=('none', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora'),
@@ -72,13 +78,14 @@ CHOICES = dict(
     precision=('fp32', 'bf16', 'fp16'),
 )
 
+# %% ../nbs/02_pretrain.ipynb 13
 @dataclass
 class PretrainConfig(RunParams, ImageParams, DataParams):
     "All parameters of a pretraining run; defaults are the tiny offline recipe on SynthCXR."
     method: str = 'clip'               # objective
-    init_from: str = ''                # start from a whole dual encoder (towers, projections, logit scale, tokenizer): an earlier
-                                       # run's model folder, a Hugging Face CLIP/SigLIP folder or hub id, an open_clip folder;
-                                       # the tower parameters below then do not apply, PEFT does
+    init_from: str = ''  # start from a whole dual encoder (towers, projections, logit scale, tokenizer): an earlier
+                         # run's model folder, a Hugging Face CLIP/SigLIP folder or hub id, an open_clip folder;
+                         # the tower parameters below then do not apply, PEFT does
     image_tower: str = 'tiny-resnet'   # preset or timm name
     image_pretrained: str = ''         # '' random init, 'timm' hub weights, or a local weights file
     image_pool: str = 'default'        # default | cls | mean | avg
@@ -86,7 +93,7 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
     image_config: dict = field(default_factory=dict)  # extra timm arguments for the image tower (e.g. drop_path_rate)
     text_tower: str = 'tiny-bert'      # preset, hub id or local folder
     text_pretrained: str = ''          # '' random init (presets), or a hub id / local folder
-    text_pool: str = 'mean'            # cls | mean | eos | '' = the tower's default (cls for encoders, eos for causal LMs)
+    text_pool: str = 'mean'  # cls | mean | eos | '' = the tower's default (cls for encoders, eos for causal LMs)
     text_config: dict = field(default_factory=dict)   # text config overrides (e.g. hidden_dropout_prob: 0.0)
     peft: str = 'none'                 # PEFT on the text tower
     lora_r: int = 8                    # LoRA rank (AdaLoRA: its target rank), on either tower
@@ -99,7 +106,7 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
     logit_scale_max: float = 4.6052    # ln(100); 0 = no clamp
     max_length: int = 128              # tokens; SynthCXR reports are about 60-100 WordPiece tokens
     data_pct: float = 1.0              # fraction of training patients kept
-    image_cache: bool = True           # decode and resize each training image once, into a memory-mapped array (image_array)
+    image_cache: bool = True  # decode and resize each training image once, into a memory-mapped array (image_array)
     epochs: int = 8                    # passes over the training studies (max_steps > 0 replaces it)
     max_steps: int = 0                 # > 0 overrides epochs
     max_grad_norm: float = 0.0         # > 0: clip the gradient norm to it (it is always checked to be finite)
@@ -118,11 +125,12 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
     ssl_mlp: str = '4096,4096,256'     # SLIP image SSL head sizes
     icl_weight: float = 1.0            # CXR-CLIP
     tcl_weight: float = 0.5            # CXR-CLIP
-    label_temp: float = 0.1            # MedCLIP: soft targets softmax(label similarity / label_temp); 1.0 leaves them near uniform
+    # MedCLIP: soft targets softmax(label similarity / label_temp); 1.0 leaves them near uniform
+    label_temp: float = 0.1
     num_processes: int = 1             # data-parallel processes, started here when > 1; a launcher's own count wins
     num_workers: int = -1              # DataLoader workers; -1 = none on a CPU, up to 8 per GPU
     compile: bool = False              # torch.compile the model (Accelerate's dynamo_backend inductor)
-    fsdp: bool = False                 # shard weights, gradients and optimizer state over the processes (FSDP2) instead of DDP
+    fsdp: bool = False  # shard weights, gradients and optimizer state over the processes (FSDP2) instead of DDP
     seed: int = 0                      # seeds init, data_pct subsampling, batch order, augmentation and dropout
     run_name: str = 'pretrain'
     resume: bool = True                # continue from the latest checkpoint in output_dir
@@ -141,13 +149,15 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.num_workers < -1: raise ValueError(f'num_workers={self.num_workers}: expected -1 (automatic) or a count >= 0')
-        if self.max_steps == 0 and self.epochs == 0: raise ValueError('parameters epochs=0 and max_steps=0: the run would do no step')
+        if self.num_workers < -1:
+            raise ValueError(f'num_workers={self.num_workers}: expected -1 (automatic) or a count >= 0')
+        if self.max_steps == 0 and self.epochs == 0:
+            raise ValueError('parameters epochs=0 and max_steps=0: the run would do no step')
         if self.batch_size % (self.num_processes*self.accum_steps):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
                              f'{self.num_processes*self.accum_steps}')
 
-# %% ../nbs/02_pretrain.ipynb 14
+# %% ../nbs/02_pretrain.ipynb 18
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -163,47 +173,58 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 17
+# %% ../nbs/02_pretrain.ipynb 21
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
+# %% ../nbs/02_pretrain.ipynb 23
 def make_dataset(cfg, studies, tower, train=True):
-    "The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the tower's size that `augment_batch` augments; else the evaluation transform."
+    ("The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the "
+     "tower's size that `augment_batch` augments; else the evaluation transform.")
     m, size = METHODS[cfg.method], check_image_size(tower, cfg.image_size)
-    if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
+    if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS,
+                                      channels=in_channels(tower))
     images = image_array(studies, size, in_channels(tower), workers=cpus()) if cfg.image_cache else None
-    return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views, sections=m.sections,
-                        channels=in_channels(tower), images=images)
+    return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views,
+                        sections=m.sections, channels=in_channels(tower), images=images)
 
+# %% ../nbs/02_pretrain.ipynb 25
 def augment_batch(b, cfg, tower, epoch) -> dict:
-    "Batch `b` with its images augmented on their device as `cfg.method` trains on them; image i's draws depend on (seed, epoch, i) only."
+    ("Batch `b` with its images augmented on their device as `cfg.method` trains on them; image i's draws depend on "
+     "(seed, epoch, i) only.")
     m, norm = METHODS[cfg.method], image_input(tower)
     seeds = [int(seeded_hash(f'{cfg.seed}:{epoch}', i)[:15], 16) for i in b['idx'].tolist()]
     aug = lambda x, k, preset: augment(x, [s + k for s in seeds], preset, norm['mean'], norm['std'])
     x = b['image']
-    b = dict(b, image=(aug(x, 0, m.preset), aug(x, 1, 'simclr'), aug(x, 2, 'simclr')) if m.simclr_views else aug(x, 0, m.preset))
+    b = dict(b, image=(aug(x, 0, m.preset), aug(x, 1, 'simclr'), aug(x, 2, 'simclr')) if m.simclr_views
+             else aug(x, 0, m.preset))
     if 'image2' in b: b['image2'] = aug(b['image2'], 3, m.preset)
     return b
 
-
+# %% ../nbs/02_pretrain.ipynb 27
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
     spec = dict(method=method)
-    if method == 'adalora' and total_steps: spec.update(total_step=total_steps)  # its rank schedule runs over the whole run
+    if method == 'adalora' and total_steps:  # its rank schedule runs over the whole run
+        spec.update(total_step=total_steps)
     if method in ('lora', 'adalora', 'ia3'):
         targets = [t for t in cfg.lora_targets.split(',') if t] or None
         spec.update(target_modules=targets)
         if method != 'ia3': spec.update(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     return spec
 
+# %% ../nbs/02_pretrain.ipynb 29
 def patient_reports(studies) -> list:
-    "(patient, report) of each study, so that a trained tokenizer counts patients (a study without a patient id is its own)."
+    ("(patient, report) of each study, so that a trained tokenizer counts patients (a study without a patient id is "
+     "its own).")
     return [(s.patient_id or s.study_id, s.text) for s in studies]
 
+# %% ../nbs/02_pretrain.ipynb 31
 def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
-    "The `DualEncoder` that `cfg` describes (or loads, `init_from`); tiny text presets get a tokenizer trained on `texts`; AdaLoRA plans over `total_steps`."
+    ("The `DualEncoder` that `cfg` describes (or loads, `init_from`); tiny text presets get a tokenizer trained on "
+     "`texts`; AdaLoRA plans over `total_steps`.")
     from medvlp.models import create_model
     if cfg.init_from:
         model = DualEncoder.from_pretrained(cfg.init_from).train()
@@ -212,15 +233,16 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
         return model
     ip = {'': False, 'timm': True}.get(cfg.image_pretrained, cfg.image_pretrained)
     image = dict(name=cfg.image_tower, pretrained=ip, pool=cfg.image_pool, img_size=cfg.image_size or None,
-                 grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft, total_steps), **cfg.image_config)
-    text = dict(name=cfg.text_pretrained or cfg.text_tower, pretrained=bool(cfg.text_pretrained), pool=cfg.text_pool or None,
-                max_length=cfg.max_length, grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.peft, total_steps),
-                **cfg.text_config)
+                 grad_checkpointing=cfg.grad_checkpointing, peft=_peft_spec(cfg, cfg.image_peft, total_steps),
+                 **cfg.image_config)
+    text = dict(name=cfg.text_pretrained or cfg.text_tower, pretrained=bool(cfg.text_pretrained),
+                pool=cfg.text_pool or None, max_length=cfg.max_length, grad_checkpointing=cfg.grad_checkpointing,
+                peft=_peft_spec(cfg, cfg.peft, total_steps), **cfg.text_config)
     return create_model(image, text, texts=texts, tokenizer=tokenizer, emb_dim=cfg.emb_dim, proj=cfg.proj,
                         logit_scale_init=cfg.logit_scale_init, logit_scale_max=cfg.logit_scale_max or None,
                         **METHODS[cfg.method].model(cfg))
 
-# %% ../nbs/02_pretrain.ipynb 19
+# %% ../nbs/02_pretrain.ipynb 33
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
@@ -228,14 +250,16 @@ def compute_loss(model, b, cfg) -> dict:
     out = METHODS[cfg.method].loss(o, b, cfg, dist)
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 21
+# %% ../nbs/02_pretrain.ipynb 35
 CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
 
+# %% ../nbs/02_pretrain.ipynb 37
 def latest_checkpoint(out: Path):
     "The newest complete checkpoint folder under `out/checkpoints`, or None."
     ck = sorted((out/'checkpoints').glob('step_*[0-9]')) if (out/'checkpoints').exists() else []
     return ck[-1] if ck else None
 
+# %% ../nbs/02_pretrain.ipynb 39
 def _tensors_json(d: dict, prefix=''):
     "Split a nested state dict into flat {key: tensor} and the JSON-able rest (tensors replaced by their key)."
     ts = {}
@@ -246,14 +270,16 @@ def _tensors_json(d: dict, prefix=''):
         return v
     return ts, walk(d, prefix)
 
+# %% ../nbs/02_pretrain.ipynb 41
 def _from_tensors_json(ts: dict, j):
     "Inverse of `_tensors_json`."
-    if isinstance(j, dict): return ts[j['__tensor__']] if set(j) == {'__tensor__'} else {a: _from_tensors_json(ts, b) for a, b in j.items()}
+    if isinstance(j, dict):
+        return ts[j['__tensor__']] if set(j) == {'__tensor__'} else {a: _from_tensors_json(ts, b) for a, b in j.items()}
     if isinstance(j, list): return [_from_tensors_json(ts, b) for b in j]
     return j
 
 
-# %% ../nbs/02_pretrain.ipynb 24
+# %% ../nbs/02_pretrain.ipynb 44
 def _rng_state() -> tuple:
     "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
     import random
@@ -264,31 +290,40 @@ def _rng_state() -> tuple:
     v, st, g = random.getstate()
     return ts, dict(numpy=[int(pos), int(gauss), float(cached)], python=[v, list(st), g])
 
+# %% ../nbs/02_pretrain.ipynb 46
 def _set_rng_state(ts, j):
     import random
     torch.set_rng_state(ts['torch'])
-    if torch.cuda.is_available(): torch.cuda.set_rng_state_all([ts[f'cuda{i}'] for i in range(torch.cuda.device_count())])
+    if torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([ts[f'cuda{i}'] for i in range(torch.cuda.device_count())])
     pos, gauss, cached = j['numpy']
     np.random.set_state(('MT19937', ts['numpy'].numpy().astype(np.uint32), pos, gauss, cached))
     v, st, g = j['python']; random.setstate((v, tuple(st), g))
 
+# %% ../nbs/02_pretrain.ipynb 48
 def _bad_weights(acc, model) -> list:
-    "Names of `model`'s non-finite floating tensors (this process's shard of a sharded model), the same answer on every process."
+    ("Names of `model`'s non-finite floating tensors (this process's shard of a sharded model), the same answer on "
+     "every process.")
     local = lambda t: t.to_local() if hasattr(t, 'to_local') else t  # a shard of a sharded model
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(local(t)).all()]
-    if _sharded(model) and acc.reduce(torch.tensor(float(len(bad)), device=acc.device), 'sum').item() and not bad: bad = ['(another shard)']
+    if _sharded(model) and acc.reduce(torch.tensor(float(len(bad)), device=acc.device), 'sum').item() and not bad:
+        bad = ['(another shard)']
     return bad
 
+# %% ../nbs/02_pretrain.ipynb 50
 def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
     "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
     from safetensors.torch import save_file, save_model
-    if bad := _bad_weights(acc, model): raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): not checkpointed')
+    if bad := _bad_weights(acc, model):
+        raise FloatingPointError(f'non-finite weights at step {step} ({len(bad)} tensors, e.g. {bad[:3]}): '
+                                 'not checkpointed')
     full = (_full_state(model), _full_optim_state(model, opt)) if _sharded(model) else None  # gathered by every process
     ckdir = out/'checkpoints'; final = ckdir/f'step_{step:06d}'; tmp = ckdir/f'.tmp_step_{step:06d}'
     if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     ts, j = _rng_state()
-    save_file(ts, str(tmp/f'rng_{acc.process_index}.safetensors')); (tmp/f'rng_{acc.process_index}.json').write_text(json.dumps(j))
+    save_file(ts, str(tmp/f'rng_{acc.process_index}.safetensors'))
+    (tmp/f'rng_{acc.process_index}.json').write_text(json.dumps(j))
     acc.wait_for_everyone()  # every process's RNG files are written before the main process renames the folder
     if acc.is_main_process:
         if full: save_file({k: v.contiguous() for k, v in full[0].items()}, str(tmp/'model.safetensors'))
@@ -303,21 +338,25 @@ def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, k
     acc.wait_for_everyone()
     return final
 
+# %% ../nbs/02_pretrain.ipynb 52
 def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
-    "Restore what `save_checkpoint` wrote (nothing is unpickled; a file a checkpoint never holds is refused); the trainer state."
+    ("Restore what `save_checkpoint` wrote (nothing is unpickled; a file a checkpoint never holds is refused); the "
+     "trainer state.")
     import re
     from safetensors.torch import load_file, load_model
     odd = sorted(p.name for p in [ckpt, *ckpt.iterdir()] if p.is_symlink() or p != ckpt and
                  (not p.is_file() or not re.fullmatch(CKPT_FILES, p.name)))
-    if odd: raise ValueError(f'{ckpt}: unexpected {odd}; a checkpoint holds only regular files (no links, no folders) of '
-                             f'safetensors and JSON ({CKPT_FILES}); refusing to resume from it')
+    if odd: raise ValueError(f'{ckpt}: unexpected {odd}; a checkpoint holds only regular files (no links, no folders) '
+                             f'of safetensors and JSON ({CKPT_FILES}); refusing to resume from it')
     def read(f, fn):
         try: return fn(str(ckpt/f))
-        except Exception as e: raise ValueError(f'{ckpt/f}: cannot read ({type(e).__name__}: {e}); refusing to resume') from e
+        except Exception as e:
+            raise ValueError(f'{ckpt/f}: cannot read ({type(e).__name__}: {e}); refusing to resume') from e
     st = read('trainer_state.json', lambda p: json.loads(Path(p).read_text()))
     o = _from_tensors_json(read('optimizer.safetensors', load_file), st['optimizer'])
     if _sharded(model):  # whole tensors, which each process shards as it loads them
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict, StateDictOptions
+        from torch.distributed.checkpoint.state_dict import (set_model_state_dict, set_optimizer_state_dict,
+                                                             StateDictOptions)
         full = StateDictOptions(full_state_dict=True)
         set_model_state_dict(model, read('model.safetensors', load_file), options=full)
         set_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), o, options=full)
@@ -328,13 +367,15 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     sched.load_state_dict(st['scheduler'])
     if acc.scaler is not None and 'scaler' in st: acc.scaler.load_state_dict(st['scaler'])
     r = acc.process_index
-    _set_rng_state(read(f'rng_{r}.safetensors', load_file), read(f'rng_{r}.json', lambda p: json.loads(Path(p).read_text())))
+    _set_rng_state(read(f'rng_{r}.safetensors', load_file),
+                   read(f'rng_{r}.json', lambda p: json.loads(Path(p).read_text())))
     return st
 
 
-# %% ../nbs/02_pretrain.ipynb 26
+# %% ../nbs/02_pretrain.ipynb 54
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
-    "Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, y_pred, class names)."
+    ("Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, "
+     "y_pred, class names).")
     prompts = prompts or ZS_PROMPTS
     studies = load_dataset('synthcxr', cfg.data_root or None, split=None, subset='5x200') \
         if cfg.dataset == 'synthcxr' else load_dataset('chexpert5x200', cfg.data_root, split=None)
@@ -344,7 +385,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 28
+# %% ../nbs/02_pretrain.ipynb 57
 def _param_groups(model, wd):
     decay, no = [], []
     for n, p in model.named_parameters():
@@ -352,32 +393,42 @@ def _param_groups(model, wd):
         (no if p.ndim < 2 or 'logit' in n or 'embed' in n or 'norm' in n or 'bias' in n else decay).append(p)
     return [dict(params=decay, weight_decay=wd), dict(params=no, weight_decay=0.0)]
 
+# %% ../nbs/02_pretrain.ipynb 59
 def _launched(): return int(os.environ.get('WORLD_SIZE', '1')) > 1
 
-def _to(b, device) -> dict: return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+# %% ../nbs/02_pretrain.ipynb 61
+def _to(b, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
 
+# %% ../nbs/02_pretrain.ipynb 63
 def _sharded(model) -> bool:
     from torch.distributed.fsdp import FSDPModule
     return isinstance(model, FSDPModule)
 
+# %% ../nbs/02_pretrain.ipynb 65
 def _shard(net, device) -> list:
-    "Shard `net` (on `device`) over the processes with torch's FSDP2: each tower block, then the rest; the scalar parameters it cannot shard stay whole (returned)."
+    ("Shard `net` (on `device`) over the processes with torch's FSDP2: each tower block, then the rest; the scalar "
+     "parameters it cannot shard stay whole (returned).")
     from torch.distributed.fsdp import fully_shard
     net.to(device)
-    blocks = set(getattr(net.text.trunk, '_no_split_modules', None) or ()) | {'Block', 'BasicBlock', 'Bottleneck'}  # transformers', timm's
+    blocks = (set(getattr(net.text.trunk, '_no_split_modules', None) or ())  # transformers'
+              | {'Block', 'BasicBlock', 'Bottleneck'})  # timm's
     for m in list(net.modules()):
         if type(m).__name__ in blocks: fully_shard(m)
     whole = [p for p in net.parameters() if p.ndim == 0]  # logit scale and bias
     fully_shard(net, ignored_params=set(whole))
     return whole
 
+# %% ../nbs/02_pretrain.ipynb 67
 def _average_grads(params, world):
     "Average the gradients of `params` (those FSDP left whole) over the processes, as DDP and FSDP average the rest."
     for p in params:
         if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
 
+# %% ../nbs/02_pretrain.ipynb 69
 def _grad_norm(acc, model, max_norm) -> torch.Tensor:
-    "The gradients' total norm, before they are clipped to `max_norm` (if > 0): Accelerate's, or over a sharded model's shards."
+    ("The gradients' total norm, before they are clipped to `max_norm` (if > 0): Accelerate's, or over a sharded "
+     "model's shards.")
     if not _sharded(model): return acc.clip_grad_norm_(model.parameters(), max_norm or float('inf'))
     gs = [p.grad for p in model.parameters() if p.grad is not None]
     norm = torch.stack([_full(g.detach().float().norm()) for g in gs]).norm()
@@ -385,32 +436,40 @@ def _grad_norm(acc, model, max_norm) -> torch.Tensor:
         for g in gs: g.mul_(float(torch.clamp(max_norm/(norm + 1e-6), max=1.0)))
     return norm
 
+# %% ../nbs/02_pretrain.ipynb 71
 def _full(t): return t.full_tensor() if hasattr(t, 'full_tensor') else t
 
+# %% ../nbs/02_pretrain.ipynb 73
 def _full_state(model) -> dict:
     "The whole state dict of sharded `model`, gathered into the main process's CPU memory (every process must call it)."
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, StateDictOptions
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+# %% ../nbs/02_pretrain.ipynb 75
 def _full_optim_state(model, opt) -> dict:
     "The whole optimizer state of sharded `model`, keyed by parameter name, in the main process's CPU memory."
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, StateDictOptions
-    return get_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_optimizer_state_dict(model, getattr(opt, 'optimizer', opt),
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+# %% ../nbs/02_pretrain.ipynb 77
 def _workers(cfg, acc) -> int:
-    "DataLoader workers: `cfg.num_workers`, or when -1 none on a CPU (the step needs every core) and the CPUs shared out up to 8 per GPU."
+    ("DataLoader workers: `cfg.num_workers`, or when -1 none on a CPU (the step needs every core) and the CPUs shared "
+     "out up to 8 per GPU.")
     if cfg.num_workers >= 0: return cfg.num_workers
     return 0 if acc.device.type == 'cpu' else max(1, min(8, cpus()//acc.num_processes - 1))
 
+# %% ../nbs/02_pretrain.ipynb 79
 def _accelerator(cfg, **kw) -> Accelerator:
     "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."
     return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
                        cpu=not torch.cuda.is_available(), dynamo_backend='inductor' if cfg.compile else 'no', **kw)
 
 
-# %% ../nbs/02_pretrain.ipynb 29
+# %% ../nbs/02_pretrain.ipynb 81
 def pretrain(cfg=None, **overrides) -> Result:
-    "Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns its `Result` (tables: `history`, the logged metrics per step)."
+    ("Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns its `Result` (tables: "
+     "`history`, the logged metrics per step).")
     cfg = PretrainConfig.make(cfg, **overrides)
     out = run_dir(cfg)
     if cfg.num_processes > 1 and not _launched():
@@ -422,18 +481,22 @@ def pretrain(cfg=None, **overrides) -> Result:
         if not _launched(): _reset_accelerate()
     return _result(out)
 
+# %% ../nbs/02_pretrain.ipynb 83
 def _reset_accelerate():
     "Forget this process's Accelerate state, so a later run may use other settings or `notebook_launcher`."
     from accelerate.state import AcceleratorState
     AcceleratorState._reset_state(reset_partial_state=True)
 
+# %% ../nbs/02_pretrain.ipynb 85
 def _result(out):
     m = read_file(out/'metrics.json')
     return Result(out, m, dict(history=pd.read_csv(out/'metrics.csv')), out/'model')
 
+# %% ../nbs/02_pretrain.ipynb 87
 RUNTIME_PARAMS = (  # parameters that change how a run is carried out, not what it learns: resume and reuse ignore them
     'resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
 
+# %% ../nbs/02_pretrain.ipynb 89
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
     if not (cfg.resume and latest_checkpoint(out)): return
@@ -443,13 +506,14 @@ def _check_resume(out, cfg):
                               'pass resume=False to start over, or use another run_name')
 
 
-# %% ../nbs/02_pretrain.ipynb 31
+# %% ../nbs/02_pretrain.ipynb 91
 def _train(cfg):
     "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
     t_start = time.time()
     acc = _accelerator(cfg, gradient_accumulation_steps=cfg.accum_steps)
     if _launched() and acc.num_processes == 1:
-        raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but Accelerate set up a single process; check the launcher")
+        raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but Accelerate set up a single process; "
+                           "check the launcher")
     if acc.num_processes != cfg.num_processes:
         cfg = dataclasses.replace(cfg, num_processes=acc.num_processes)
     studies = load_studies(cfg)  # bad data fails here, before anything is written
@@ -459,32 +523,39 @@ def _train(cfg):
         acc.wait_for_everyone()
         return _fit(acc, cfg, run, studies, t_start)
 
+# %% ../nbs/02_pretrain.ipynb 93
 def _start_together(acc, stack, cfg) -> Run:
-    "`start_run` on the main process, entered on `stack`; if it refuses the folder, every process fails with its reason instead of waiting for it."
+    ("`start_run` on the main process, entered on `stack`; if it refuses the folder, every process fails with its "
+     "reason instead of waiting for it.")
     from accelerate.utils import broadcast_object_list
     run = err = None
-    try: run = stack.enter_context(start_run(cfg, 'pretrain', lambda out: _check_resume(out, cfg), main=acc.is_main_process))
+    try: run = stack.enter_context(start_run(cfg, 'pretrain', lambda out: _check_resume(out, cfg),
+                                             main=acc.is_main_process))
     except Exception as e: err = e
     why = broadcast_object_list([f'{type(err).__name__}: {err}' if err else None])[0]
     if err: raise err
     if why: raise RuntimeError(f'the main process did not start the run: {why}')
     return run
 
+# %% ../nbs/02_pretrain.ipynb 95
 def _stop(what, step, last_good):
     return FloatingPointError(f'{what} at step {step}: run stopped; the last good checkpoint is '
                               f'{last_good or "none (no checkpoint written yet)"}')
 
-# %% ../nbs/02_pretrain.ipynb 33
+# %% ../nbs/02_pretrain.ipynb 97
 def _setup(acc, cfg, run, studies) -> SimpleNamespace:
-    "Set-up: the run folder (stale checkpoints, skipped rows), the tokenizer, the model, its data, optimizer and schedule, a resumed state, the log."
+    ("Set-up: the run folder (stale checkpoints, skipped rows), the tokenizer, the model, its data, optimizer and "
+     "schedule, a resumed state, the log.")
     out = run.out
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if acc.is_main_process:
         if not resume_from and (out/'checkpoints').exists(): shutil.rmtree(out/'checkpoints')
-        write_skipped(shareable(getattr(studies, 'skipped', []), out), out/'skipped.csv')  # paths relative to the run folder
+        # paths relative to the run folder
+        write_skipped(shareable(getattr(studies, 'skipped', []), out), out/'skipped.csv')
     acc.wait_for_everyone()
     set_seed(cfg.seed)
-    sampler = GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes, cfg.seed)
+    sampler = GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps, acc.process_index, acc.num_processes,
+                                 cfg.seed)
     steps_per_epoch = (len(studies)//sampler.bs)//cfg.accum_steps
     total = cfg.max_steps or cfg.epochs*steps_per_epoch
     with acc.main_process_first():  # one tokenizer, trained once, shared by every process
@@ -494,37 +565,45 @@ def _setup(acc, cfg, run, studies) -> SimpleNamespace:
         tok = AutoTokenizer.from_pretrained(tok_dir) if (tok_dir/'tokenizer_config.json').exists() else None
         model = build_model(cfg, texts=patient_reports(studies), tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
-    dl = DataLoader(make_dataset(cfg, studies, model.image), batch_sampler=sampler, collate_fn=Collate(model.tokenizer, cfg.max_length),
-                    generator=torch.Generator().manual_seed(cfg.seed),  # its own RNG: a new iterator after resume leaves dropout's alone
-                    **loader_kwargs(_workers(cfg, acc), acc.device))  # workers only read images: the sampler and augmentation are here
+    dl = DataLoader(make_dataset(cfg, studies, model.image), batch_sampler=sampler,
+                    collate_fn=Collate(model.tokenizer, cfg.max_length),
+                    # its own RNG: a new iterator after resume leaves dropout's alone
+                    generator=torch.Generator().manual_seed(cfg.seed),
+                    # workers only read images: the sampler and augmentation are here
+                    **loader_kwargs(_workers(cfg, acc), acc.device))
     unsharded = _shard(model, acc.device) if cfg.fsdp and acc.num_processes > 1 else None   # None: not sharded
-    wrapped = model if unsharded is not None else acc.prepare(model)  # DDP (bucketed all-reduce overlapped with backward)
+    # else DDP (bucketed all-reduce overlapped with backward)
+    wrapped = model if unsharded is not None else acc.prepare(model)
     fused = dict(fused=True) if acc.device.type == 'cuda' else {}
     if cfg.optimizer == 'adamw': opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
     else: opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=0.9)
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
     sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, total, min_lr=cfg.min_lr)
-    opt = acc.prepare(opt)  # the scheduler is not prepared (a prepared one steps once per process): it steps once per optimizer step
-    loop = SimpleNamespace(acc=acc, cfg=cfg, out=out, model=model, wrapped=wrapped, unsharded=unsharded, opt=opt, sched=sched,
-                           dl=dl, sampler=sampler, steps_per_epoch=steps_per_epoch, total=total, step=0, hist=[],
-                           last_good=resume_from, writer=None)
+    # the scheduler is not prepared (a prepared one steps once per process): it steps once per optimizer step
+    opt = acc.prepare(opt)
+    loop = SimpleNamespace(acc=acc, cfg=cfg, out=out, model=model, wrapped=wrapped, unsharded=unsharded, opt=opt,
+                           sched=sched, dl=dl, sampler=sampler, steps_per_epoch=steps_per_epoch, total=total, step=0,
+                           hist=[], last_good=resume_from, writer=None)
     if resume_from: _resume(loop, resume_from)
     if acc.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
         loop.writer = SummaryWriter(str(out/'tb'))
     return loop
 
+# %% ../nbs/02_pretrain.ipynb 99
 def _resume(loop, ckpt):
-    "Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, and the log up to it (a metrics.csv cut short loses nothing)."
+    ("Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, and the log up to it (a metrics.csv "
+     "cut short loses nothing).")
     st = load_checkpoint(loop.acc, loop.model, loop.opt, loop.sched, ckpt)
     if 'history' not in st: raise ValueError(f'{ckpt}: no training log in its trainer_state.json (an older medvlp '
                                              'wrote it); pass resume=False to start over')
     loop.step, loop.hist = st['step'], st['history']
     loop.acc.print(f'resumed from {ckpt} at step {loop.step}')
 
-# %% ../nbs/02_pretrain.ipynb 34
+# %% ../nbs/02_pretrain.ipynb 101
 def _step(loop, b) -> tuple:
-    "One micro-batch: the loss terms, backward, and at an optimizer step the gradient norm (clipped), the step and the schedule; (terms, norm)."
+    ("One micro-batch: the loss terms, backward, and at an optimizer step the gradient norm (clipped), the step and "
+     "the schedule; (terms, norm).")
     acc, cfg, gnorm = loop.acc, loop.cfg, None
     with acc.accumulate(loop.wrapped), acc.autocast():
         terms = compute_loss(loop.wrapped, b, cfg)
@@ -537,16 +616,19 @@ def _step(loop, b) -> tuple:
             if not torch.isfinite(gnorm) and acc.scaler is None:  # (fp16's scaler skips such steps itself)
                 raise _stop(f'gradient norm is {gnorm.item()}', loop.step + 1, loop.last_good)
         loop.opt.step()
-        if acc.sync_gradients: peft_update(loop.model, loop.step); loop.sched.step()  # AdaLoRA reads the gradients: before zero_grad
+        # AdaLoRA reads the gradients: before zero_grad
+        if acc.sync_gradients: peft_update(loop.model, loop.step); loop.sched.step()
         loop.opt.zero_grad()
     return terms, gnorm
 
+# %% ../nbs/02_pretrain.ipynb 103
 def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
-    "Log the step's terms (averaged over processes) to the history, the progress bar's caption, TensorBoard and metrics.csv."
+    ("Log the step's terms (averaged over processes) to the history, the progress bar's caption, TensorBoard and "
+     "metrics.csv.")
     acc = loop.acc
     vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
-    rec = dict(step=loop.step, epoch=epoch, lr=loop.sched.get_last_lr()[0], logit_scale=loop.model.logit_scale.exp().item(),
-               grad_norm=gnorm.item(), pairs_per_s=pairs_per_s, **vals)
+    rec = dict(step=loop.step, epoch=epoch, lr=loop.sched.get_last_lr()[0],
+               logit_scale=loop.model.logit_scale.exp().item(), grad_norm=gnorm.item(), pairs_per_s=pairs_per_s, **vals)
     loop.hist.append(rec)
     if loop.writer:
         for k, v in rec.items():
@@ -554,18 +636,20 @@ def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
     if acc.is_main_process: pd.DataFrame(loop.hist).to_csv(loop.out/'metrics.csv', index=False)
     return rec
 
-# %% ../nbs/02_pretrain.ipynb 35
+# %% ../nbs/02_pretrain.ipynb 105
 def _finish(loop, run, studies, t_start) -> dict:
-    "Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write metrics and figures."
+    ("Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write "
+     "metrics and figures.")
     acc, cfg, model, out = loop.acc, loop.cfg, loop.model, loop.out
     if bad := _bad_weights(acc, model):  # no model/ is written
         raise _stop(f'non-finite weights ({len(bad)} tensors, e.g. {bad[:3]})', loop.step, loop.last_good)
     if loop.unsharded is not None:  # the whole model on the main process, to save and check
         full = _full_state(loop.wrapped)
-        if acc.is_main_process: model = build_model(cfg, tokenizer=model.tokenizer, total_steps=loop.total); model.load_state_dict(full)
+        if acc.is_main_process:
+            model = build_model(cfg, tokenizer=model.tokenizer, total_steps=loop.total); model.load_state_dict(full)
     acc.wait_for_everyone()
-    metrics = dict(steps=loop.step, final_loss=loop.hist[-1]['loss'] if loop.hist else None, wall_s=time.time() - t_start,
-                   **{f'{k}_params': v for k, v in count_parameters(model).items()})
+    metrics = dict(steps=loop.step, final_loss=loop.hist[-1]['loss'] if loop.hist else None,
+                   wall_s=time.time() - t_start, **{f'{k}_params': v for k, v in count_parameters(model).items()})
     if acc.is_main_process:
         model.save_pretrained(out/'model')
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):
@@ -574,18 +658,22 @@ def _finish(loop, run, studies, t_start) -> dict:
             pd.DataFrame(dict(y_true=[classes[i] for i in y], y_pred=[classes[i] for i in pred])).to_csv(
                 out/'zero_shot_5x200.csv', index=False)
         (out/'metrics.json').write_text(json.dumps(metrics, indent=1))
-        image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))  # what the tower was fed
+        # what the tower was fed
+        image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))
         run.record.update(studies=studies, wall_s=metrics['wall_s'], image_input=image, num_processes=acc.num_processes)
         save_figures(out)
         loop.writer.close()
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 36
+# %% ../nbs/02_pretrain.ipynb 107
 def _fit(acc, cfg, run, studies, t_start) -> dict:
-    "The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or the FSDP-sharded model itself)."
+    ("The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a "
+     "checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or "
+     "the FSDP-sharded model itself).")
     loop = _setup(acc, cfg, run, studies)
-    bar = tqdm(total=loop.total, initial=loop.step, desc=f'{cfg.method} pretrain', disable=not acc.is_local_main_process)
+    bar = tqdm(total=loop.total, initial=loop.step, desc=f'{cfg.method} pretrain',
+               disable=not acc.is_local_main_process)
     t_log, n_log = time.time(), 0
     while loop.step < loop.total:
         epoch, done = divmod(loop.step, loop.steps_per_epoch)
@@ -607,7 +695,7 @@ def _fit(acc, cfg, run, studies, t_start) -> dict:
     bar.close()
     return _finish(loop, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 38
+# %% ../nbs/02_pretrain.ipynb 109
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -626,7 +714,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 40
+# %% ../nbs/02_pretrain.ipynb 111
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -638,13 +726,16 @@ def default_model(**overrides) -> Path:
         if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
     return out/'model'
 
+# %% ../nbs/02_pretrain.ipynb 113
 def frozen_model(model_dir='', image_size=None):
-    "(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source `DualEncoder.from_pretrained` reads ('' = default)."
+    ("(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source "
+     "`DualEncoder.from_pretrained` reads ('' = default).")
     model = DualEncoder.from_pretrained(model_dir or default_model()).eval().requires_grad_(False)
-    model.image_size = image_size or model.image.image_size  # for callers that build a training transform at the same size
+    # for callers that build a training transform at the same size
+    model.image_size = image_size or model.image.image_size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 44
+# %% ../nbs/02_pretrain.ipynb 117
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -653,40 +744,50 @@ def _open_clip_model(model, cfg):
     with tempfile.TemporaryDirectory() as d:
         model.text.trunk.config.save_pretrained(d)
         pool = {'mean': 'mean_pooler'}.get(model.text.pool, 'cls_pooler')  # open_clip has no EOS pooler
-        oc = CustomTextCLIP(cfg.emb_dim, CLIPVisionCfg(timm_model_name=IMAGE_PRESETS.get(cfg.image_tower, (cfg.image_tower,))[0],
-                                             image_size=model.image.image_size, timm_proj='linear'),
-                  CLIPTextCfg(hf_model_name=d, hf_model_pretrained=False, hf_proj_type='linear', hf_pooler_type=pool))
+        oc = CustomTextCLIP(cfg.emb_dim,
+                            CLIPVisionCfg(timm_model_name=IMAGE_PRESETS.get(cfg.image_tower, (cfg.image_tower,))[0],
+                                          image_size=model.image.image_size, timm_proj='linear'),
+                            CLIPTextCfg(hf_model_name=d, hf_model_pretrained=False, hf_proj_type='linear',
+                                        hf_pooler_type=pool))
     oc.visual.trunk, oc.text.transformer = copy.deepcopy(model.image.trunk), copy.deepcopy(model.text.trunk)
     oc.visual.head = torch.nn.Linear(model.image.out_dim, cfg.emb_dim, bias=False)
     oc.text.proj = torch.nn.Linear(model.text.out_dim, cfg.emb_dim, bias=False)
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 45
-PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}  # dense bf16 tensor cores
+# %% ../nbs/02_pretrain.ipynb 119
+# dense bf16 tensor cores
+PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}
 
+# %% ../nbs/02_pretrain.ipynb 121
 def peak_tflops(device) -> float | None:
     "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
     if torch.device(device).type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
+# %% ../nbs/02_pretrain.ipynb 123
 def _flops(fn) -> float:
-    "The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products and convolutions, forward and backward)."
+    ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products and convolutions, "
+     "forward and backward).")
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 46
+# %% ../nbs/02_pretrain.ipynb 125
 def _loop_row(cfg, steps, rounds) -> float:
-    "Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` steps after the first."
+    ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
+     "steps after the first.")
     import tempfile
     with tempfile.TemporaryDirectory() as d:
-        h = pretrain(cfg, output_dir=d, resume=False, max_steps=(rounds + 1)*steps, log_every=steps, ckpt_every=10**9, zero_shot=False).history
+        h = pretrain(cfg, output_dir=d, resume=False, max_steps=(rounds + 1)*steps, log_every=steps, ckpt_every=10**9,
+                     zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
+# %% ../nbs/02_pretrain.ipynb 127
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
-    "Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole loop."
+    ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
+     "loop.")
     cfg = PretrainConfig.make(cfg, **overrides)
     loop_pairs = _loop_row(cfg, steps, rounds) if loop else None
     set_seed(cfg.seed)
@@ -694,7 +795,8 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     studies = load_studies(cfg)
     model = build_model(cfg, texts=patient_reports(studies)).to(acc.device).train()
     ds = make_dataset(cfg, studies, model.image)
-    b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]), acc.device), cfg, model.image, 0)
+    b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]), acc.device),
+                      cfg, model.image, 0)
     x = b['image'][0] if isinstance(b['image'], tuple) else b['image']
     fused = dict(fused=True) if acc.device.type == 'cuda' else {}
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
@@ -704,7 +806,8 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     def bare():
         with acc.autocast():
             out = model.image.trunk(x).float().mean() + \
-                  model.text.trunk(input_ids=b['input_ids'], attention_mask=b['attention_mask']).last_hidden_state.float().mean()
+                  model.text.trunk(input_ids=b['input_ids'],
+                                   attention_mask=b['attention_mask']).last_hidden_state.float().mean()
         out.backward(); model.zero_grad()
     fns = {'medvlp training step': ours, 'bare towers forward+backward': bare}
     if open_clip:
@@ -712,11 +815,25 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
         oc, oloss = _open_clip_model(model, cfg).to(acc.device).train(), ClipLoss()
         oopt = torch.optim.AdamW(oc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         def oc_step():
-            with acc.autocast(): f = oc(x, b['input_ids']); loss = oloss(f['image_features'], f['text_features'], f['logit_scale']) \
-                if isinstance(f, dict) else oloss(*f[:3])
+            with acc.autocast():
+                f = oc(x, b['input_ids'])
+                loss = (oloss(f['image_features'], f['text_features'], f['logit_scale']) if isinstance(f, dict)
+                        else oloss(*f[:3]))
             loss.backward(); oopt.step(); oopt.zero_grad()
         fns['open_clip training step'] = oc_step
-    sync = torch.cuda.synchronize if acc.device.type == 'cuda' else (lambda: None)
+    secs = _timed(fns, steps, warmup, rounds, acc.device)
+    rows = [dict(step=name, pairs_per_s=steps*cfg.batch_size/secs[name],
+                 memory_mib=step_memory_mib(fn, acc.device), gflop_per_pair=_flops(fn)/cfg.batch_size/1e9)
+            for name, fn in fns.items()]
+    if loop: rows.append(dict(step='medvlp whole loop (data from disk)', pairs_per_s=loop_pairs,
+                              gflop_per_pair=rows[0]['gflop_per_pair']))
+    df = _bench_frame(rows, acc, cfg, model)
+    _reset_accelerate()
+    return df.round(4)
+
+def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
+    "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     for fn in fns.values():
         for _ in range(warmup): fn()
     secs = {name: [] for name in fns}
@@ -725,9 +842,10 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
             sync(); t0 = time.perf_counter()
             for _ in range(steps): fn()
             sync(); secs[name].append(time.perf_counter() - t0)
-    rows = [dict(step=name, pairs_per_s=steps*cfg.batch_size/np.median(secs[name]), memory_mib=step_memory_mib(fn, acc.device),
-                 gflop_per_pair=_flops(fn)/cfg.batch_size/1e9) for name, fn in fns.items()]
-    if loop: rows.append(dict(step='medvlp whole loop (data from disk)', pairs_per_s=loop_pairs, gflop_per_pair=rows[0]['gflop_per_pair']))
+    return {name: float(np.median(s)) for name, s in secs.items()}
+
+def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
+    "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
     df['vs_step'] = df.pairs_per_s/df.pairs_per_s.iloc[0]
     df['vs_bare'] = df.pairs_per_s/df.loc['bare towers forward+backward', 'pairs_per_s']
@@ -736,19 +854,23 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     if peak := peak_tflops(acc.device): df['mfu'] = df.tflop_per_s/peak
     df.attrs.update(device=str(acc.device) if acc.device.type == 'cpu' else torch.cuda.get_device_name(acc.device),
                     memory='peak CUDA allocation' if acc.device.type == 'cuda' else 'autograd saved tensors',
-                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=model.image.image_size, peak_tflops=peak,
-                    image_tower=cfg.image_tower, text_tower=cfg.text_tower, torch_threads=torch.get_num_threads())
-    _reset_accelerate()
-    return df.round(4)
+                    precision=cfg.precision, batch_size=cfg.batch_size, image_size=model.image.image_size,
+                    peak_tflops=peak, image_tower=cfg.image_tower, text_tower=cfg.text_tower,
+                    torch_threads=torch.get_num_threads())
+    return df
 
-# %% ../nbs/02_pretrain.ipynb 52
-def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8, **overrides) -> pd.DataFrame:
-    "Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` processes, with and without `local_loss`."
+# %% ../nbs/02_pretrain.ipynb 133
+def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
+            **overrides) -> pd.DataFrame:
+    ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "
+     "processes, with and without `local_loss`.")
     rows = []
     for bs in batch_sizes:
         for size in image_sizes:
-            r = benchmark(cfg, steps, warmup, open_clip=False, loop=False, rounds=1, **{**overrides, 'batch_size': bs, 'image_size': size}).iloc[0]
+            r = benchmark(cfg, steps, warmup, open_clip=False, loop=False, rounds=1,
+                          **{**overrides, 'batch_size': bs, 'image_size': size}).iloc[0]
             sim = lambda n: 2*4*n*bs/2**20
             rows.append(dict(batch_size=bs, image_size=size, pairs_per_s=r.pairs_per_s, memory_mib=r.memory_mib,
-                             gflop_per_pair=r.gflop_per_pair, sim_mib_gathered=sim(bs), sim_mib_local_loss=sim(max(1, bs//world))))
+                             gflop_per_pair=r.gflop_per_pair, sim_mib_gathered=sim(bs),
+                             sim_mib_local_loss=sim(max(1, bs//world))))
     return pd.DataFrame(rows).round(4)

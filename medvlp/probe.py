@@ -20,7 +20,8 @@ from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
 from .metrics import classification_metrics
-from .runs import Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell, data_record
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
+                         data_record)
 
 # %% auto 0
 __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
@@ -30,6 +31,7 @@ __all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fi
 TASKS = ('multiclass', 'multilabel')
 UNCERTAIN = ('zeros', 'ones')
 
+# %% ../nbs/04_linear_probe.ipynb 8
 def task_targets(studies, task='multiclass', classes=CHEXPERT5, uncertain='zeros') -> tuple[np.ndarray, np.ndarray]:
     "(row indices of `studies` usable for `task`, targets): class indices (multiclass) or a 0/1 matrix (multilabel)."
     check_choice('task', task, TASKS); check_choice('uncertain', uncertain, UNCERTAIN)
@@ -44,9 +46,10 @@ def task_targets(studies, task='multiclass', classes=CHEXPERT5, uncertain='zeros
     rows = np.flatnonzero(Y.sum(1) == 1)
     return rows, Y[rows].argmax(1)
 
-# %% ../nbs/04_linear_probe.ipynb 9
+# %% ../nbs/04_linear_probe.ipynb 11
 def _patient(s): return s.patient_id or s.study_id
 
+# %% ../nbs/04_linear_probe.ipynb 13
 def train_subset(studies, y, frac, seed, classes, task='multiclass', ensure_classes=True) -> tuple[np.ndarray, dict]:
     "Row indices of a patient-level `frac` of `studies` (targets `y`) with every class present; top up or raise."
     classes = list(classes)
@@ -75,7 +78,7 @@ def train_subset(studies, y, frac, seed, classes, task='multiclass', ensure_clas
     rows = np.array(sorted(keep))
     return rows, dict(n_train=len(rows), n_patients=len({_patient(studies[i]) for i in rows}), topped_up=topped)
 
-# %% ../nbs/04_linear_probe.ipynb 13
+# %% ../nbs/04_linear_probe.ipynb 17
 def fit_linear(X, y, task='multiclass', C=0.1, seed=0):
     "A scikit-learn pipeline (standardise + logistic regression, one per label for multilabel) fitted on `X`, `y`."
     from sklearn.linear_model import LogisticRegression
@@ -84,19 +87,22 @@ def fit_linear(X, y, task='multiclass', C=0.1, seed=0):
     from sklearn.preprocessing import StandardScaler
     check_choice('task', task, TASKS)
     lr = LogisticRegression(C=C, max_iter=3000, random_state=seed)
-    return make_pipeline(StandardScaler(), lr if task == 'multiclass' else OneVsRestClassifier(lr)).fit(np.asarray(X), y)
+    return make_pipeline(StandardScaler(),
+                         lr if task == 'multiclass' else OneVsRestClassifier(lr)).fit(np.asarray(X), y)
 
+# %% ../nbs/04_linear_probe.ipynb 19
 def head_scores(clf, X) -> np.ndarray:
     "Class probabilities [N, C] of a fitted `fit_linear` head."
     return clf.predict_proba(np.asarray(X))
 
-# %% ../nbs/04_linear_probe.ipynb 18
+# %% ../nbs/04_linear_probe.ipynb 24
 def _load_all(paths, channels, images: dict) -> list:
     "The images at `paths` as [C, H, W] tensors, read once into the shared `images` dict."
     for p in paths:
         if p not in images: images[p] = load_image(p, channels)
     return [images[p] for p in paths]
 
+# %% ../nbs/04_linear_probe.ipynb 26
 def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_classes=5, image_size=64, epochs=3,
                      lr=3e-4, batch_size=32, min_steps=30, seed=0, images=None, desc=None, threads=None) -> np.ndarray:
     "Fine-tune a copy of image `tower` + a linear head end to end on (`train_paths`, `y`); test probabilities [N, C]."
@@ -107,17 +113,20 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
     net = copy.deepcopy(tower).requires_grad_(True).train()
     head = nn.Linear(net.out_dim, n_classes)
-    opt = torch.optim.AdamW([dict(params=net.parameters(), lr=lr), dict(params=head.parameters(), lr=10*lr)], weight_decay=1e-4)
+    opt = torch.optim.AdamW([dict(params=net.parameters(), lr=lr), dict(params=head.parameters(), lr=10*lr)],
+                            weight_decay=1e-4)
     dev = next(tower.parameters()).device; head.to(dev)
     aug, tfm = tower_transform(tower, image_size, train=True), tower_transform(tower, image_size)
     xs, yt = _load_all(list(train_paths), ch, images), torch.as_tensor(np.asarray(y))
     per = math.ceil(len(xs)/batch_size); steps = max(epochs*per, min_steps)
-    batches = [b for _ in range(math.ceil(steps/per)) for b in torch.randperm(len(xs), generator=g).split(batch_size)][:steps]
+    batches = [b for _ in range(math.ceil(steps/per))
+               for b in torch.randperm(len(xs), generator=g).split(batch_size)][:steps]
     with torch_threads(threads):  # torch's intra-op threads for this call only (None: leave them)
         for idx in tqdm(batches, desc=desc or 'fine-tune', leave=False):
             x = torch.stack([aug(xs[i]) for i in idx]).to(dev); t = yt[idx].to(dev)
             out = head(net(x))
-            loss = F.cross_entropy(out, t) if task == 'multiclass' else F.binary_cross_entropy_with_logits(out, t.float())
+            loss = (F.cross_entropy(out, t) if task == 'multiclass'
+                    else F.binary_cross_entropy_with_logits(out, t.float()))
             opt.zero_grad(); loss.backward(); opt.step()
         net.eval(); scores = []
         with torch.no_grad():
@@ -127,11 +136,11 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
                 scores.append((o.softmax(1) if task == 'multiclass' else o.sigmoid()).cpu())
     return torch.cat(scores).numpy()
 
-# %% ../nbs/04_linear_probe.ipynb 20
+# %% ../nbs/04_linear_probe.ipynb 28
 @dataclass
 class ProbeConfig(RunParams, ImageParams, DataParams):
     "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
-    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     task: str = 'multiclass'       # multiclass | multilabel
     classes: list = field(default_factory=list)   # [] = the five CheXpert competition classes
     fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # fractions of the training patients, in (0, 1]
@@ -162,22 +171,25 @@ class ProbeConfig(RunParams, ImageParams, DataParams):
         if not self.seeds: raise ValueError('parameter seeds=[]: expected at least one seed, e.g. [0, 1, 2]')
 
 
-# %% ../nbs/04_linear_probe.ipynb 23
+# %% ../nbs/04_linear_probe.ipynb 31
 def _studies(dataset, root, split, options, test=False):
     if test and split == '5x200':
-        if dataset != 'synthcxr': raise ValueError(f"test='5x200' is SynthCXR's balanced set; for dataset={dataset!r} use a split")
+        if dataset != 'synthcxr':
+            raise ValueError(f"test='5x200' is SynthCXR's balanced set; for dataset={dataset!r} use a split")
         return load_dataset('synthcxr', root, split=None, subset='5x200')
     return load_dataset(dataset, root, split=split, **options)
 
+# %% ../nbs/04_linear_probe.ipynb 33
 def _choose_C(Cs, Xtr, ytr, Xva, yva, task, classes, seed):
     "The `C` of `Cs` with the best validation macro AUROC."
     best = None
     for C in Cs:
-        auc = classification_metrics(yva, head_scores(fit_linear(Xtr, ytr, task, C, seed), Xva), classes, task, n_boot=0).loc['auroc_macro', 'value']
+        auc = classification_metrics(yva, head_scores(fit_linear(Xtr, ytr, task, C, seed), Xva), classes, task,
+                                     n_boot=0).loc['auroc_macro', 'value']
         if best is None or auc > best[1]: best = (C, auc)
     return best[0]
 
-# %% ../nbs/04_linear_probe.ipynb 24
+# %% ../nbs/04_linear_probe.ipynb 35
 def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
     "The probe's studies, targets and frozen features: train, test, and validation when `C` is chosen there."
     opts = dict(c.data_options)
@@ -185,12 +197,16 @@ def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
     test_all = _studies(c.dataset, c.data_root or None, c.test, opts, test=True)
     rows_tr, y_tr = task_targets(train_all, c.task, classes, c.uncertain)
     rows_te, y_te = task_targets(test_all, c.task, classes, c.uncertain)
-    pick = lambda st, rows: st.narrow([st[i] for i in rows], held_out=len(st) - len(rows))  # the rest counted as held out
-    d = SimpleNamespace(train=pick(train_all, rows_tr), test=pick(test_all, rows_te), y_tr=y_tr, y_te=y_te, X_va=None, y_va=None)
+    pick = lambda st, rows: st.narrow([st[i] for i in rows],
+                                      held_out=len(st) - len(rows))  # the rest counted as held out
+    d = SimpleNamespace(train=pick(train_all, rows_tr), test=pick(test_all, rows_te), y_tr=y_tr, y_te=y_te,
+                        X_va=None, y_va=None)
     Yte = np.eye(len(classes), dtype=int)[y_te] if c.task == 'multiclass' else y_te
     if missing := [k for i, k in enumerate(classes) if not Yte[:, i].any()]:
-        raise DataError(f'test set {c.test!r} of {c.dataset}: no positive study for class(es) {missing} (task={c.task})')
-    emb = lambda st, what: np.asarray(embed_images(model.image, st, tfm, batch_size=c.batch_size, desc=f'embed {what}').pooled)
+        raise DataError(f'test set {c.test!r} of {c.dataset}: no positive study for class(es) {missing} '
+                        f'(task={c.task})')
+    emb = lambda st, what: np.asarray(embed_images(model.image, st, tfm, batch_size=c.batch_size,
+                                                   desc=f'embed {what}').pooled)
     d.X_tr, d.X_te = emb(train_all, 'train')[rows_tr], emb(test_all, 'test')[rows_te]
     if len(c.C) > 1:
         va_all = _studies(c.dataset, c.data_root or None, 'valid', opts)
@@ -199,16 +215,18 @@ def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
     return d
 
 
-# %% ../nbs/04_linear_probe.ipynb 25
+# %% ../nbs/04_linear_probe.ipynb 37
 def _method_scores(method, c, d, r, seed, frac, classes, model, images) -> tuple:
     "(the chosen C or None, test scores) of one `method` trained on rows `r` of the training studies."
     if method == 'fine_tune':
-        return None, fine_tune_scores(model.image, [d.train[i].images[0] for i in r], d.y_tr[r], [s.images[0] for s in d.test],
-                                      c.task, len(classes), model.image_size, c.ft_epochs, c.ft_lr, min_steps=c.ft_min_steps,
-                                      seed=seed, images=images, desc=f'fine-tune {frac:g} seed {seed}', threads=c.ft_threads or None)
+        return None, fine_tune_scores(model.image, [d.train[i].images[0] for i in r], d.y_tr[r],
+                                      [s.images[0] for s in d.test], c.task, len(classes), model.image_size,
+                                      c.ft_epochs, c.ft_lr, min_steps=c.ft_min_steps, seed=seed, images=images,
+                                      desc=f'fine-tune {frac:g} seed {seed}', threads=c.ft_threads or None)
     chosen = c.C[0] if len(c.C) == 1 else _choose_C(c.C, d.X_tr[r], d.y_tr[r], d.X_va, d.y_va, c.task, classes, seed)
     return chosen, head_scores(fit_linear(d.X_tr[r], d.y_tr[r], c.task, chosen, seed), d.X_te)
 
+# %% ../nbs/04_linear_probe.ipynb 39
 def _summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     "Per (method, fraction, metric): the mean over seeds of value and interval, the seed spread, training sizes, seeds."
     g = per_seed.groupby(['method', 'fraction', 'metric'], sort=False)
@@ -216,9 +234,10 @@ def _summary(per_seed: pd.DataFrame) -> pd.DataFrame:
         .join(g[['n_train', 'n_patients']].mean()).join(g.size().rename('n_seeds'))
 
 
-# %% ../nbs/04_linear_probe.ipynb 26
+# %% ../nbs/04_linear_probe.ipynb 41
 def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFrame:
-    "Linear probe (with `fine_tune`, also end-to-end fine-tuning) of the frozen image tower of `model_dir` at patient-level data `fractions`; nothing is written."
+    ("Linear probe (with `fine_tune`, also end-to-end fine-tuning) of the frozen image tower of `model_dir` at "
+     "patient-level data `fractions`; nothing is written.")
     c, t0 = ProbeConfig.make(cfg, **overrides), time.time()
     classes = list(c.classes or CHEXPERT5)
     model, tfm = frozen_model(c.model_dir, c.image_size or None)
@@ -231,18 +250,21 @@ def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFr
                 chosen, scores = _method_scores(method, c, d, r, seed, frac, classes, model, images)
                 m = classification_metrics(d.y_te, scores, classes, c.task, n_boot=c.n_boot, seed=0).reset_index()
                 records.append(m.assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(d.y_te),
-                                        topped_up=','.join(info['topped_up']), n_train=info['n_train'], n_patients=info['n_patients']))
+                                        topped_up=','.join(info['topped_up']), n_train=info['n_train'],
+                                        n_patients=info['n_patients']))
     per_seed = pd.concat(records, ignore_index=True)
     res = _summary(per_seed)
-    res.attrs.update(per_seed=per_seed.to_dict('records'), task=c.task, dataset=c.dataset, test=c.test, uncertain=c.uncertain,
-                     classes=classes, n_test=len(d.y_te), wall_s=time.time() - t0, model_dir=str(c.model_dir or 'default_model()'),
-                     tower=tower_fingerprint(model.image), data=dict(train=data_record(d.train), test=data_record(d.test)))
+    res.attrs.update(per_seed=per_seed.to_dict('records'), task=c.task, dataset=c.dataset, test=c.test,
+                     uncertain=c.uncertain, classes=classes, n_test=len(d.y_te), wall_s=time.time() - t0,
+                     model_dir=str(c.model_dir or 'default_model()'), tower=tower_fingerprint(model.image),
+                     data=dict(train=data_record(d.train), test=data_record(d.test)))
     return res
 
 
-# %% ../nbs/04_linear_probe.ipynb 28
+# %% ../nbs/04_linear_probe.ipynb 43
 HEADLINE = ('auroc_macro', 'f1_macro', 'precision_macro', 'recall_macro', 'accuracy')
 
+# %% ../nbs/04_linear_probe.ipynb 45
 def _cell(r) -> str: return interval_cell(r.value, r.ci_low, r.ci_high)
 
 def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
@@ -252,14 +274,17 @@ def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
     cols = [m for m in metrics if m in t.columns]
     return t[cols].join(res.xs(metrics[0], level='metric')[['n_train', 'n_patients']].round(1))
 
+# %% ../nbs/04_linear_probe.ipynb 47
 def per_class_table(res: pd.DataFrame, metrics=('precision', 'recall', 'auroc')) -> pd.DataFrame:
     "Method x fraction x class rows, one `value [ci_low, ci_high]` column per per-class metric."
-    t = res[res.index.get_level_values('metric').str.contains('[', regex=False)].apply(_cell, axis=1).reset_index(name='cell')
+    t = (res[res.index.get_level_values('metric').str.contains('[', regex=False)].apply(_cell, axis=1)
+         .reset_index(name='cell'))
     t[['kind', 'class']] = t.metric.str.extract(r'^(\w+)\[(.*)\]$')
     t = t[t.kind.isin(list(metrics))].pivot_table(index=['method', 'fraction', 'class'], columns='kind', values='cell',
                                                   aggfunc='first', sort=False)
     return t[[m for m in metrics if m in t.columns]].rename_axis(columns=None)
 
+# %% ../nbs/04_linear_probe.ipynb 49
 def save_results(res: pd.DataFrame, out_dir) -> Path:
     "Write the probe's CSV and Markdown tables and its figure to `out_dir`."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -283,7 +308,7 @@ def save_results(res: pd.DataFrame, out_dir) -> Path:
     fig.tight_layout(); fig.savefig(out/'probe.png', dpi=100); plt.close(fig)
     return out
 
-# %% ../nbs/04_linear_probe.ipynb 30
+# %% ../nbs/04_linear_probe.ipynb 51
 def probe(cfg: ProbeConfig | str | None = None, **overrides) -> Result:
     "`linear_probe` written to its run folder; its `Result`: macro AUROC per method and fraction, the `results` table."
     c = ProbeConfig.make(cfg, **overrides)

@@ -20,7 +20,8 @@ from .data import DataError, check_choice, torch_threads
 from .datasets import SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens, resolve_source
-from .runs import Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable, data_fingerprint
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable,
+                         data_fingerprint)
 from .cache import tower_fingerprint
 from .pretrain import default_model, frozen_model
 from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint,
@@ -34,30 +35,34 @@ __all__ = ['PROMPT_LOSSES', 'OPTIMIZERS', 'single_label_studies', 'zero_shot_set
            'comparison_table', 'prompt_tune', 'class_embeddings_hand', 'save_curves']
 
 # %% ../nbs/03_prompt_tune.ipynb 8
-def single_label_studies(classes, split='train', data_root='', dataset='synthcxr', data_options=None) -> tuple[list, np.ndarray]:
+def single_label_studies(classes, split='train', data_root='', dataset='synthcxr',
+                         data_options=None) -> tuple[list, np.ndarray]:
     "Studies of `dataset`'s `split` with exactly one positive among `classes`, and that class's index per study."
     st, classes, y, _ = task_data(eval_task('multiclass', dataset, data_root, data_options, split, list(classes)))
     empty = [c for i, c in enumerate(classes) if not (y == i).any()]
-    if empty: raise DataError(f'classes {empty}: no {split} study of {dataset} has them as its only positive among {classes}')
+    if empty:
+        raise DataError(f'classes {empty}: no {split} study of {dataset} has them as its only positive among {classes}')
     return st, y
 
+# %% ../nbs/03_prompt_tune.ipynb 10
 def zero_shot_set(classes=CLASSES_5X200, data_root='') -> tuple[list, np.ndarray]:
     "The SynthCXR 5x200 evaluation studies with one positive among `classes`, and that class's index."
     st, _, y, _ = task_data(replace(PRESETS['5x200'], classes=list(classes), data_root=data_root))
     return st, y
 
-# %% ../nbs/03_prompt_tune.ipynb 11
+# %% ../nbs/03_prompt_tune.ipynb 13
 PROMPT_LOSSES = ('contrastive', 'ce')
 OPTIMIZERS = ('sgd', 'adamw')
 
+# %% ../nbs/03_prompt_tune.ipynb 15
 @dataclass
 class PromptTuneConfig(RunParams, ImageParams, DataParams):
     "All parameters of a prompt-tuning run; defaults: the default model, SynthCXR's training studies, its 5x200 set."
-    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     train_split: str = 'train'     # split tuned on: train | valid | test (its single-positive studies)
     classes: list = field(default_factory=lambda: list(CLASSES_5X200))  # classes; only single-positive studies are used
     words: dict = field(default_factory=dict)  # class -> the words after the context; default its hand prompt
-    test: str = ''                 # an evaluation task (medvlp.evaluate.PRESETS or a kind); '' = 5x200 on SynthCXR, else multiclass
+    test: str = ''  # an evaluation task (medvlp.evaluate.PRESETS or a kind); '' = 5x200 on SynthCXR, else multiclass
     test_split: str = 'test'       # the split a kind reads
     n_ctx: int = 30                # learnable context tokens before each class's words
     init: str = 'a chest x-ray showing'  # caption whose tokens start the context (repeated to n_ctx); '' = random
@@ -89,10 +94,12 @@ class PromptTuneConfig(RunParams, ImageParams, DataParams):
         return replace(eval_task(name, self.dataset, self.data_root, self.data_options, self.test_split, self.classes),
                        classes=list(self.classes))
 
+# %% ../nbs/03_prompt_tune.ipynb 17
 def _accuracy(x, t, y) -> float: return float(((x @ t.T).argmax(1) == y).double().mean())
 
-def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, batch_size, warmup_steps, min_lr, balance, seed,
-           progress=True):
+# %% ../nbs/03_prompt_tune.ipynb 19
+def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, batch_size, warmup_steps, min_lr,
+           balance, seed, progress=True):
     "The training loop: returns (per-step history, per-epoch history)."
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
     from tqdm.auto import tqdm
@@ -101,8 +108,8 @@ def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, b
     bs = min(batch_size, n)
     per_epoch = n // bs
     total = epochs * per_epoch
-    opt = torch.optim.SGD([learner.ctx], lr=lr, momentum=momentum, weight_decay=weight_decay) if optimizer == 'sgd' else \
-        torch.optim.AdamW([learner.ctx], lr=lr, weight_decay=weight_decay)
+    opt = (torch.optim.SGD([learner.ctx], lr=lr, momentum=momentum, weight_decay=weight_decay) if optimizer == 'sgd'
+           else torch.optim.AdamW([learner.ctx], lr=lr, weight_decay=weight_decay))
     sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, max(total, 1), min_lr=min_lr)
     g = torch.Generator().manual_seed(seed)
     yc = y.cpu()  # the draw happens on the CPU (its generator), indices work on any device
@@ -128,9 +135,10 @@ def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, b
     bar.close()
     return pd.DataFrame(steps), pd.DataFrame(per_ep)
 
-# %% ../nbs/03_prompt_tune.ipynb 13
+# %% ../nbs/03_prompt_tune.ipynb 21
 def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, seed=0) -> pd.DataFrame:
-    "Zero-shot metrics with bootstrap CIs for each named set of class embeddings, and the paired accuracy differences to the first."
+    ("Zero-shot metrics with bootstrap CIs for each named set of class embeddings, and the paired accuracy differences "
+     "to the first.")
     rows, correct = [], {}
     img = torch.as_tensor(img).float()
     for name, t in embeddings.items():
@@ -142,24 +150,30 @@ def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, s
     for name in list(embeddings)[1:]:
         d = correct[name] - correct[first]
         lo, hi = bootstrap_ci(lambda a: a.mean(1), d, n_boot=n_boot, seed=seed, vectorized=True)
-        rows.append(pd.DataFrame([dict(metric='accuracy', value=d.mean(), ci_low=lo, ci_high=hi, prompts=f'{name} - {first}')]))
+        rows.append(pd.DataFrame([dict(metric='accuracy', value=d.mean(), ci_low=lo, ci_high=hi,
+                                       prompts=f'{name} - {first}')]))
     return pd.concat(rows, ignore_index=True).set_index(['prompts', 'metric'])[['value', 'ci_low', 'ci_high']]
 
+# %% ../nbs/03_prompt_tune.ipynb 23
 def comparison_table(table: pd.DataFrame, metrics=('accuracy', 'auroc_macro', 'f1_macro'), digits=3) -> pd.DataFrame:
     "One row per metric, one column per set of prompts, `value [low, high]` cells (the Markdown of the run folder)."
     cells = table.apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high, f'.{digits}f'), axis=1).unstack(0)
     names = list(dict.fromkeys(table.index.get_level_values(0)))
     return cells.reindex(index=list(metrics), columns=names).fillna('').rename_axis('metric')
 
-# %% ../nbs/03_prompt_tune.ipynb 15
+# %% ../nbs/03_prompt_tune.ipynb 25
 def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True, **overrides) -> Result:
-    "Tune a shared context prompt on the frozen model of `cfg.model_dir` (`cfg`: a config, dict or recipe path); write a new model folder with `prompt/`, tables, curves and a manifest. Its `Result`: tables `history` (per step), `epochs` and `table` (hand vs tuned), the learner as model."
+    ("Tune a shared context prompt on the frozen model of `cfg.model_dir` (`cfg`: a config, dict or recipe path); "
+     "write a new model folder with `prompt/`, tables, curves and a manifest. Its `Result`: tables `history` "
+     "(per step), `epochs` and `table` (hand vs tuned), the learner as model.")
     c = PromptTuneConfig.make(cfg, **overrides)
     base = Path(resolve_source(c.model_dir)) if c.model_dir else default_model()
     out = run_dir(c)
-    if (out/'model').resolve() == base.resolve(): raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
+    if (out/'model').resolve() == base.resolve():
+        raise ValueError(f'output_dir={str(out)!r} holds the base model {base}; choose another')
     with start_run(c, 'prompt-tune') as run: return _tune(c, base, run, progress)
 
+# %% ../nbs/03_prompt_tune.ipynb 27
 def _tune(c, base, run, progress) -> Result:
     "The prompt-tuning run of `prompt_tune` in the run folder `run.out`."
     t0, out, params = time.time(), run.out, dict(asdict(c), model_dir=str(base))
@@ -173,14 +187,16 @@ def _tune(c, base, run, progress) -> Result:
     learner = PromptLearner(model, c.classes, c.n_ctx, c.init, c.words)
     with torch.no_grad(): t_init = learner().clone()
     x, y_t = x.to(device), torch.as_tensor(y, device=device)
-    with torch_threads(c.num_threads if device.type == 'cpu' else None):  # a step is a few small matrices: one CPU thread beats several (8x here)
-        hist, per_ep = _train(learner, x, y_t, c.loss, c.epochs, c.lr, c.optimizer, c.momentum, c.weight_decay, c.batch_size,
-                              c.warmup_steps, c.min_lr, c.balance, c.seed, progress)
+    # a step is a few small matrices: one CPU thread beats several (8x here)
+    with torch_threads(c.num_threads if device.type == 'cpu' else None):
+        hist, per_ep = _train(learner, x, y_t, c.loss, c.epochs, c.lr, c.optimizer, c.momentum, c.weight_decay,
+                              c.batch_size, c.warmup_steps, c.min_lr, c.balance, c.seed, progress)
     # the new model folder: the base folder copied, plus prompt/
     shutil.rmtree(out/'model', ignore_errors=True)
     if base.is_dir(): shutil.copytree(base, out/'model')
     else: model.save_pretrained(out/'model')  # a hub id: the model as loaded
-    learner.save_pretrained(out/'model', **shareable(dict(base_model=str(base), train=dict(params, n_images=len(studies))), out))
+    learner.save_pretrained(out/'model', **shareable(dict(base_model=str(base),
+                                                          train=dict(params, n_images=len(studies))), out))
     hist.to_csv(out/'history.csv', index=False); per_ep.to_csv(out/'epochs.csv', index=False)
     metrics = dict(n_train=len(studies), steps=len(hist), final_loss=float(hist.loss.iloc[-5:].mean()),
                    train_balanced_acc_init=float(per_ep.train_balanced_acc.iloc[0]),
@@ -194,7 +210,8 @@ def _tune(c, base, run, progress) -> Result:
         hand = class_embeddings_hand(model, c.classes)
         img = study_embeddings(model, test, size)
         hand, tuned = hand.cpu(), tuned.cpu()
-        table = compare_prompts(img, y_test, c.classes, dict(hand=hand, tuned=tuned), float(model.scale()), c.n_boot, c.seed)
+        table = compare_prompts(img, y_test, c.classes, dict(hand=hand, tuned=tuned), float(model.scale()), c.n_boot,
+                                c.seed)
         cells = comparison_table(table, ('accuracy', 'auroc_macro', 'f1_macro', *[f'recall[{k}]' for k in c.classes]))
         write_table(out, f'zero_shot_{task.name}', table, cells)
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
@@ -204,13 +221,16 @@ def _tune(c, base, run, progress) -> Result:
     save_curves(out, per_ep, hist, metrics)
     run.record.update(studies=dict(train=studies, **({'test': test} if test else {})),
                       base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
-    return Result(out, metrics, dict(history=hist, epochs=per_ep, **({'table': table} if c.evaluate else {})), out/'model', learner)
+    return Result(out, metrics, dict(history=hist, epochs=per_ep, **({'table': table} if c.evaluate else {})),
+                  out/'model', learner)
 
+# %% ../nbs/03_prompt_tune.ipynb 29
 @torch.no_grad()
 def class_embeddings_hand(model, classes) -> torch.Tensor:
     "Normalised class embeddings [C, D] of the hand prompts (`class_prompts(classes, 'hand')`)."
     return model.encode_texts(class_words(classes))
 
+# %% ../nbs/03_prompt_tune.ipynb 31
 def save_curves(out: Path, per_ep: pd.DataFrame, hist: pd.DataFrame, metrics: dict):
     "Write the training curves (loss per step, balanced accuracy on the training images per epoch) to `out/curves.png`."
     import matplotlib; matplotlib.use('Agg', force=False)

@@ -24,8 +24,10 @@ __all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'repo
 # %% ../nbs/00_runs.ipynb 6
 def _type_name(t) -> str: return getattr(t, '__name__', str(t))
 
+# %% ../nbs/00_runs.ipynb 8
 def _coerce(t, v):
-    "`v` as a field of type `t` accepts it: YAML's `1e-3` (no dot) and ints as floats, a path as a string, one string or a tuple as a list."
+    ("`v` as a field of type `t` accepts it: YAML's `1e-3` (no dot) and ints as floats, a path as a string, one "
+     "string or a tuple as a list.")
     if t is float and isinstance(v, str):
         try: return float(v)
         except ValueError: return v
@@ -34,17 +36,20 @@ def _coerce(t, v):
     if t is list and isinstance(v, (str, tuple)): return [v] if isinstance(v, str) else list(v)
     return v
 
+# %% ../nbs/00_runs.ipynb 10
 def _accepts(t, v) -> bool:
-    "Whether `v` is a value of type `t`: a class (a bool is no number), `X | Y`, or a generic such as `list[str]` (by its origin)."
+    ("Whether `v` is a value of type `t`: a class (a bool is no number), `X | Y`, or a generic such as `list[str]` "
+     "(by its origin).")
     if typing.get_origin(t) in (typing.Union, types.UnionType): return any(_accepts(a, v) for a in typing.get_args(t))
     if t is type(None): return v is None
     if isinstance(v, bool) and t is not bool: return False
     return isinstance(v, typing.get_origin(t) or t)
 
 
-# %% ../nbs/00_runs.ipynb 7
+# %% ../nbs/00_runs.ipynb 12
 class Params:
-    "Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`, `load`, `from_cell`, `help`."
+    ("Base of the kit's parameter dataclasses: typed fields checked on creation, bounds enforced, `make`, `load`, "
+     "`from_cell`, `help`.")
     _choices, _positive, _nonneg, _gt0, _fraction = {}, (), (), (), ()  # allowed values; >= 1; >= 0; > 0; in (0, 1]
 
     def __post_init__(self):
@@ -57,15 +62,18 @@ class Params:
             if f.name in self._choices and v not in self._choices[f.name]:
                 raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
         for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
-                             (self._gt0, lambda v: v > 0, '> 0'), (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
+                             (self._gt0, lambda v: v > 0, '> 0'),
+                             (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
             for k in ks:
                 if not ok(getattr(self, k)): raise ValueError(f'parameter {k}={getattr(self, k)!r}: expected {want}')
         if 0 < getattr(self, 'image_size', 0) < 16:  # each experiment also checks its tower's patch size
-            raise ValueError(f"parameter image_size={self.image_size}: expected 0 (the tower's own size) or at least 16")
+            raise ValueError(f"parameter image_size={self.image_size}: expected 0 (the tower's own size) "
+                             "or at least 16")
 
     @classmethod
     def make(cls, cfg=None, **kw):
-        "From a config, a dict, a YAML recipe's path or nothing, plus keyword overrides; unknown names fail, listing the valid ones."
+        ("From a config, a dict, a YAML recipe's path or nothing, plus keyword overrides; unknown names fail, listing "
+         "the valid ones.")
         if isinstance(cfg, (str, os.PathLike)): return cls.load(cfg, **kw)
         base = asdict(cfg) if isinstance(cfg, cls) else dict(cfg or {})
         valid = [f.name for f in fields(cls)]
@@ -78,6 +86,9 @@ class Params:
         "From a YAML recipe at `path` (if given) with `overrides` applied on top."
         d = {}
         if path is not None:
+            if Path(path).is_dir():
+                raise ValueError(f'{path} is a folder, not a YAML recipe (a string config is always a recipe): pass a '
+                                 'folder as its parameter, e.g. model_dir=...')
             try: d = yaml.safe_load(Path(path).read_text()) or {}
             except yaml.YAMLError as e: raise ValueError(f'{path}: not a YAML recipe: {e}') from None
             if not isinstance(d, dict): raise ValueError(f'{path}: expected a mapping of parameter: value')
@@ -85,27 +96,33 @@ class Params:
 
     @classmethod
     def from_cell(cls, ns: dict, before: set, extra=()):
-        "From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since `before`, less the notebook's own `extra`."
+        ("From the names a notebook's parameters cell (and papermill's injected cell) defined in `ns` since `before`, "
+         "less the notebook's own `extra`.")
         return cls.make(**{k: v for k, v in ns.items() if k not in before and k not in extra and not k.startswith('_')})
 
     @classmethod
     def help(cls) -> list:
-        "(name, type, default, comment) of every field; the comment beside the field in its class, or in the base that declares it (fastcore's `docments`)."
+        ("(name, type, default, comment) of every field; the comment beside the field in its class, or in the base "
+         "that declares it (fastcore's `docments`).")
         from fastcore.docments import docments
         notes, hints = {}, typing.get_type_hints(cls)
         for k in reversed(cls.__mro__):
             if is_dataclass(k): notes |= {n: c for n, c in docments(k).items() if c}
-        return [(f.name, _type_name(hints[f.name]), f.default if f.default is not MISSING else f.default_factory(), notes.get(f.name))
+        return [(f.name, _type_name(hints[f.name]), f.default if f.default is not MISSING else f.default_factory(),
+                 notes.get(f.name))
                 for f in fields(cls)]
 
 
-# %% ../nbs/00_runs.ipynb 10
+# %% ../nbs/00_runs.ipynb 15
 @dataclass
 class DataParams(Params):
     "The studies an experiment reads."
-    dataset: str = 'synthcxr'  # a name from medvlp.datasets.DATASETS: SynthCXR, a public dataset's layout, csv, image_folder, pairs_folder
-    data_root: str = ''        # the dataset's folder or table; '' = its default (SynthCXR: generated into the cache on first use)
-    data_options: dict = field(default_factory=dict)  # the dataset adapter's options (column names, label mapping, on_bad: skip)
+    # a name from medvlp.datasets.DATASETS: SynthCXR, a public dataset's layout, csv, image_folder, pairs_folder
+    dataset: str = 'synthcxr'
+    # the dataset's folder or table; '' = its default (SynthCXR: generated into the cache on first use)
+    data_root: str = ''
+    # the dataset adapter's options (column names, label mapping, on_bad: skip)
+    data_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
@@ -113,12 +130,16 @@ class DataParams(Params):
         if self.dataset not in DATASETS:
             raise ValueError(f'parameter dataset={self.dataset!r}: expected one of {tuple(sorted(DATASETS))}')
 
+# %% ../nbs/00_runs.ipynb 17
 @dataclass
 class ImageParams(Params):
     "How images are fed to the image tower."
-    image_size: int = 0        # pixels; 0 = the tower's own, as its model folder records (64 for the tiny towers, 224 for ViT-B/16)
-    batch_size: int = 64       # images per batch (pretraining: the global batch, over all processes)
+    # pixels; 0 = the tower's own, as its model folder records (64 for the tiny towers, 224 for ViT-B/16)
+    image_size: int = 0
+    # images per batch (pretraining: the global batch, over all processes)
+    batch_size: int = 64
 
+# %% ../nbs/00_runs.ipynb 19
 @dataclass
 class RunParams(Params):
     "Where a run writes."
@@ -126,21 +147,25 @@ class RunParams(Params):
     output_dir: str = ''       # the run folder itself; '' = <runs>/<run_name>
 
 
-# %% ../nbs/00_runs.ipynb 13
+# %% ../nbs/00_runs.ipynb 22
 def repo_root(start=None):
     "The checkout containing `start` (default: cwd), or None."
     p = Path(start or Path.cwd()).resolve()
     return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
 
+# %% ../nbs/00_runs.ipynb 24
 def run_dir(run, output_dir='') -> Path:
-    "A run's output folder: `output_dir` if set, else `<runs>/<name>`, runs being `$MEDVLP_RUNS` or `outputs/runs` in the checkout; `run` is a name or a config with both."
+    ("A run's output folder: `output_dir` if set, else `<runs>/<name>`, runs being `$MEDVLP_RUNS` or `outputs/runs` "
+     "in the checkout; `run` is a name or a config with both.")
     if not isinstance(run, str): run, output_dir = run.run_name, run.output_dir
-    return Path(output_dir) if output_dir else Path(os.environ.get('MEDVLP_RUNS') or (repo_root() or Path.cwd())/'outputs'/'runs')/run
+    return (Path(output_dir) if output_dir
+            else Path(os.environ.get('MEDVLP_RUNS') or (repo_root() or Path.cwd())/'outputs'/'runs')/run)
 
-# %% ../nbs/00_runs.ipynb 16
+# %% ../nbs/00_runs.ipynb 27
 @contextmanager
 def run_lock(out: Path):
-    "Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder and the holder."
+    ("Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder "
+     "and the holder.")
     import socket, sys
     from filelock import FileLock, Timeout
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -149,8 +174,8 @@ def run_lock(out: Path):
     except Timeout:
         who = json.loads(owner.read_text()) if owner.exists() else {}
         raise RuntimeError(f'{out} is in use by another run (pid {who.get("pid")} on {who.get("host")}, started '
-                           f'{who.get("started")}: {who.get("command")}); wait for it to finish, or choose another run_name '
-                           'or output_dir') from None
+                           f'{who.get("started")}: {who.get("command")}); wait for it to finish, or choose another '
+                           'run_name or output_dir') from None
     try:
         owner.write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), command=' '.join(sys.argv)[:300],
                                          started=time.strftime('%Y-%m-%d %H:%M:%S'))))
@@ -158,7 +183,7 @@ def run_lock(out: Path):
     finally: owner.unlink(missing_ok=True); lock.release()
 
 
-# %% ../nbs/00_runs.ipynb 19
+# %% ../nbs/00_runs.ipynb 30
 def data_fingerprint(studies) -> str:
     "sha256 over the ordered (study id, image paths, texts) of `studies`."
     import hashlib
@@ -166,18 +191,22 @@ def data_fingerprint(studies) -> str:
     for s in studies: h.update(json.dumps([s.study_id, s.images, s.texts]).encode())
     return h.hexdigest()
 
+# %% ../nbs/00_runs.ipynb 32
 def git_state(root=None) -> dict:
     "The commit and dirty flag of the checkout at `root` (default: the one holding the medvlp code), when there is one."
     import medvlp
     root = root or repo_root(Path(medvlp.__file__).parent)
     if root is None: return dict(commit=None, dirty=None)
     try:
-        run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True,
+                                        check=True).stdout.strip()
         return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
     except Exception: return dict(commit=None, dirty=None)
 
+# %% ../nbs/00_runs.ipynb 34
 PACKAGES = ('medvlp', 'torch', 'transformers', 'timm', 'peft', 'accelerate', 'sklearn', 'numpy', 'pandas')
 
+# %% ../nbs/00_runs.ipynb 36
 def data_record(studies) -> dict:
     "What a manifest records of a list of studies: their number, rows, fingerprint, splits and label table."
     lt = getattr(studies, 'label_table', None)
@@ -185,35 +214,40 @@ def data_record(studies) -> dict:
                 fingerprint=data_fingerprint(studies), splits=getattr(studies, 'split_counts', None),
                 label_table=None if lt is None else lt.to_dict('records'))
 
+# %% ../nbs/00_runs.ipynb 38
 def manifest(cfg, studies=None, data=None, **extra) -> dict:
-    "A run's manifest: git state, `PACKAGES` versions, seed, parameters (a config or dict), its studies (one list, or name -> list) or `data`, device, `extra`."
+    ("A run's manifest: git state, `PACKAGES` versions, seed, parameters (a config or dict), its studies (one list, "
+     "or name -> list) or `data`, device, `extra`.")
     params = cfg if isinstance(cfg, dict) else asdict(cfg)
     if studies is not None:
         data = ({k: data_record(v) for k, v in studies.items()} if isinstance(studies, dict)
                 else dict(dataset=params.get('dataset'), **data_record(studies)))
     return dict(git=git_state(), seed=params.get('seed'), data=data, params=params,
                 versions={p: importlib.import_module(p).__version__ for p in PACKAGES},
-                python=platform.python_version(), device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
+                python=platform.python_version(),
+                device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/00_runs.ipynb 23
+# %% ../nbs/00_runs.ipynb 42
 _ABS_PATH = re.compile(r'(?<![\w.:/~-])/[^\s\'",;:|)\]}`]+')
 
 def shareable(obj, out):
-    "`obj` (a string, a path, or dicts and lists of them) with each absolute path in it written relative to the run folder `out`."
+    ("`obj` (a string, a path, or dicts and lists of them) with each absolute path in it written relative to the run "
+     "folder `out`.")
     if isinstance(obj, dict): return {k: shareable(v, out) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return [shareable(v, out) for v in obj]
     if isinstance(obj, os.PathLike): obj = os.fspath(obj)
     return _ABS_PATH.sub(lambda m: os.path.relpath(m.group(), out), obj) if isinstance(obj, str) else obj
 
-# %% ../nbs/00_runs.ipynb 26
+# %% ../nbs/00_runs.ipynb 45
 def anchored(path: str, folder) -> str:
-    "A `path` that `shareable` wrote relative to `folder`, absolute again when it exists there; otherwise (absolute, a hub id) as given."
+    ("A `path` that `shareable` wrote relative to `folder`, absolute again when it exists there; otherwise (absolute, "
+     "a hub id) as given.")
     p = Path(folder)/str(path)
     return str(p.resolve()) if not Path(str(path)).is_absolute() and p.exists() else str(path)
 
 
-# %% ../nbs/00_runs.ipynb 28
+# %% ../nbs/00_runs.ipynb 48
 @dataclass
 class Run:
     "A run folder taken by `start_run`: where to write (`out`), the command, and what its manifest will record."
@@ -221,19 +255,24 @@ class Run:
     command: str
     record: dict = field(default_factory=dict)   # keywords of `manifest`: studies, data, wall_s, ...
 
+# %% ../nbs/00_runs.ipynb 50
 def _refuse_other(out: Path, command: str):
-    "Fail, naming `out`, if it holds another command's run, or a run that names no command (`params.yaml` or `manifest.json` without `run.json`)."
+    ("Fail, naming `out`, if it holds another command's run, or a run that names no command (`params.yaml` or "
+     "`manifest.json` without `run.json`).")
     if (out/'run.json').exists():
         other = read_file(out/'run.json', lambda p: json.loads(p.read_text())).get('command')
-        if other != command: raise RuntimeError(f'{out} holds a {other!r} run (run.json), which a {command!r} run would '
-                                                'overwrite; choose another run_name or output_dir')
+        if other != command: raise RuntimeError(f'{out} holds a {other!r} run (run.json), which a {command!r} run '
+                                                'would overwrite; choose another run_name or output_dir')
     elif old := [f for f in ('params.yaml', 'manifest.json') if (out/f).exists()]:
-        raise RuntimeError(f'{out} holds a run that names no command ({old} without run.json), which a {command!r} run would '
-                           'overwrite; choose another run_name or output_dir')
+        raise RuntimeError(f'{out} holds a run that names no command ({old} without run.json), which a {command!r} '
+                           'run would overwrite; choose another run_name or output_dir')
 
+# %% ../nbs/00_runs.ipynb 52
 @contextmanager
 def start_run(cfg, command: str, check=None, main=True):
-    "Take `cfg`'s run folder for `command` (lock, refusal of another run, `check(out)`, `run.json`, `params.yaml`); yields a `Run` whose `record` becomes the manifest on a clean exit. `main=False` (another process of the run) only yields."
+    ("Take `cfg`'s run folder for `command` (lock, refusal of another run, `check(out)`, `run.json`, `params.yaml`); "
+     "yields a `Run` whose `record` becomes the manifest on a clean exit. `main=False` (another process of the run) "
+     "only yields.")
     t0, out = time.time(), run_dir(cfg)
     run = Run(out, command)
     if not main: yield run; return
@@ -244,12 +283,14 @@ def start_run(cfg, command: str, check=None, main=True):
         (out/'params.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
         yield run
         rec = dict(wall_s=round(time.time() - t0, 2)) | run.record
-        (out/'manifest.json').write_text(json.dumps(shareable(manifest(cfg, command=command, **rec), out), indent=1, default=str))
+        (out/'manifest.json').write_text(json.dumps(shareable(manifest(cfg, command=command, **rec), out), indent=1,
+                                                    default=str))
 
-# %% ../nbs/00_runs.ipynb 31
+# %% ../nbs/00_runs.ipynb 55
 @dataclass
 class Result:
-    "What every command returns: its run folder, headline `metrics`, `tables` by name (each also an attribute), and the model it trained (`model_dir`, `model`), if any."
+    ("What every command returns: its run folder, headline `metrics`, `tables` by name (each also an attribute), and "
+     "the model it trained (`model_dir`, `model`), if any.")
     output_dir: Path
     metrics: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict, repr=False)   # name -> DataFrame, as written to the run folder
@@ -262,7 +303,7 @@ class Result:
         raise AttributeError(f'{type(self).__name__} has no attribute or table {name!r}; its tables: {list(tables)}')
 
 
-# %% ../nbs/00_runs.ipynb 34
+# %% ../nbs/00_runs.ipynb 58
 def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
@@ -273,29 +314,35 @@ def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
     return '\n'.join(lines) + '\n'
 
+# %% ../nbs/00_runs.ipynb 61
 def interval_cell(value, low, high, fmt='.3f') -> str:
     "`value [low, high]`, each formatted with `fmt`."
     return f'{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]'
 
+# %% ../nbs/00_runs.ipynb 64
 def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, title='', index=True) -> Path:
     "Write `df` to `out/name.csv` and as Markdown (`shown` if given, under `title`) to `out/name.md`; the CSV's path."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     (out/f'{name}.csv').write_text(shareable(df.to_csv(index=index), out))
-    (out/f'{name}.md').write_text(shareable((f'{title}\n\n' if title else '') + markdown_table(df if shown is None else shown), out))
+    (out/f'{name}.md').write_text(shareable((f'{title}\n\n' if title else '')
+                                            + markdown_table(df if shown is None else shown), out))
     return out/f'{name}.csv'
 
 
-# %% ../nbs/00_runs.ipynb 37
+# %% ../nbs/00_runs.ipynb 67
 def show_run(out, *files) -> list:
-    "Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; the names found."
+    ("Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; "
+     "the names found.")
     from IPython.display import display, Markdown, Image
     found = [f for f in files if (Path(out)/f).exists()]
-    display(*[Markdown((Path(out)/f).read_text()) if f.endswith('.md') else Image(filename=str(Path(out)/f)) for f in found])
+    display(*[Markdown((Path(out)/f).read_text()) if f.endswith('.md') else Image(filename=str(Path(out)/f))
+              for f in found])
     return found
 
-# %% ../nbs/00_runs.ipynb 40
+# %% ../nbs/00_runs.ipynb 70
 def step_memory_mib(fn, device, exclude=()) -> float:
-    "Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, less `exclude`'s), in MiB."
+    ("Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, "
+     "less `exclude`'s), in MiB.")
     if device.type == 'cuda':
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
         fn(); torch.cuda.synchronize()

@@ -27,7 +27,8 @@ from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .metrics import bootstrap_ci
 from .adaptor import Adaptor, AdaptorConfig, adaptor_pretrain
 from .pretrain import default_model
-from .runs import Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell, write_table, shareable, anchored
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
+                         write_table, shareable, anchored)
 
 # %% auto 0
 __all__ = ['KINDS', 'mask_names', 'target_mask', 'resolve_target', 'MaskDataset', 'dice_loss', 'focal_dice_loss',
@@ -40,6 +41,7 @@ def mask_names(studies) -> list:
     "The mask names the `studies` carry, sorted."
     return sorted({k for s in studies for k in s.masks})
 
+# %% ../nbs/07_segment.ipynb 8
 def target_mask(study, target, shape) -> torch.Tensor:
     "The binary uint8 mask [1, H, W] of `target` ('any': the union of all) for `study`; no mask file = empty."
     names = list(study.masks) if target == 'any' else [target] if target in study.masks else []
@@ -52,6 +54,7 @@ def target_mask(study, target, shape) -> torch.Tensor:
         m |= (x > 0.5).to(torch.uint8)
     return m
 
+# %% ../nbs/07_segment.ipynb 10
 def resolve_target(studies, target='') -> str:
     "`target` checked against the masks of `studies`; '' picks the only mask name when there is just one."
     names = mask_names(studies)
@@ -61,8 +64,10 @@ def resolve_target(studies, target='') -> str:
         raise ValueError(f'target={target!r}: expected one of {names + ["any"]} (the masks these studies carry)')
     return target
 
+# %% ../nbs/07_segment.ipynb 12
 class MaskDataset(Dataset):
-    "Images and the binary mask of `target`, both through the same geometric `transform` (the mask nearest-neighbour)."
+    ("Images and the binary mask of `target`, both through the same geometric `transform` (the mask "
+     "nearest-neighbour).")
     def __init__(self, studies, target, transform=None, channels=1, check=True):
         self.studies, self.transform, self.channels = list(studies), transform, channels
         self.target = resolve_target(self.studies, target) if check else target
@@ -75,29 +80,34 @@ class MaskDataset(Dataset):
         if self.transform is not None: x, m = self.transform(x, m)
         return dict(idx=i, image=x.as_subclass(torch.Tensor), mask=m.as_subclass(torch.Tensor).float())
 
-# %% ../nbs/07_segment.ipynb 10
+# %% ../nbs/07_segment.ipynb 16
 def dice_loss(logits, target, smooth=1.0) -> torch.Tensor:
     "Soft Dice loss over the whole batch: 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)."
     p = logits.sigmoid()
     return 1 - (2 * (p * target).sum() + smooth) / (p.sum() + target.sum() + smooth)
 
+# %% ../nbs/07_segment.ipynb 18
 def focal_dice_loss(logits, target, focal_weight=10.0, alpha=0.25, gamma=2.0) -> torch.Tensor:
     "`focal_weight` x sigmoid focal loss (mean over pixels) + soft Dice loss."
-    return focal_weight * sigmoid_focal_loss(logits, target, alpha, gamma, reduction='mean') + dice_loss(logits, target)
+    return (focal_weight * sigmoid_focal_loss(logits, target, alpha, gamma, reduction='mean')
+            + dice_loss(logits, target))
 
-# %% ../nbs/07_segment.ipynb 13
+# %% ../nbs/07_segment.ipynb 21
 def dice_per_image(pred, target) -> np.ndarray:
     "Dice of each binary prediction [N, ...] with its target; an empty prediction of an empty target scores 1."
     p, t = torch.as_tensor(pred).flatten(1).bool(), torch.as_tensor(target).flatten(1).bool()
     inter, tot = (p & t).sum(1).double(), (p.sum(1) + t.sum(1)).double()
     return torch.where(tot == 0, 1.0, 2 * inter / tot.clamp(min=1)).numpy()
 
+# %% ../nbs/07_segment.ipynb 23
 def _mean_ci(d, n_boot, seed, ci):
     lo, hi = bootstrap_ci(lambda x: x.mean(-1), d, n_boot=n_boot, seed=seed, ci=ci, vectorized=True)
     return d.mean(), lo, hi
 
+# %% ../nbs/07_segment.ipynb 25
 def dice_table(scores: dict, positive, n_boot=1000, seed=0, ci=0.95) -> pd.DataFrame:
-    "Mean per-image Dice with its bootstrap CI for each named array of scores, on all images and on the `positive` ones."
+    ("Mean per-image Dice with its bootstrap CI for each named array of scores, on all images and on the "
+     "`positive` ones.")
     positive = np.asarray(positive, bool)
     rows = {}
     for name, d in scores.items():
@@ -108,12 +118,14 @@ def dice_table(scores: dict, positive, n_boot=1000, seed=0, ci=0.95) -> pd.DataF
         rows[name] = dict(r, n=len(d), n_pos=int(positive.sum()))
     return pd.DataFrame(rows).T.astype({'n': int, 'n_pos': int})
 
+# %% ../nbs/07_segment.ipynb 27
 def baselines(masks) -> dict:
     "Per-image Dice of the trivial all-zero and all-one masks."
     m = torch.as_tensor(masks)
-    return {'all-zero mask': dice_per_image(torch.zeros_like(m), m), 'all-one mask': dice_per_image(torch.ones_like(m), m)}
+    return {'all-zero mask': dice_per_image(torch.zeros_like(m), m),
+            'all-one mask': dice_per_image(torch.ones_like(m), m)}
 
-# %% ../nbs/07_segment.ipynb 16
+# %% ../nbs/07_segment.ipynb 30
 def pyramid(tower: ImageTower, x) -> list:
     "The frozen CNN trunk's stage outputs [B, C_i, H_i, W_i], finest first (timm's `forward_intermediates`)."
     m = tower.trunk
@@ -121,15 +133,19 @@ def pyramid(tower: ImageTower, x) -> list:
         raise ValueError(f"image tower {tower.name!r}: its timm model has no forward_intermediates; use kind='tokens'")
     return m.forward_intermediates(x, intermediates_only=True)
 
+# %% ../nbs/07_segment.ipynb 32
 def _conv(cin, cout, k=3):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
+# %% ../nbs/07_segment.ipynb 34
 def _out(cin, prior=0.01) -> nn.Conv2d:
     "The 1x1 logit layer, its bias set so that every pixel starts at probability `prior`."
     c = nn.Conv2d(cin, 1, 1)
     nn.init.constant_(c.bias, -math.log((1 - prior) / prior))
     return c
 
+# %% ../nbs/07_segment.ipynb 36
 def _adapt(adaptor, fmap):
     "A feature map [B, C, h, w] as h*w tokens through the adaptor's image path, back to a map [B, dim, h, w]."
     if adaptor is None: return fmap
@@ -137,13 +153,15 @@ def _adapt(adaptor, fmap):
     t = adaptor(fmap.flatten(2).transpose(1, 2))['image_tokens']
     return t.transpose(1, 2).reshape(B, -1, h, w)
 
+# %% ../nbs/07_segment.ipynb 38
 class UNetHead(nn.Module):
     "U-Net decoder over a frozen CNN's stage outputs, the deepest stage passed through the adaptor first."
     def __init__(self, channels, adaptor=None, decoder_channels=None, image_size=64):
         super().__init__()
         *skips, deep = channels
         dch = list(decoder_channels or np.minimum.accumulate([min(256, max(16, c)) for c in skips[::-1]]).tolist())
-        if len(dch) != len(skips): raise ValueError(f'decoder_channels={dch}: expected {len(skips)} values, one per skip stage')
+        if len(dch) != len(skips):
+            raise ValueError(f'decoder_channels={dch}: expected {len(skips)} values, one per skip stage')
         self.adaptor, self.image_size, self.decoder_channels = adaptor, image_size, dch
         cin = adaptor.out_dim if adaptor is not None else deep
         self.skips, self.blocks = nn.ModuleList(), nn.ModuleList()
@@ -160,6 +178,7 @@ class UNetHead(nn.Module):
             h = blk(torch.cat([h, proj(s)], 1))
         return F.interpolate(self.out(h), size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
 
+# %% ../nbs/07_segment.ipynb 40
 class TokenHead(nn.Module):
     "Patch-token decoder for ViT towers: tokens through the adaptor, laid on their grid, upsampled x2 per block."
     def __init__(self, token_dim, grid, adaptor=None, width=64, image_size=64):
@@ -169,33 +188,40 @@ class TokenHead(nn.Module):
         n_up = max(0, math.ceil(math.log2(image_size / min(grid))))
         chs = [max(16, width // 2**i) for i in range(n_up + 1)]
         self.proj = _conv(cin, chs[0], 1)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False), _conv(a, b))
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+                                                  _conv(a, b))
                                     for a, b in zip(chs, chs[1:]))
         self.out = _out(chs[-1])
 
     def forward(self, tokens) -> torch.Tensor:
         B, N, D = tokens.shape
-        if N != self.grid[0] * self.grid[1]: raise ValueError(f'tokens: {N} per image; this head expects a {self.grid} grid')
+        if N != self.grid[0] * self.grid[1]:
+            raise ValueError(f'tokens: {N} per image; this head expects a {self.grid} grid')
         h = self.proj(_adapt(self.adaptor, tokens.transpose(1, 2).reshape(B, D, *self.grid)))
         for blk in self.blocks: h = blk(h)
         return F.interpolate(self.out(h), size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
 
-# %% ../nbs/07_segment.ipynb 18
+# %% ../nbs/07_segment.ipynb 42
 KINDS = ('auto', 'unet', 'tokens')
 
+# %% ../nbs/07_segment.ipynb 44
 class Segmenter(nn.Module):
     "A frozen image tower and a trainable head: 'unet' over the CNN stages or 'tokens' over ViT patch tokens."
     def __init__(self, tower: ImageTower, adaptor: AdaptorFusion | None = None, kind='auto', image_size=64, **head_kw):
         super().__init__()
         if kind not in KINDS: raise ValueError(f'kind={kind!r}: expected one of {KINDS}')
-        if kind == 'auto': kind = 'unet' if isinstance(tower, ImageTower) and getattr(tower.trunk, 'patch_embed', None) is None else 'tokens'
+        if kind == 'auto':
+            kind = ('unet' if isinstance(tower, ImageTower) and getattr(tower.trunk, 'patch_embed', None) is None
+                    else 'tokens')
         if adaptor is not None and adaptor.image_proj.in_features != tower.token_dim:
-            raise ValueError(f'adaptor: takes {adaptor.image_proj.in_features}-dim image features; tower {tower.name!r} '
-                             f'gives {tower.token_dim}-dim tokens (train the adaptor on this tower)')
+            raise ValueError(f'adaptor: takes {adaptor.image_proj.in_features}-dim image features; '
+                             f'tower {tower.name!r} gives {tower.token_dim}-dim tokens '
+                             '(train the adaptor on this tower)')
         self.tower, self.kind, self.image_size = tower.requires_grad_(False).eval(), kind, image_size
         x = torch.zeros(1, in_channels(tower), image_size, image_size)
         with torch.no_grad():
-            if kind == 'unet': self.head = UNetHead([f.shape[1] for f in pyramid(tower, x)], adaptor, image_size=image_size, **head_kw)
+            if kind == 'unet': self.head = UNetHead([f.shape[1] for f in pyramid(tower, x)], adaptor,
+                                                    image_size=image_size, **head_kw)
             else: self.head = TokenHead(tower.token_dim, tower.forward_tokens(x, return_grid=True)[1], adaptor,
                                         image_size=image_size, **head_kw)
 
@@ -212,7 +238,7 @@ class Segmenter(nn.Module):
         "Mask logits [B, 1, image_size, image_size]."
         return self.head(self.features(x))
 
-# %% ../nbs/07_segment.ipynb 22
+# %% ../nbs/07_segment.ipynb 48
 class _Cached(Dataset):
     "Cached frozen-tower tokens next to the masks of a `MaskDataset`."
     def __init__(self, tokens, ds): self.tokens, self.ds = tokens, ds
@@ -220,19 +246,25 @@ class _Cached(Dataset):
     def __getitem__(self, i):
         return dict(idx=i, tokens=torch.from_numpy(np.array(self.tokens[i], np.float32)), mask=self.ds[i]['mask'])
 
+# %% ../nbs/07_segment.ipynb 50
 def cached_tokens(seg: Segmenter, ds: MaskDataset, root=None):
     "The frozen tower's patch tokens [N, T, D] of `ds`'s images from the embedding cache (computed on first use)."
-    if seg.kind != 'tokens': raise ValueError(f"cached_tokens: the {seg.kind!r} head reads the feature pyramid; only kind='tokens' caches")
+    if seg.kind != 'tokens':
+        raise ValueError(f"cached_tokens: the {seg.kind!r} head reads the feature pyramid; only kind='tokens' caches")
     e = embed_images(seg.tower, ds.studies, ds.transform, tokens=True, root=root, channels=ds.channels)
-    if tuple(e.grid) != seg.head.grid: raise ValueError(f'cached tokens: grid {tuple(e.grid)}, the head expects {seg.head.grid}')
+    if tuple(e.grid) != seg.head.grid:
+        raise ValueError(f'cached tokens: grid {tuple(e.grid)}, the head expects {seg.head.grid}')
     return e.tokens
 
+# %% ../nbs/07_segment.ipynb 52
 def _loader(ds, tokens, batch_size, shuffle, seed=0):
     src = _Cached(tokens, ds) if tokens is not None else ds
     return DataLoader(src, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
+# %% ../nbs/07_segment.ipynb 54
 def _logits(seg, b): return seg.head(b['tokens']) if 'tokens' in b else seg(b['image'])
 
+# %% ../nbs/07_segment.ipynb 56
 @torch.no_grad()
 def predict(seg: Segmenter, ds: MaskDataset, tokens=None, batch_size=128) -> tuple:
     "Mask probabilities [N, 1, S, S] of `seg` on `ds` (from cached `tokens` when given) and the true masks."
@@ -241,20 +273,25 @@ def predict(seg: Segmenter, ds: MaskDataset, tokens=None, batch_size=128) -> tup
         ps.append(_logits(seg, b).sigmoid()); ms.append(b['mask'])
     return torch.cat(ps), torch.cat(ms)
 
+# %% ../nbs/07_segment.ipynb 58
 def train_head(seg: Segmenter, train_ds, valid_ds=None, epochs=10, lr=1e-2, weight_decay=1e-4, batch_size=64,
-               focal_weight=10.0, train_adaptor=True, tokens=None, valid_tokens=None, seed=0, progress=True) -> pd.DataFrame:
-    "Train `seg`'s head (AdamW, one-cycle schedule) on `focal_weight` x focal + Dice; the loss and valid Dice per epoch."
+               focal_weight=10.0, train_adaptor=True, tokens=None, valid_tokens=None, seed=0,
+               progress=True) -> pd.DataFrame:
+    ("Train `seg`'s head (AdamW, one-cycle schedule) on `focal_weight` x focal + Dice; the loss and valid Dice per "
+     "epoch.")
     torch.manual_seed(seed)
     if seg.head.adaptor is not None: seg.head.adaptor.requires_grad_(train_adaptor)
     opt = torch.optim.AdamW([p for p in seg.head.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     dl = _loader(train_ds, tokens, batch_size, True, seed)
-    total = epochs * len(dl)   # a one-cycle schedule needs a step up and a step down; a couple of steps (tiny data) keep the rate
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total, pct_start=max(0.1, 2 / total)) if total >= 3
-             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
+    # a one-cycle schedule needs a step up and a step down; a couple of steps (tiny data) keep the rate
+    total = epochs * len(dl)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total, pct_start=max(0.1, 2 / total))
+             if total >= 3 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     hist, bar = [], tqdm(range(epochs), desc=f'{seg.kind} head', disable=not progress)
     for ep in bar:
         seg.train()
-        if seg.head.adaptor is not None and not train_adaptor: seg.head.adaptor.eval()  # a frozen adaptor: no dropout either
+        # a frozen adaptor: no dropout either
+        if seg.head.adaptor is not None and not train_adaptor: seg.head.adaptor.eval()
         t0, tot, n = time.time(), 0.0, 0
         for b in dl:
             loss = focal_dice_loss(_logits(seg, b), b['mask'], focal_weight)
@@ -267,7 +304,7 @@ def train_head(seg: Segmenter, train_ds, valid_ds=None, epochs=10, lr=1e-2, weig
         hist.append(rec); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('loss', 'valid_dice')})
     return pd.DataFrame(hist)
 
-# %% ../nbs/07_segment.ipynb 28
+# %% ../nbs/07_segment.ipynb 64
 def _fusion_shape(f: AdaptorFusion | None) -> dict | None:
     if f is None: return None
     layer = f.layers.layers[0]
@@ -275,29 +312,37 @@ def _fusion_shape(f: AdaptorFusion | None) -> dict | None:
                 num_layers=len(f.layers.layers), num_heads=layer.self_attn.num_heads,
                 mlp_ratio=layer.linear1.out_features // f.out_dim, dropout=layer.dropout.p)
 
+# %% ../nbs/07_segment.ipynb 66
 @patch
 def save_pretrained(self: Segmenter, save_dir, tower_source: dict, **info) -> Path:
-    "Write the head's weights (`head.safetensors`) and what rebuilds the segmenter (`segmenter.json`) to `save_dir`, atomically."
+    ("Write the head's weights (`head.safetensors`) and what rebuilds the segmenter (`segmenter.json`) to "
+     "`save_dir`, atomically.")
     h, dest = self.head, Path(save_dir)
     head_kw = dict(decoder_channels=h.decoder_channels) if self.kind == 'unet' else dict(width=h.width)
     meta = dict(format='medvlp-segmenter/1', kind=self.kind, image_size=self.image_size, head=head_kw,
-                adaptor=_fusion_shape(h.adaptor), tower=dict(tower_source, fingerprint=tower_fingerprint(self.tower)), **info)
+                adaptor=_fusion_shape(h.adaptor), tower=dict(tower_source, fingerprint=tower_fingerprint(self.tower)),
+                **info)
     with atomic_dir(dest) as d:
         save_file({k: v.detach().cpu().contiguous() for k, v in h.state_dict().items()}, str(d/'head.safetensors'))
-        (d/'segmenter.json').write_text(json.dumps(shareable(meta, dest), indent=1, default=str))   # the tower's folder relative to this one
+        # the tower's folder relative to this one
+        (d/'segmenter.json').write_text(json.dumps(shareable(meta, dest), indent=1, default=str))
     return dest
 
+# %% ../nbs/07_segment.ipynb 68
 def _tower_from(src: dict, d: Path) -> ImageTower:
     if 'model_dir' in src: return DualEncoder.from_pretrained(anchored(src['model_dir'], d)).image
     if 'adaptor_dir' in src: return Adaptor.from_pretrained(anchored(src['adaptor_dir'], d)).image
     raise ValueError(f"tower source {src}: expected a 'model_dir' or 'adaptor_dir' entry")
 
+# %% ../nbs/07_segment.ipynb 70
 @patch(cls_method=True)
 def from_pretrained(cls: Segmenter, save_dir, tower: ImageTower | None = None) -> Segmenter:
-    "Rebuild a saved `Segmenter` in one call: its frozen tower (checked by fingerprint) and the head's weights, strictly."
+    ("Rebuild a saved `Segmenter` in one call: its frozen tower (checked by fingerprint) and the head's weights, "
+     "strictly.")
     d = Path(save_dir).expanduser()
     if not (d/'segmenter.json').exists() or not (d/'head.safetensors').exists():
-        raise FileNotFoundError(f'{d}: expected segmenter.json and head.safetensors (a folder written by Segmenter.save_pretrained)')
+        raise FileNotFoundError(f'{d}: expected segmenter.json and head.safetensors '
+                                '(a folder written by Segmenter.save_pretrained)')
     meta = read_file(d/'segmenter.json')
     tower = tower if tower is not None else _tower_from(meta['tower'], d)
     fp = tower_fingerprint(tower)
@@ -311,9 +356,10 @@ def from_pretrained(cls: Segmenter, save_dir, tower: ImageTower | None = None) -
     seg.meta = meta
     return seg.eval()
 
-# %% ../nbs/07_segment.ipynb 31
+# %% ../nbs/07_segment.ipynb 73
 def default_adaptor(model_dir='', **overrides) -> Path:
-    "The folder of an Adaptor (06_adaptor defaults plus `overrides`) trained once on `model_dir`'s towers into the cache."
+    ("The folder of an Adaptor (06_adaptor defaults plus `overrides`) trained once on `model_dir`'s towers into "
+     "the cache.")
     from filelock import FileLock
     import medvlp
     md = resolve_source(model_dir or default_model())
@@ -324,9 +370,10 @@ def default_adaptor(model_dir='', **overrides) -> Path:
         if not (out/'adaptor.json').exists(): adaptor_pretrain(cfg, out_dir=out, progress=False)
     return out
 
-
+# %% ../nbs/07_segment.ipynb 75
 def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
-    "(frozen image tower, AdaptorFusion or None, its image size, tower source) for the `model_dir` / `adaptor_dir` pair."
+    ("(frozen image tower, AdaptorFusion or None, its image size, tower source) for the `model_dir` / `adaptor_dir` "
+     "pair.")
     if adaptor_dir in ('none', 'fresh'):
         md = resolve_source(model_dir or default_model())
         tower = DualEncoder.from_pretrained(md).image
@@ -338,18 +385,21 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
     a = Adaptor.from_pretrained(ad)
     spec = a.specs.get('image', {})
     if model_dir and spec.get('source') == 'dual_encoder' and spec['path'] != resolve_source(model_dir):
-        raise ValueError(f"adaptor_dir={str(ad)!r} was trained on the image tower of {spec['path']}, not model_dir={model_dir!r}; "
-                         "pass model_dir='' to use the adaptor's own tower")
+        raise ValueError(f"adaptor_dir={str(ad)!r} was trained on the image tower of {spec['path']}, "
+                         f"not model_dir={model_dir!r}; pass model_dir='' to use the adaptor's own tower")
     return a.image, a.fusion, int(a.specs.get('image_size') or 0), dict(adaptor_dir=str(ad.resolve()))
 
-# %% ../nbs/07_segment.ipynb 33
+# %% ../nbs/07_segment.ipynb 77
 @dataclass
 class SegmentConfig(RunParams, ImageParams, DataParams):
     "All parameters of a segmentation run; defaults are the tiny offline recipe on SynthCXR."
-    model_dir: str = ''            # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
-    adaptor_dir: str = ''          # an adaptor folder; '' = default_adaptor(model_dir); 'fresh' untrained; 'none' no adaptor
+    # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
+    model_dir: str = ''
+    # an adaptor folder; '' = default_adaptor(model_dir); 'fresh' untrained; 'none' no adaptor
+    adaptor_dir: str = ''
     train_adaptor: bool = True     # fine-tune the adaptor with the decoder (the tower stays frozen either way)
-    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # of the training patients, one head each (as the probe)
+    # of the training patients, one head each (as the probe)
+    fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])
     target: str = 'any'            # a mask name, 'any' (their union), or '' for a dataset's only mask
     kind: str = 'auto'             # auto | unet | tokens
     epochs: int = 10               # passes over the training subsample, for each fraction's head
@@ -365,8 +415,10 @@ class SegmentConfig(RunParams, ImageParams, DataParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if bad := [f for f in self.fractions if not 0 < f <= 1]: raise ValueError(f'parameter fractions: {bad} not in (0, 1]')
+        if bad := [f for f in self.fractions if not 0 < f <= 1]:
+            raise ValueError(f'parameter fractions: {bad} not in (0, 1]')
 
+# %% ../nbs/07_segment.ipynb 79
 def plot_masks(ds, probs, masks, dice, n=6, title=''):
     "Images of `ds` with the true mask (green outline) and the predicted mask at 0.5 (red fill), each with its Dice."
     import matplotlib.pyplot as plt
@@ -377,25 +429,32 @@ def plot_masks(ds, probs, masks, dice, n=6, title=''):
     fig, axs = plt.subplots(1, len(idx), figsize=(2.6 * len(idx), 2.9), squeeze=False)
     for ax, i in zip(axs[0], idx):
         ax.imshow(ds[i]['image'][0], cmap='gray')
-        ax.imshow(np.ma.masked_where(probs[i][0] <= 0.5, np.ones_like(probs[i][0])), cmap=ListedColormap(['red']), alpha=0.5)
+        ax.imshow(np.ma.masked_where(probs[i][0] <= 0.5, np.ones_like(probs[i][0])), cmap=ListedColormap(['red']),
+                  alpha=0.5)
         if masks[i].any(): ax.contour(masks[i][0], levels=[0.5], colors='lime', linewidths=1)
         ax.set_title(f'Dice {dice[i]:.2f}' + ('' if masks[i].any() else ' (empty)'), fontsize=8); ax.axis('off')
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
+# %% ../nbs/07_segment.ipynb 81
 def shown(tab: pd.DataFrame) -> pd.DataFrame:
     "The Dice table as the run folder's Markdown shows it: each Dice with its 95% interval."
     f = lambda v, lo, hi: '' if pd.isna(v) else interval_cell(v, lo, hi)
     return pd.DataFrame({'Dice, all test images [95% CI]': [f(*r) for r in zip(tab.dice, tab.ci_low, tab.ci_high)],
-                         'Dice, images with the finding [95% CI]': [f(*r) for r in zip(tab.dice_pos, tab.pos_ci_low, tab.pos_ci_high)],
-                         'n': tab.n.astype(int).values, 'n with finding': tab.n_pos.astype(int).values}, index=tab.index.rename('model'))
+                         'Dice, images with the finding [95% CI]':
+                             [f(*r) for r in zip(tab.dice_pos, tab.pos_ci_low, tab.pos_ci_high)],
+                         'n': tab.n.astype(int).values, 'n with finding': tab.n_pos.astype(int).values},
+                        index=tab.index.rename('model'))
 
+# %% ../nbs/07_segment.ipynb 83
 def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Result:
-    "Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder. Its `Result`: the segmenter's Dice as metrics, tables `dice` and `history`, the head."
+    ("Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder. Its "
+     "`Result`: the segmenter's Dice as metrics, tables `dice` and `history`, the head.")
     import matplotlib; matplotlib.use('Agg', force=False)
     cfg = SegmentConfig.make(cfg, **overrides)
     with start_run(cfg, 'segment') as run: return _segment(cfg, run, progress)
 
+# %% ../nbs/07_segment.ipynb 85
 def _segment(cfg, run, progress) -> Result:
     "`segment`'s training and scoring, written to the run folder `run.out`."
     import matplotlib.pyplot as plt
@@ -404,7 +463,8 @@ def _segment(cfg, run, progress) -> Result:
     target = resolve_target(studies, cfg.target)
     split = {sp: [s for s in studies if s.split == sp] for sp in ('train', 'valid', 'test')}
     for sp in ('train', 'test'):
-        if not split[sp]: raise DataError(f'{cfg.dataset}: no studies in split {sp!r}; segmentation needs train and test studies')
+        if not split[sp]:
+            raise DataError(f'{cfg.dataset}: no studies in split {sp!r}; segmentation needs train and test studies')
     scores, hists, top = {}, [], max(cfg.fractions)
     for frac in sorted(cfg.fractions):   # a fresh head (and adaptor) per fraction of the training patients
         tower, fusion, size, source = resolve_towers(cfg.model_dir, cfg.adaptor_dir)
@@ -414,17 +474,19 @@ def _segment(cfg, run, progress) -> Result:
         tfm, ch = tower_transform(tower, size), in_channels(tower)
         tr, va, te = (MaskDataset(st, target, tfm, ch, check=False) for st in
                       (subsample(split['train'], frac, cfg.seed), split['valid'], split['test']))
-        tok = {k: cached_tokens(seg, d) if seg.kind == 'tokens' and len(d) else None for k, d in dict(tr=tr, va=va, te=te).items()}
-        hist = train_head(seg, tr, va, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.focal_weight, cfg.train_adaptor,
-                          tok['tr'], tok['va'], cfg.seed, progress)
+        tok = {k: cached_tokens(seg, d) if seg.kind == 'tokens' and len(d) else None
+               for k, d in dict(tr=tr, va=va, te=te).items()}
+        hist = train_head(seg, tr, va, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.focal_weight,
+                          cfg.train_adaptor, tok['tr'], tok['va'], cfg.seed, progress)
         hists.append(hist.assign(fraction=frac, n_train=len(tr)))
         probs, masks = predict(seg, te, tok['te'])
         scores['segmenter' if frac == top else f'segmenter {frac:.0%}'] = d = dice_per_image(probs > 0.5, masks)
     tab = dice_table({**scores, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed)
     hist = pd.concat(hists, ignore_index=True)
-    write_table(out, 'metrics', tab.rename_axis('model'), shown(tab), title=f'Per-image Dice at 0.5 on the {cfg.dataset} test split, '
-                f'target {target!r} (an image without the finding scores 1 when nothing is predicted); `segmenter` is trained on '
-                f'{top:.0%} of the training patients, the others on the fraction named:')
+    write_table(out, 'metrics', tab.rename_axis('model'), shown(tab),
+                title=f'Per-image Dice at 0.5 on the {cfg.dataset} test split, target {target!r} (an image without '
+                      f'the finding scores 1 when nothing is predicted); `segmenter` is trained on {top:.0%} of the '
+                      f'training patients, the others on the fraction named:')
     hist.to_csv(out/'history.csv', index=False)
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)

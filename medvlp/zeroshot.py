@@ -36,12 +36,15 @@ CLASSES_5X200 = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleur
 CLASSES_RSNA = ['Normal', 'Pneumonia']
 CLASSES_MULTILABEL = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion', 'Pneumothorax']
 
+# %% ../nbs/01_zeroshot.ipynb 8
 # per class: names of the finding, and MedCLIP-style severity / subtype / location words
 VOCAB = {
     'Atelectasis': dict(names=['atelectasis', 'volume loss', 'collapse'],
                         severity=['', 'mild', 'minimal', 'moderate'],
-                        subtype=['atelectasis', 'subsegmental atelectasis', 'linear atelectasis', 'plate-like atelectasis'],
-                        location=['at the left base', 'at the right base', 'at the lung bases', 'in the left lower lobe', 'in the right lower lobe']),
+                        subtype=['atelectasis', 'subsegmental atelectasis', 'linear atelectasis',
+                                 'plate-like atelectasis'],
+                        location=['at the left base', 'at the right base', 'at the lung bases',
+                                  'in the left lower lobe', 'in the right lower lobe']),
     'Cardiomegaly': dict(names=['cardiomegaly', 'enlarged heart', 'enlarged cardiac silhouette'],
                          severity=['', 'mild', 'moderate', 'severe'],
                          subtype=['cardiomegaly', 'enlargement of the cardiac silhouette', 'enlargement of the heart'],
@@ -51,36 +54,46 @@ VOCAB = {
                           location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe',
                                     'in the left upper lobe', 'at the lung bases']),
     'Edema': dict(names=['pulmonary edema', 'interstitial edema', 'edema'],
-                  severity=['', 'mild', 'moderate', 'severe'], subtype=['pulmonary edema', 'interstitial edema', 'vascular congestion'],
+                  severity=['', 'mild', 'moderate', 'severe'],
+                  subtype=['pulmonary edema', 'interstitial edema', 'vascular congestion'],
                   location=['', 'bilaterally', 'with perihilar predominance']),
     'Pleural Effusion': dict(names=['pleural effusion', 'effusion', 'pleural fluid'],
                              severity=['', 'small', 'moderate', 'large'],
                              subtype=['left pleural effusion', 'right pleural effusion', 'bilateral pleural effusions'],
                              location=['', 'with blunting of the costophrenic angle']),
     'Pneumonia': dict(names=['pneumonia', 'infection', 'consolidation consistent with pneumonia'],
-                      severity=['', 'patchy', 'multifocal'], subtype=['pneumonia', 'consolidation concerning for pneumonia'],
-                      location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe', 'in the left upper lobe']),
+                      severity=['', 'patchy', 'multifocal'],
+                      subtype=['pneumonia', 'consolidation concerning for pneumonia'],
+                      location=['in the left lower lobe', 'in the right lower lobe', 'in the right upper lobe',
+                                'in the left upper lobe']),
     'Pneumothorax': dict(names=['pneumothorax', 'apical pneumothorax'],
-                         severity=['', 'small', 'moderate', 'large'], subtype=['left pneumothorax', 'right pneumothorax'],
+                         severity=['', 'small', 'moderate', 'large'],
+                         subtype=['left pneumothorax', 'right pneumothorax'],
                          location=['', 'at the apex']),
 }
+
+# %% ../nbs/01_zeroshot.ipynb 10
 NORMAL = dict(hand=['no acute cardiopulmonary process.'],
               ensemble=['no acute cardiopulmonary process.', 'normal chest radiograph.', 'the lungs are clear.',
                         'no acute cardiopulmonary abnormality.', 'heart size is normal and the lungs are clear.',
                         'no focal consolidation, effusion or pneumothorax.'])
 NORMAL_CLASSES = ('Normal', 'No Finding')
 HAND = {**ZS_PROMPTS, 'Pneumonia': 'pneumonia.', 'Pneumothorax': 'pneumothorax.'}
-TEMPLATES = ['{}.', 'there is {}.', 'findings consistent with {}.', 'evidence of {}.', 'a chest x-ray showing {}.', 'compatible with {}.']
+TEMPLATES = ['{}.', 'there is {}.', 'findings consistent with {}.', 'evidence of {}.', 'a chest x-ray showing {}.',
+             'compatible with {}.']
 NEGATION_TEMPLATES = ['no {}.', 'there is no {}.', 'no evidence of {}.']
 
+# %% ../nbs/01_zeroshot.ipynb 12
 def _medclip(v) -> list[str]:
     import itertools
     return [' '.join(w for w in (sev, sub, loc) if w) + '.' for sev, sub, loc in
             itertools.product(v['severity'], v['subtype'], v['location'])]
 
 def class_prompts(classes, kind='hand') -> dict[str, list[str]]:
-    "The prompt texts of each class: `hand` (one), `ensemble` (names x templates) or `medclip` (severity x subtype x location)."
-    if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS} (or a dict, or "tuned")')
+    ("The prompt texts of each class: `hand` (one), `ensemble` (names x templates) or `medclip` "
+     "(severity x subtype x location).")
+    if kind not in PROMPT_KINDS:
+        raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS} (or a dict, or "tuned")')
     out = {}
     for c in classes:
         if c in NORMAL_CLASSES: out[c] = NORMAL['hand' if kind == 'hand' else 'ensemble']; continue
@@ -90,21 +103,26 @@ def class_prompts(classes, kind='hand') -> dict[str, list[str]]:
         else: out[c] = _medclip(v)
     return out
 
+# %% ../nbs/01_zeroshot.ipynb 14
 def negative_prompts(classes, kind='hand') -> dict[str, list[str]]:
     "Prompts stating that each class is absent (`no <finding>.`), for multi-label zero-shot scoring."
     if kind not in PROMPT_KINDS: raise ValueError(f'prompts kind={kind!r} is not one of {PROMPT_KINDS}')
     if bad := [c for c in classes if c in NORMAL_CLASSES]:
-        raise ValueError(f'negative prompts: {bad} is the absence of findings already; multi-label classes must be findings')
+        raise ValueError(f'negative prompts: {bad} is the absence of findings already; '
+                         'multi-label classes must be findings')
     names = {c: VOCAB.get(c, dict(names=[c.lower()]))['names'] for c in classes}
     return {c: [f'no {HAND.get(c, c.lower()).rstrip(".")}.'] if kind == 'hand' else
             [t.format(n) for n in names[c] for t in NEGATION_TEMPLATES] for c in classes}
 
-# %% ../nbs/01_zeroshot.ipynb 10
+# %% ../nbs/01_zeroshot.ipynb 18
 def study_loader(studies, tower, image_size=None, batch_size=128) -> DataLoader:
-    "An evaluation loader over `studies` for image `tower`: first view, resized and centre-cropped (to `image_size`, default the tower's), as it takes images."
-    ds = StudyDataset(studies, tower_transform(tower, image_size), label_names=CHEXPERT_LABELS, channels=in_channels(tower))
+    ("An evaluation loader over `studies` for image `tower`: first view, resized and centre-cropped "
+     "(to `image_size`, default the tower's), as it takes images.")
+    ds = StudyDataset(studies, tower_transform(tower, image_size), label_names=CHEXPERT_LABELS,
+                      channels=in_channels(tower))
     return DataLoader(ds, batch_size=batch_size, collate_fn=Collate())
 
+# %% ../nbs/01_zeroshot.ipynb 20
 @torch.no_grad()
 def image_embeddings(model, images_or_loader, batch_size=128) -> torch.Tensor:
     "Normalised image embeddings `[N, D]` of images, a dataset, or an iterable of batches (embeddings pass through)."
@@ -114,12 +132,14 @@ def image_embeddings(model, images_or_loader, batch_size=128) -> torch.Tensor:
     model.eval()
     dev = model._dev()
     if torch.is_tensor(x):
-        if x.ndim != 4: raise ValueError(f'images: expected [N, C, H, W] images or [N, D] embeddings, got shape {tuple(x.shape)}')
+        if x.ndim != 4:
+            raise ValueError(f'images: expected [N, C, H, W] images or [N, D] embeddings, got shape {tuple(x.shape)}')
         x = x.split(batch_size)
     elif isinstance(x, Dataset): x = DataLoader(x, batch_size=batch_size, collate_fn=Collate())
     out = [model.encode_image((b['image'] if isinstance(b, dict) else b).to(dev)).cpu() for b in x]
     return torch.cat(out)
 
+# %% ../nbs/01_zeroshot.ipynb 22
 @torch.no_grad()
 def class_embeddings(model, prompts: dict, batch_size=256) -> torch.Tensor:
     "One normalised embedding per class `[C, D]`: the renormalised mean of its prompts' normalised embeddings."
@@ -129,31 +149,36 @@ def class_embeddings(model, prompts: dict, batch_size=256) -> torch.Tensor:
     parts = e.split([len(v) for v in prompts.values()])
     return torch.nn.functional.normalize(torch.stack([p.mean(0) for p in parts]), dim=-1)
 
-# %% ../nbs/01_zeroshot.ipynb 12
+# %% ../nbs/01_zeroshot.ipynb 24
 def resolve_prompts(classes, prompts=None) -> dict[str, list[str]]:
     "The prompt lists of `classes` from a kind or a class -> prompt(s) dict, naming any class without prompts."
     if prompts is None: prompts = 'hand'
     if isinstance(prompts, str): return class_prompts(classes, prompts)
-    if not isinstance(prompts, dict): raise TypeError(f'prompts: expected a kind {PROMPT_KINDS}, "tuned" or a dict, got {type(prompts).__name__}')
+    if not isinstance(prompts, dict):
+        raise TypeError(f'prompts: expected a kind {PROMPT_KINDS}, "tuned" or a dict, got {type(prompts).__name__}')
     if missing := [c for c in classes if c not in prompts]:
         raise ValueError(f'prompts has no prompt for class(es) {missing}; it covers {list(prompts)}')
     out = {c: [prompts[c]] if isinstance(prompts[c], str) else list(prompts[c]) for c in classes}
     if empty := [c for c, v in out.items() if not v]: raise ValueError(f'prompts: empty prompt list for {empty}')
     return out
 
+# %% ../nbs/01_zeroshot.ipynb 26
 def text_classifier(model, classes, prompts=None, model_dir=None) -> torch.Tensor:
     "The normalised class embeddings `[C, D]` for `prompts` (a kind, a dict, or 'tuned' from `model_dir`)."
     if isinstance(prompts, str) and prompts == 'tuned':
-        if not model_dir: raise ValueError("prompts='tuned' needs model_dir: the model folder that holds the tuned prompt (prompt/)")
+        if not model_dir:
+            raise ValueError("prompts='tuned' needs model_dir: the model folder that holds the tuned prompt (prompt/)")
         return tuned_class_embeddings(model, model_dir, list(classes)).detach().float().cpu()
     return class_embeddings(model, resolve_prompts(classes, prompts))
 
+# %% ../nbs/01_zeroshot.ipynb 28
 @torch.no_grad()
 def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=None, task='multiclass',
                      negatives=None, batch_size=128) -> np.ndarray:
     "Zero-shot class probabilities `[N, C]` of images (or their embeddings) for `classes` with `prompts`."
     if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
-    if task == 'binary' and len(classes) != 2: raise ValueError(f'task=binary needs classes=[negative, positive], got {list(classes)}')
+    if task == 'binary' and len(classes) != 2:
+        raise ValueError(f'task=binary needs classes=[negative, positive], got {list(classes)}')
     img = image_embeddings(model, images_or_loader, batch_size)
     t = text_classifier(model, classes, prompts, model_dir)
     scale = model.scale().detach().cpu()
@@ -165,7 +190,7 @@ def zero_shot_scores(model, images_or_loader, classes, prompts=None, model_dir=N
     pair = torch.stack([img @ neg.T, img @ t.T], -1)           # [N, C, 2]
     return torch.softmax(scale * pair, -1)[..., 1].numpy()
 
-# %% ../nbs/01_zeroshot.ipynb 16
+# %% ../nbs/01_zeroshot.ipynb 32
 def class_words(classes, words=None) -> list[str]:
     "The words after the context, per class: `words[c]` if given, else the hand prompt of `c`."
     classes = list(classes)
@@ -175,17 +200,21 @@ def class_words(classes, words=None) -> list[str]:
     hand = class_prompts(classes, 'hand')
     return [words.get(c, hand[c][0]) for c in classes]
 
+# %% ../nbs/01_zeroshot.ipynb 34
 def _max_positions(trunk) -> int | None:
     cfg = trunk.config
     return next((getattr(cfg, k) for k in ('max_position_embeddings', 'n_positions') if getattr(cfg, k, None)), None)
 
+# %% ../nbs/01_zeroshot.ipynb 36
 class PromptLearner(nn.Module):
-    "CoOp context: `n_ctx` learnable token embeddings shared by all classes, before the class words; `forward()` gives normalised class embeddings [C, D]."
+    ("CoOp context: `n_ctx` learnable token embeddings shared by all classes, before the class words; "
+     "`forward()` gives normalised class embeddings [C, D].")
     def __init__(self, model: DualEncoder, classes, n_ctx=30, init='a chest x-ray showing', words=None):
         super().__init__()
         if not isinstance(n_ctx, int) or n_ctx < 1: raise ValueError(f'n_ctx={n_ctx!r}: expected an int >= 1')
         tok = model.tokenizer
-        if tok is None: raise ValueError(f'{model.text!r} has no tokenizer; a prompt learner needs one to lay out the class words')
+        if tok is None:
+            raise ValueError(f'{model.text!r} has no tokenizer; a prompt learner needs one to lay out the class words')
         self.classes, self.n_ctx, self.init = list(classes), n_ctx, init
         self.words = class_words(self.classes, words)
         self._model = [model]  # a plain list: the frozen model is used, not owned (not in state_dict, not moved by .to)
@@ -193,21 +222,27 @@ class PromptLearner(nn.Module):
         emb = model.text.trunk.get_input_embeddings()
         if init:
             ctx_ids = tok(init, add_special_tokens=False)['input_ids']
-            if not ctx_ids or special & set(ctx_ids): raise ValueError(f'init={init!r}: expected a caption of ordinary tokens')
+            if not ctx_ids or special & set(ctx_ids):
+                raise ValueError(f'init={init!r}: expected a caption of ordinary tokens')
             ctx_ids = (ctx_ids * (n_ctx // len(ctx_ids) + 1))[:n_ctx]
-        else:  # CLEFT's 'random' init: any ordinary token id holds the slots, the vectors are drawn at the embeddings' scale
+        else:  # CLEFT's 'random' init: any ordinary token id holds the slots,
+            # the vectors are drawn at the embeddings' scale
             ctx_ids = [next(i for i in range(len(tok)) if i not in special)] * n_ctx
         rows, starts = [], set()
         for w in tok(self.words, add_special_tokens=True)['input_ids']:
             s = next((i for i, t in enumerate(w) if t not in special), len(w))
             rows.append(w[:s] + ctx_ids + w[s:]); starts.add(s)
-        if len(starts) != 1: raise ValueError(f'class words {self.words}: the tokenizer puts different special prefixes in front of them')
+        if len(starts) != 1:
+            raise ValueError(f'class words {self.words}: the tokenizer puts different special prefixes '
+                             'in front of them')
         self.start = starts.pop()
         L, limit = max(map(len, rows)), _max_positions(model.text.trunk)
-        if limit and L > limit: raise ValueError(f'n_ctx={n_ctx}: prompts of {L} tokens exceed the text tower\'s {limit} positions')
+        if limit and L > limit:
+            raise ValueError(f'n_ctx={n_ctx}: prompts of {L} tokens exceed the text tower\'s {limit} positions')
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.register_buffer('input_ids', torch.tensor([r + [pad] * (L - len(r)) for r in rows]), persistent=False)
-        self.register_buffer('attention_mask', torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows]), persistent=False)
+        self.register_buffer('attention_mask', torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows]),
+                             persistent=False)
         dev = emb.weight.device
         self.input_ids, self.attention_mask = self.input_ids.to(dev), self.attention_mask.to(dev)
         with torch.no_grad():
@@ -232,13 +267,16 @@ class PromptLearner(nn.Module):
 
     def extra_repr(self): return f'classes={self.classes}, n_ctx={self.n_ctx}, init={self.init!r}'
 
-# %% ../nbs/01_zeroshot.ipynb 22
+# %% ../nbs/01_zeroshot.ipynb 42
 PROMPT_DIR, PROMPT_KEYS = 'prompt', ('ctx',)
 
+# %% ../nbs/01_zeroshot.ipynb 44
 def text_fingerprint(model: DualEncoder) -> str:
-    "sha256 over what turns a prompt into a class embedding: the text tower and its projection (architecture and weights)."
+    ("sha256 over what turns a prompt into a class embedding: the text tower and its projection "
+     "(architecture and weights).")
     return tower_fingerprint(nn.ModuleDict(dict(text=model.text, text_proj=model.text_proj)))
 
+# %% ../nbs/01_zeroshot.ipynb 46
 @patch
 def save_pretrained(self: PromptLearner, model_dir, **info) -> Path:
     "Write the context and its description to `model_dir/prompt/`, atomically; `info` goes into prompt.json."
@@ -249,9 +287,11 @@ def save_pretrained(self: PromptLearner, model_dir, **info) -> Path:
         (d/'prompt.json').write_text(json.dumps(meta, indent=1, default=str))
     return Path(model_dir)/PROMPT_DIR
 
+# %% ../nbs/01_zeroshot.ipynb 48
 @patch(cls_method=True)
 def from_pretrained(cls: PromptLearner, model_dir, model: DualEncoder, classes=None) -> PromptLearner:
-    "The `PromptLearner` saved in `model_dir/prompt/`, loaded strictly onto `model` (checked against `classes` when given)."
+    ("The `PromptLearner` saved in `model_dir/prompt/`, loaded strictly onto `model` "
+     "(checked against `classes` when given).")
     d = Path(model_dir); p = d/PROMPT_DIR
     if not ((p/'prompt.json').exists() and (p/'prompt.safetensors').exists()):
         raise FileNotFoundError(f'{d}: no tuned prompt (expected {p}/prompt.json and prompt.safetensors); '
@@ -264,23 +304,29 @@ def from_pretrained(cls: PromptLearner, model_dir, model: DualEncoder, classes=N
     fp = text_fingerprint(model)
     if fp != meta['text_fingerprint']:
         raise ValueError(f'{d}: the model\'s text tower and projection differ from those the prompt was tuned through '
-                         f'(fingerprint {fp[:12]}, expected {meta["text_fingerprint"][:12]}): load the model strictly from '
-                         f'this folder, DualEncoder.from_pretrained({str(d)!r}), not with a partial or non-strict load')
+                         f'(fingerprint {fp[:12]}, expected {meta["text_fingerprint"][:12]}): '
+                         f'load the model strictly from this folder, DualEncoder.from_pretrained({str(d)!r}), '
+                         'not with a partial or non-strict load')
     sd = read_file(p/'prompt.safetensors', load_file)
     missing, unexpected = [k for k in PROMPT_KEYS if k not in sd], [k for k in sd if k not in PROMPT_KEYS]
     if missing or unexpected:
-        raise ValueError(f'{p/"prompt.safetensors"}: expected tensors {list(PROMPT_KEYS)}; missing {missing}, unexpected {unexpected}')
+        raise ValueError(f'{p/"prompt.safetensors"}: expected tensors {list(PROMPT_KEYS)}; '
+                         f'missing {missing}, unexpected {unexpected}')
     learner = cls(model, meta['classes'], meta['n_ctx'], meta['init'], dict(zip(meta['classes'], meta['words'])))
     if tuple(sd['ctx'].shape) != tuple(learner.ctx.shape):
-        raise ValueError(f'{p/"prompt.safetensors"}: ctx has shape {tuple(sd["ctx"].shape)}; the model needs {tuple(learner.ctx.shape)}')
+        raise ValueError(f'{p/"prompt.safetensors"}: ctx has shape {tuple(sd["ctx"].shape)}; '
+                         f'the model needs {tuple(learner.ctx.shape)}')
     if learner.input_ids.tolist() != meta['input_ids']:
-        raise ValueError(f'{d}: the tokenizer lays the prompt out differently from when it was tuned (token ids differ)')
+        raise ValueError(f'{d}: the tokenizer lays the prompt out differently from when it was tuned '
+                         '(token ids differ)')
     learner.load_state_dict(sd, strict=True)
     return learner
 
+# %% ../nbs/01_zeroshot.ipynb 50
 @torch.no_grad()
 def tuned_class_embeddings(model: DualEncoder, model_dir, classes) -> torch.Tensor:
-    "Normalised class embeddings [C, D] of the tuned prompt in `model_dir`, rows in the order of `classes` (strict load)."
+    ("Normalised class embeddings [C, D] of the tuned prompt in `model_dir`, rows in the order of `classes` "
+     "(strict load).")
     learner = PromptLearner.from_pretrained(model_dir, model, classes).eval()
     e = learner()
     return e[[learner.classes.index(c) for c in classes]]

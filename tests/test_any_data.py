@@ -52,7 +52,7 @@ def test_eval_on_a_pairs_folder_by_papermill_parameters(pairs, tmp_path):
     args = ['-p', 'model_dir', str(res.model_dir), '-p', 'dataset', 'pairs_folder', '-p', 'data_root', str(pairs),
             '-p', 'split', 'valid', '-p', 'n_boot', '200', '-p', 'output_dir', str(out), '-y', 'tasks: [retrieval]\nks: [1, 10, 50]']
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_eval.ipynb'), str(tmp_path / 'out.ipynb'), *args,
-                        '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
+                        '--cwd', str(tmp_path)], capture_output=True, text=True, env=env())   # from a folder outside the checkout
     assert r.returncode == 0, r.stderr[-4000:]
     m = pd.read_csv(out / 'metrics.csv').set_index('metric')
     for k in ('image_to_text_R@1', 'image_to_text_R@10', 'image_to_text_R@50', 'text_to_image_R@1', 'image_to_text_mean_rank'):

@@ -20,7 +20,7 @@ def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
                   output_dir=str(out))
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(params))
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '08_compare.ipynb'), str(tmp_path / 'out.ipynb'),
-                        '-f', str(tmp_path / 'p.yaml'), '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
+                        '-f', str(tmp_path / 'p.yaml'), '--cwd', str(tmp_path)], capture_output=True, text=True, env=env())  # from anywhere
     assert r.returncode == 0, r.stderr[-4000:]
     t = pd.read_csv(out / 'results.csv')
     assert list(dict.fromkeys(t.method)) == ['clip', 'clip+prompt', 'medclip', 'medclip+prompt']
