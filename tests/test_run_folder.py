@@ -56,14 +56,17 @@ def test_skipped_rows_and_counts_in_the_run_folder(tmp_path):
     assert '.jpg' not in man and '.png' not in man  # no image path in the manifest
 
 
-def test_bad_parameters_leave_nothing_behind(tmp_path):
+def test_bad_parameters_leave_nothing_behind(tmp_path, capsys):
+    "The console's `main`, in this process (the script's exit status is `test_cli`'s): each bad parameter fails by name."
+    from medvlp.cli import main
     data = write_pairs_folder(tmp_path / 'pairs')
     for p, msg in [(['-p', 'lr', '0'], 'lr=0.0: expected > 0'), (['-p', 'data_pct', '1.5'], 'data_pct=1.5'),
                    (['-p', 'epochs', '0'], 'no step'), (['-p', 'keep_ckpts', '0'], 'keep_ckpts=0'),
                    (['-p', 'batch_size', '64'], 'smaller than batch_size=64')]:
         out = tmp_path / 'out'
-        r = medvlp('-p', 'dataset', 'pairs_folder', '-p', 'data_root', str(data), '-p', 'output_dir', str(out), *p)
-        assert r.returncode != 0 and msg in r.stderr, (p, r.stderr[-2000:])
+        rc = main(['pretrain', '-p', 'dataset', 'pairs_folder', '-p', 'data_root', str(data), '-p', 'output_dir', str(out), *p])
+        err = capsys.readouterr().err
+        assert rc == 1 and msg in err, (p, err[-2000:])
         assert not out.exists(), p
 
 
