@@ -831,6 +831,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
     _reset_accelerate()
     return df.round(4)
 
+# %% ../nbs/02_pretrain.ipynb 129
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -844,6 +845,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
+# %% ../nbs/02_pretrain.ipynb 131
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -859,7 +861,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 133
+# %% ../nbs/02_pretrain.ipynb 137
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "
