@@ -14,10 +14,9 @@ import torch
 import yaml
 import matplotlib.pyplot as plt
 
-import medvlp
 from .data import CHEXPERT5, read_file
 from .metrics import score_matrices, bootstrap_counts, percentile_interval, weighted_metrics, retrieval_ranks
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, repo_root, data_record,
+from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, kit_root, data_record,
                          interval_cell, write_table)
 from .cache import embed_images
 from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, RUNTIME_PARAMS
@@ -43,7 +42,7 @@ def method_recipe(method: str) -> tuple[str, dict]:
         return p.stem, d
     if method not in METHODS:
         raise ValueError(f'methods: {method!r} is neither a YAML recipe nor one of {tuple(METHODS)}')
-    tiny = (repo_root(Path(medvlp.__file__).parent) or Path('/nonexistent'))/'params'/'tiny'/f'{method}.yaml'
+    tiny = (kit_root() or Path('/nonexistent'))/'params'/'tiny'/f'{method}.yaml'
     return method, yaml.safe_load(tiny.read_text()) if tiny.is_file() else dict(method=method)
 
 # %% ../nbs/08_compare.ipynb 9

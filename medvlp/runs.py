@@ -17,9 +17,9 @@ import yaml
 from .data import Studies, read_file
 
 # %% auto 0
-__all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'repo_root', 'run_dir', 'run_lock', 'data_fingerprint',
-           'git_state', 'data_record', 'manifest', 'shareable', 'anchored', 'Run', 'start_run', 'Result',
-           'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
+__all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'repo_root', 'kit_root', 'run_dir', 'run_lock',
+           'data_fingerprint', 'git_state', 'data_record', 'manifest', 'shareable', 'anchored', 'Run', 'start_run',
+           'Result', 'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
 def _type_name(t) -> str: return getattr(t, '__name__', str(t))
@@ -153,6 +153,11 @@ def repo_root(start=None):
     p = Path(start or Path.cwd()).resolve()
     return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
 
+def kit_root():
+    "The checkout the medvlp package is installed from (its recipes, tests and notebooks), wherever the caller runs; or None."
+    import medvlp
+    return repo_root(Path(medvlp.__file__).parent)
+
 # %% ../nbs/00_runs.ipynb 24
 def run_dir(run, output_dir='') -> Path:
     ("A run's output folder: `output_dir` if set, else `<runs>/<name>`, runs being `$MEDVLP_RUNS` or `outputs/runs` "
@@ -194,8 +199,7 @@ def data_fingerprint(studies) -> str:
 # %% ../nbs/00_runs.ipynb 32
 def git_state(root=None) -> dict:
     "The commit and dirty flag of the checkout at `root` (default: the one holding the medvlp code), when there is one."
-    import medvlp
-    root = root or repo_root(Path(medvlp.__file__).parent)
+    root = root or kit_root()
     if root is None: return dict(commit=None, dirty=None)
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True,
