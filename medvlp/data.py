@@ -340,8 +340,9 @@ def _dicom_array(path) -> np.ndarray:
     return a
 
 # %% ../nbs/00_data.ipynb 80
-def load_image(path, channels=1) -> torch.Tensor:
-    "Read PNG/JPEG (8/16-bit) or DICOM at `path` into a float tensor [C,H,W] in [0,1]."
+def load_image(path, channels=1, size=None) -> torch.Tensor:
+    ("Read PNG/JPEG (8/16-bit) or DICOM at `path` into a float tensor [C,H,W] in [0,1]; with `size`, JPEGs decode "
+     "at the smallest DCT scale at least `size` on each side.")
     path = Path(path)
     if channels not in (1, 3): raise ValueError(f'channels={channels!r}: expected 1 or 3')
     if not path.exists(): raise DataError(f'{path}: image file not found')
@@ -350,10 +351,13 @@ def load_image(path, channels=1) -> torch.Tensor:
         else:
             with Image.open(path) as im:
                 _bomb(path, im.width*im.height, MAX_PIXELS)
+                if size and im.format == 'JPEG': im.draft(im.mode, (size, size))  # 1/2, 1/4 or 1/8 scale
                 im.load()
                 if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'): a = np.asarray(im, dtype=np.float64)/65535.0
-                elif im.mode in ('L', 'RGB'): a = np.asarray(im, dtype=np.float64)/255.0
-                else: a = np.asarray(im.convert('RGB' if channels == 3 else 'L'), dtype=np.float64)/255.0
+                else:  # float32 x/255 is float64 x/255 rounded to float32, for every 8-bit x (checked below)
+                    a = np.asarray(im if im.mode in ('L', 'RGB') else im.convert('RGB' if channels == 3 else 'L'),
+                                   dtype=np.float32)
+                    a /= 255
     except DataError: raise
     except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})') from e
     t = torch.from_numpy(a).float()
@@ -362,7 +366,7 @@ def load_image(path, channels=1) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 84
+# %% ../nbs/00_data.ipynb 86
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -383,14 +387,14 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 89
+# %% ../nbs/00_data.ipynb 91
 # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
 PRESETS = dict(
     clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
     simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
     cxr_clip=dict(scale=(0.7, 1.0), ratio=(0.9, 1.1), degrees=10, shift=0.0625, zoom=(0.9, 1.1), jitter=(0.2, 1.0)))
 
-# %% ../nbs/00_data.ipynb 91
+# %% ../nbs/00_data.ipynb 93
 def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 0.0), blur=0.0) -> list:
     ("One image's draws from `seed`: crop half-sizes and centre, angle, shift, zoom, brightness, contrast, blur sigma "
      "(0: none).")
@@ -404,7 +408,7 @@ def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 
             if r.random() < jitter[1] else (1.0, 1.0))
     return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
 
-# %% ../nbs/00_data.ipynb 93
+# %% ../nbs/00_data.ipynb 95
 def _blur(x, sigma, k):
     "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
     B, C, H, W = x.shape
@@ -417,11 +421,12 @@ def _blur(x, sigma, k):
     y = F.conv2d(F.conv2d(y, g[:, None, :, None], groups=B*C), g[:, None, None, :], groups=B*C)
     return y.reshape(B, C, H, W)
 
-# %% ../nbs/00_data.ipynb 95
+# %% ../nbs/00_data.ipynb 97
 def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
-    ("The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1], image i's draws from "
-     "`seeds[i]`, normalised.")
+    ("The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1] (or integers over their type's "
+     "range), image i's draws from `seeds[i]`, normalised.")
     if preset not in PRESETS: raise ValueError(f'preset={preset!r}: expected one of {tuple(PRESETS)}')
+    if not x.is_floating_point(): x = x.float()/torch.iinfo(x.dtype).max  # where the batch is: on the GPU in a GPU run
     B, C, S, _ = x.shape
     w, h, cx, cy, ang, tx, ty, z, b, c, sig = torch.tensor([_draw(s, **PRESETS[preset]) for s in seeds],
                                                            dtype=x.dtype).T.to(x.device)
@@ -438,23 +443,23 @@ def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
                                  device=x.device)[:, None, None]
     return (x - per(mean))/per(std)
 
-# %% ../nbs/00_data.ipynb 98
+# %% ../nbs/00_data.ipynb 100
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
     def __call__(self, x): return self.tfm(x), self.tfm(x)
     def __repr__(self): return f'TwoViews({self.tfm})'
 
-# %% ../nbs/00_data.ipynb 100
+# %% ../nbs/00_data.ipynb 102
 def square(size): return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
-# %% ../nbs/00_data.ipynb 102
+# %% ../nbs/00_data.ipynb 104
 class _Augment:
     "`augment` for one image [C,H,W], squared to `size` first, its seed drawn from torch's generator."
     def __init__(self, size, **kw): self.square, self.kw = square(size), kw
     def __call__(self, x): return augment(self.square(x)[None], [int(torch.randint(2**62, ()))], **self.kw)[0]
 
-# %% ../nbs/00_data.ipynb 104
+# %% ../nbs/00_data.ipynb 106
 def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, std=0.5):
     ("One image's transform (float [C,H,W] in [0,1]): resize + centre crop to `size`, `preset` augmentation when "
      "training, then normalisation.")
@@ -466,12 +471,12 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 107
+# %% ../nbs/00_data.ipynb 109
 def seeded_hash(seed, pid) -> str:
     "A hex sha256 of `seed` and `pid`: an order of patients (or anything) fixed by the seed, on every machine."
     return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
-# %% ../nbs/00_data.ipynb 109
+# %% ../nbs/00_data.ipynb 111
 def subsample(studies, frac=1.0, seed=0):
     "Keep the studies of a deterministic `frac` (0,1] of the patients (patient-level, nested across fractions)."
     if not 0 < frac <= 1: raise ValueError(f'frac={frac!r}: expected a fraction in (0, 1], e.g. 0.01, 0.1 or 1.0')
@@ -482,7 +487,7 @@ def subsample(studies, frac=1.0, seed=0):
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 112
+# %% ../nbs/00_data.ipynb 114
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None,
@@ -515,7 +520,7 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 114
+# %% ../nbs/00_data.ipynb 116
 class Collate:
     ("Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each "
      "distinct text once.")
@@ -527,8 +532,15 @@ class Collate:
         new = list(dict.fromkeys(t for t in texts if t not in self.ids))
         if new: self.ids.update((t, np.array(ids, np.int32)) for t, ids in
                                 zip(new, self.tok(new, truncation=True, max_length=self.max_length)['input_ids']))
-        # int32 arrays: 4 bytes a token kept
-        return self.tok.pad({'input_ids': [self.ids[t].tolist() for t in texts]}, return_tensors='pt')
+        return self._pad([self.ids[t] for t in texts])  # int32 arrays: 4 bytes a token kept
+    def _pad(self, seqs):  # as the tokenizer's `pad` does, on its side, a tenth of its time
+        if self.tok.pad_token_id is None: raise ValueError(f'{type(self.tok).__name__}: no pad token to pad with')
+        n = max(map(len, seqs))
+        ids = np.full((len(seqs), n), self.tok.pad_token_id, np.int64); mask = np.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            at = slice(n - len(s), n) if self.tok.padding_side == 'left' else slice(0, len(s))
+            ids[i, at], mask[i, at] = s, 1
+        return dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
     def __call__(self, items):
         b = {k: self._stack([it[k] for it in items]) for k in ('image', 'image2', 'labels') if k in items[0]}
         b['idx'] = torch.tensor([it['idx'] for it in items])
@@ -540,7 +552,7 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 116
+# %% ../nbs/00_data.ipynb 118
 def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
     ("The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, "
      "fewer than `min_patients` patients.")
@@ -549,7 +561,7 @@ def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
         for w in set(d): n[w] += 1; who.setdefault(w, set()).add(p)
     return {w for w in n if n[w] < min_frequency or len(who[w]) < min_patients}
 
-# %% ../nbs/00_data.ipynb 118
+# %% ../nbs/00_data.ipynb 120
 def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_patients=1) -> list:
     "`texts` without the words (pieces of `pre`, compared by `key`) that `_rare` finds."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]
@@ -557,7 +569,7 @@ def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_pati
     return [t if not any(k in rare for k, _, _ in sp) else ''.join(t[a:b] for k, a, b in sp if k not in rare)
             for t, sp in zip(texts, spans)]
 
-# %% ../nbs/00_data.ipynb 120
+# %% ../nbs/00_data.ipynb 122
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1,
                     min_patients=1):
     ("Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at "

@@ -955,15 +955,15 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     return res
 
 # %% ../nbs/00_datasets.ipynb 161
-ARRAY_VERSION = 1
+ARRAY_VERSION = 2  # 2: JPEGs decoded in draft mode (PNG, DICOM and 16-bit values unchanged)
 _DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 
 # %% ../nbs/00_datasets.ipynb 163
 class ImageArray:
     ("Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats "
-     "in [0, 1].")
-    def __init__(self, folder):
-        self.folder = Path(folder)
+     "in [0, 1], or (`raw`) as the integers stored.")
+    def __init__(self, folder, raw=False):
+        self.folder, self.raw = Path(folder), raw
         self.index = {p: i for i, p in enumerate(read_file(self.folder/'paths.json'))}
         self._arr = None
     @property
@@ -977,6 +977,7 @@ class ImageArray:
         i = self.index.get(str(path))
         if i is None: raise DataError(f'{path}: not among the {len(self)} images of the array in {self.folder}')
         a = self.arr[i]
+        if self.raw: return torch.from_numpy(np.array(a))  # a quarter of the bytes to stack and send; `augment` scales
         return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
 
 # %% ../nbs/00_datasets.ipynb 165
@@ -989,19 +990,20 @@ def _deep(path) -> bool:
 
 # %% ../nbs/00_datasets.ipynb 167
 def _decode_one(task):
-    "Worker: image `src` as `load_image` reads it, short side resized to `size`, centre square, as integers of `dtype`."
+    ("Worker: image `src` as `load_image` reads it (JPEGs at the DCT scale for `size`), short side resized to `size`, "
+     "centre square, as integers of `dtype`.")
     src, size, channels, dtype = task
-    x = TF.center_crop(TF.resize(load_image(src, channels), size, antialias=True), size).clamp(0, 1)
+    x = TF.center_crop(TF.resize(load_image(src, channels, size=size), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
 
-# %% ../nbs/00_datasets.ipynb 169
+# %% ../nbs/00_datasets.ipynb 170
 def _array_ok(folder, shape) -> bool:
     "Whether `folder` holds a whole array of `shape` and its list of paths."
     try: return (np.load(folder/'images.npy', mmap_mode='r').shape == shape
                  and len(json.loads((folder/'paths.json').read_text())) == shape[0])
     except Exception: return False
 
-# %% ../nbs/00_datasets.ipynb 171
+# %% ../nbs/00_datasets.ipynb 172
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
     dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
@@ -1021,10 +1023,10 @@ def _build_array(folder, paths, size, channels, workers, progress):
     (tmp/'paths.json').write_text(json.dumps(paths))
     os.replace(tmp, folder)
 
-# %% ../nbs/00_datasets.ipynb 173
-def image_array(studies, size, channels=1, workers=2, cache=None, progress=True) -> ImageArray:
+# %% ../nbs/00_datasets.ipynb 174
+def image_array(studies, size, channels=1, workers=2, cache=None, progress=True, raw=False) -> ImageArray:
     ("Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built "
-     "on first use).")
+     "on first use); `raw`: it loads images as the integers stored.")
     from filelock import FileLock
     if not isinstance(size, int) or size <= 0: raise ValueError(f'size={size!r}: expected a positive int, e.g. 224')
     paths = sorted({str(p) for s in studies for p in s.images})
@@ -1042,14 +1044,14 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True)
             warnings.warn(f'{folder}: a damaged image cache (truncated or changed); decoding the images again')
             shutil.rmtree(folder)
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
-    return ImageArray(folder)
+    return ImageArray(folder, raw)
 
-# %% ../nbs/00_datasets.ipynb 176
+# %% ../nbs/00_datasets.ipynb 177
 def cpus() -> int:
     "The CPUs this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
-# %% ../nbs/00_datasets.ipynb 178
+# %% ../nbs/00_datasets.ipynb 179
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, cpus())
@@ -1057,7 +1059,7 @@ def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw
 
-# %% ../nbs/00_datasets.ipynb 180
+# %% ../nbs/00_datasets.ipynb 181
 def loader_speed(studies, transform, num_workers=0, batch_size=8) -> float:
     ("Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up "
      "included).")
