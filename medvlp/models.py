@@ -25,11 +25,11 @@ from .data import atomic_dir, read_file, train_tokenizer
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
            'LORA_TARGETS', 'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'OPEN_CLIP_WEIGHTS', 'ImageTower',
-           'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower',
-           'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig', 'source_kind', 'dual_encoder_folder',
-           'resolve_source', 'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower',
-           'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip',
-           'AdaptorFusion']
+           'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code', 'TextTower',
+           'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig', 'source_kind',
+           'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model', 'parameter_report',
+           'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf',
+           'from_open_clip', 'tiny_clip', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -168,6 +168,19 @@ def _timm_norm(pretrained_cfg: dict, pretrained: bool, in_chans: int) -> tuple:
     return (list(mean), list(std)) if in_chans == len(mean) else (sum(mean) / len(mean), sum(std) / len(std))
 
 # %% ../nbs/01_models.ipynb 24
+def enable_checkpointing(trunk: nn.Module) -> nn.Module:
+    ("Turn on activation checkpointing in a tower's trunk: timm's or open_clip's `set_grad_checkpointing`, "
+     "transformers' own; an error naming the trunk if it has none.")
+    kw = dict(use_reentrant=False)
+    if hasattr(trunk, 'set_grad_checkpointing'): trunk.set_grad_checkpointing(True)
+    elif hasattr(trunk, 'activation_checkpointing_enable'):  # transformers 5 name
+        trunk.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    elif hasattr(trunk, 'gradient_checkpointing_enable'):
+        trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+    else: raise ValueError(f'{type(trunk).__name__}: no activation checkpointing to turn on (grad_checkpointing)')
+    return trunk
+
+# %% ../nbs/01_models.ipynb 27
 def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_size=None, grad_checkpointing=False,
                       device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None,
                       **timm_overrides) -> ImageTower:
@@ -193,15 +206,15 @@ def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_si
     missing = [l for l in log if l.startswith('Missing keys')]
     if missing:
         raise ValueError(f'pretrained={str(pretrained)!r}: the weights do not cover image tower {name!r}: {missing[0]}')
-    if grad_checkpointing: m.set_grad_checkpointing(True)
+    if grad_checkpointing: enable_checkpointing(m)
     return ImageTower(m, pool, name,
                       size or (64 if name in IMAGE_PRESETS else m.pretrained_cfg.get('input_size', (224,))[-1]),
                       *((mean, std) if mean is not None else _timm_norm(m.pretrained_cfg, bool(pretrained), in_chans)))
 
-# %% ../nbs/01_models.ipynb 44
+# %% ../nbs/01_models.ipynb 47
 TEXT_POOLS = ('cls', 'mean', 'eos')
 
-# %% ../nbs/01_models.ipynb 46
+# %% ../nbs/01_models.ipynb 49
 def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
     ("Per row, the first token of the trailing run of EOS/pad tokens (CLEFT's pooling); "
      "the last token when there is none.")
@@ -212,7 +225,7 @@ def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
     L = input_ids.shape[1]
     return (L - n_trail).clamp(max=L - 1)
 
-# %% ../nbs/01_models.ipynb 48
+# %% ../nbs/01_models.ipynb 51
 def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> torch.Tensor:
     "Pool token states [B, L, D] to [B, D]: the first token (`cls`), the masked mean (`mean`) or the EOS token (`eos`)."
     if pool == 'cls': return h[:, 0]
@@ -222,10 +235,10 @@ def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> t
     if pool == 'eos': return h[torch.arange(len(h), device=h.device), eos_index(input_ids, attention_mask, eos_id)]
     raise _bad('pool', pool, TEXT_POOLS)
 
-# %% ../nbs/01_models.ipynb 52
+# %% ../nbs/01_models.ipynb 55
 CODE_KEYS = ('auto_map', 'trust_remote_code')
 
-# %% ../nbs/01_models.ipynb 54
+# %% ../nbs/01_models.ipynb 57
 def _code_key(obj, path=''):
     ("The dotted path of the first `CODE_KEYS` key with a value in a JSON value (a vocabulary's token ids aside), "
      "else None.")
@@ -234,7 +247,7 @@ def _code_key(obj, path=''):
         if k in CODE_KEYS and v not in (False, None) and type(v) is not int: return p
         if hit := _code_key(v, p): return hit
 
-# %% ../nbs/01_models.ipynb 56
+# %% ../nbs/01_models.ipynb 59
 def refuse_code(folder=None, config=None, what='config'):
     "Raise if `config` (a dict, named `what`) or any JSON file in `folder` asks to run code from a model folder."
     if config and (k := _code_key(config)):
@@ -245,7 +258,7 @@ def refuse_code(folder=None, config=None, what='config'):
             raise ValueError(f"{f}: key {k!r} asks to run the folder's own code; medvlp never runs code from a model "
                              f"folder (remove the key, or use a model that needs none)")
 
-# %% ../nbs/01_models.ipynb 59
+# %% ../nbs/01_models.ipynb 62
 DEFAULT_CORPUS = [
     'No acute cardiopulmonary process.', 'The lungs are clear. No pleural effusion or pneumothorax.',
     'Heart size is normal. Mediastinal contours are within normal limits.', 'Mild cardiomegaly.',
@@ -263,10 +276,10 @@ DEFAULT_CORPUS = [
 ]
 TEXT_PRESETS = ('tiny-bert', 'tiny-gpt2', 'tiny-llama')
 
-# %% ../nbs/01_models.ipynb 61
+# %% ../nbs/01_models.ipynb 64
 def _is_causal(cfg) -> bool: return cfg.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-# %% ../nbs/01_models.ipynb 63
+# %% ../nbs/01_models.ipynb 66
 def _prepare_tokenizer(tok, causal):
     "Causal LMs: pad = EOS, right padding, EOS appended to every text (CLEFT's pooling reads it)."
     if not causal: return tok
@@ -278,7 +291,7 @@ def _prepare_tokenizer(tok, causal):
         tok.add_eos_token = True
     return tok
 
-# %% ../nbs/01_models.ipynb 65
+# %% ../nbs/01_models.ipynb 68
 def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
     n_pos = max(512, max_length)
     if name == 'tiny-bert':
@@ -292,7 +305,7 @@ def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
                                           **ids)
     return cls(vocab_size=len(tok), **dict(kw, **overrides))
 
-# %% ../nbs/01_models.ipynb 67
+# %% ../nbs/01_models.ipynb 70
 class TextTower(nn.Module):
     "A transformers encoder or causal LM with pooling: `forward(input_ids, attention_mask)` gives [B, out_dim]."
     def __init__(self, model: nn.Module, tokenizer=None, pool=None, causal=None, name='', max_length=128, padding=True):
@@ -349,7 +362,7 @@ class TextTower(nn.Module):
     def __repr__(self):
         return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
-# %% ../nbs/01_models.ipynb 69
+# %% ../nbs/01_models.ipynb 72
 def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
     ("A transformers model with random weights from `config`, also for towers `AutoModel` does not map "
      "(SigLIP's text model).")
@@ -361,7 +374,7 @@ def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
             if cls is None: raise
             return cls(config)
 
-# %% ../nbs/01_models.ipynb 71
+# %% ../nbs/01_models.ipynb 74
 def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConfig:
     "`config` with `overrides` set: only keys it already has (an allow-list), so no loader argument rides along."
     if bad := sorted(set(overrides) - set(config.to_dict())):
@@ -370,7 +383,7 @@ def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConf
     for k, v in overrides.items(): setattr(config, k, v)
     return config
 
-# %% ../nbs/01_models.ipynb 73
+# %% ../nbs/01_models.ipynb 76
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
                      config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5,
                      padding=True, open_clip_cfg=None, **config_overrides) -> TextTower:
@@ -404,13 +417,10 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
                              f'as a hub id or local folder ({e})') from e
     # BERT's pooler: no pooling here uses it (and DDP would find it unused)
     if pool != 'model' and getattr(model, 'pooler', None) is not None: model.pooler = None
-    if grad_checkpointing:
-        if hasattr(model, 'activation_checkpointing_enable'):  # transformers 5 name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=dict(use_reentrant=False))
-        else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
+    if grad_checkpointing: enable_checkpointing(model)
     return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
-# %% ../nbs/01_models.ipynb 85
+# %% ../nbs/01_models.ipynb 88
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
 # defaults for timm image towers (peft's own tables cover transformers models)
 LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
@@ -418,18 +428,18 @@ IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.f
                'resnet': (['conv2'], [])}
 _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet': 'resnet'}
 
-# %% ../nbs/01_models.ipynb 87
+# %% ../nbs/01_models.ipynb 90
 def _arch(tower) -> str:
     base = tower.trunk
     if isinstance(tower, TextTower): return base.config.model_type
     return _TIMM_FAMILY.get(type(base).__name__, type(base).__name__.lower())
 
-# %% ../nbs/01_models.ipynb 89
+# %% ../nbs/01_models.ipynb 92
 def _layers(tower) -> dict:
     "The layers peft can adapt, by name."
     return {n: m for n, m in tower.trunk.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, Conv1D))}
 
-# %% ../nbs/01_models.ipynb 91
+# %% ../nbs/01_models.ipynb 94
 def _targets(tower, targets, method):
     "Check `targets` against the tower's layers; the error lists the layer names that exist."
     layers = _layers(tower)
@@ -439,7 +449,7 @@ def _targets(tower, targets, method):
                              f'expected names from {sorted({n.split(".")[-1] for n in layers})}')
     return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
 
-# %% ../nbs/01_models.ipynb 93
+# %% ../nbs/01_models.ipynb 96
 def _default_targets(tower, method):
     "Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower."
     from peft.utils.constants import (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_MAP,
@@ -454,7 +464,7 @@ def _default_targets(tower, method):
     raise ValueError(f'target_modules: no default for {arch!r} ({tower.name!r}); pass target_modules= with names from '
                      f'{sorted({n.split(".")[-1] for n in _layers(tower)})}')
 
-# %% ../nbs/01_models.ipynb 95
+# %% ../nbs/01_models.ipynb 98
 def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=None, feedforward_modules=None,
                num_virtual_tokens=20, init_text=None, unlocked=0, total_step=1000, **peft_kwargs):
     "Make `tower` parameter-efficient with `method` (one of `PEFT_METHODS`), in place; returns the tower."
@@ -500,13 +510,13 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
     tower.peft_method = method
     return tower
 
-# %% ../nbs/01_models.ipynb 97
+# %% ../nbs/01_models.ipynb 100
 def count_parameters(module: nn.Module) -> dict:
     "Trainable and total parameter counts of `module` (shared parameters counted once)."
     ps = list(module.parameters())
     return dict(trainable=sum(p.numel() for p in ps if p.requires_grad), total=sum(p.numel() for p in ps))
 
-# %% ../nbs/01_models.ipynb 99
+# %% ../nbs/01_models.ipynb 102
 def peft_update(model: nn.Module, step: int):
     ("Let every AdaLoRA adapter in `model` re-allocate its ranks after optimiser step `step` "
      "(a no-op for other methods).")
@@ -514,10 +524,10 @@ def peft_update(model: nn.Module, step: int):
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel':
             m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 109
+# %% ../nbs/01_models.ipynb 112
 PROJECTIONS = ('linear', 'mlp', 'none')
 
-# %% ../nbs/01_models.ipynb 111
+# %% ../nbs/01_models.ipynb 114
 @dataclass
 class DualEncoderConfig:
     "Everything needed to rebuild a `DualEncoder`; round-trips through JSON."
@@ -545,30 +555,30 @@ class DualEncoderConfig:
     @classmethod
     def load(cls, path): return cls.from_dict(read_file(path))
 
-# %% ../nbs/01_models.ipynb 113
+# %% ../nbs/01_models.ipynb 116
 def _steps(p) -> list:
     "A tower spec's `peft` entry as a list of `apply_peft` keyword dicts."
     if p is None: return []
     if isinstance(p, str): return [dict(method=p)]
     return [dict(p)] if isinstance(p, dict) else [dict(s) for s in p]
 
-# %% ../nbs/01_models.ipynb 115
+# %% ../nbs/01_models.ipynb 118
 def _projection(d_in, cfg: DualEncoderConfig) -> nn.Module:
     if cfg.proj == 'none': return nn.Identity()
     if cfg.proj == 'linear': return nn.Linear(d_in, cfg.emb_dim, bias=cfg.proj_bias)
     h = cfg.proj_hidden or d_in
     return nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, cfg.emb_dim, bias=cfg.proj_bias))
 
-# %% ../nbs/01_models.ipynb 117
+# %% ../nbs/01_models.ipynb 120
 def _ssl_head(d_in, sizes) -> nn.Module:
     layers, d = [], d_in
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
-# %% ../nbs/01_models.ipynb 119
+# %% ../nbs/01_models.ipynb 122
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
-# %% ../nbs/01_models.ipynb 121
+# %% ../nbs/01_models.ipynb 124
 def source_kind(source) -> str:
     ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) "
      "or 'open_clip'.")
@@ -591,20 +601,20 @@ def source_kind(source) -> str:
                                 '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 123
+# %% ../nbs/01_models.ipynb 126
 def dual_encoder_folder(p) -> bool:
     ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
      "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
-# %% ../nbs/01_models.ipynb 125
+# %% ../nbs/01_models.ipynb 128
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 128
+# %% ../nbs/01_models.ipynb 131
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
@@ -718,7 +728,7 @@ class DualEncoder(nn.Module):
         return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
                 f'proj={self.config.proj!r})')
 
-# %% ../nbs/01_models.ipynb 130
+# %% ../nbs/01_models.ipynb 133
 def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
                  **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
@@ -728,7 +738,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
-# %% ../nbs/01_models.ipynb 132
+# %% ../nbs/01_models.ipynb 135
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -739,7 +749,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 140
+# %% ../nbs/01_models.ipynb 143
 class SourceImageTower(nn.Module):
     ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
      "pooled as its source pools it.")
@@ -776,7 +786,7 @@ class SourceImageTower(nn.Module):
         return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
                 f'peft={self.peft_method!r})')
 
-# %% ../nbs/01_models.ipynb 142
+# %% ../nbs/01_models.ipynb 145
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
     ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
@@ -792,7 +802,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 144
+# %% ../nbs/01_models.ipynb 147
 class OpenClipTextTower(TextTower):
     ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
      "`forward(input_ids)` gives [B, out_dim].")
@@ -810,7 +820,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
-# %% ../nbs/01_models.ipynb 146
+# %% ../nbs/01_models.ipynb 149
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -818,7 +828,7 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
-# %% ../nbs/01_models.ipynb 148
+# %% ../nbs/01_models.ipynb 151
 def clip_tokenizer(context_length=77):
     ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
      "padded with 0 as open_clip pads.")
@@ -830,23 +840,23 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 150
+# %% ../nbs/01_models.ipynb 153
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
-# %% ../nbs/01_models.ipynb 152
+# %% ../nbs/01_models.ipynb 155
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
                 logit_bias_init=None if bias is None else float(bias.detach()))
 
-# %% ../nbs/01_models.ipynb 154
+# %% ../nbs/01_models.ipynb 157
 def _tower_name(source, kind) -> str:
     ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
      "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 156
+# %% ../nbs/01_models.ipynb 159
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     # as JSON has it (lists, not tuples)
@@ -855,7 +865,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 158
+# %% ../nbs/01_models.ipynb 161
 def _hf_preprocess(source, vision_config) -> dict:
     ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
      "else CLIP's defaults.")
@@ -867,7 +877,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
-# %% ../nbs/01_models.ipynb 160
+# %% ../nbs/01_models.ipynb 163
 def from_hf(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
      "or SigLIP model.")
@@ -893,7 +903,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 162
+# %% ../nbs/01_models.ipynb 165
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -909,7 +919,7 @@ def _open_clip_folder(source) -> Path:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
-# %% ../nbs/01_models.ipynb 164
+# %% ../nbs/01_models.ipynb 167
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
@@ -920,7 +930,7 @@ def _open_clip_tokenizer(folder, text_cfg):
                          f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
-# %% ../nbs/01_models.ipynb 166
+# %% ../nbs/01_models.ipynb 169
 def from_open_clip(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
      "or `hf-hub:org/name` model.")
@@ -951,24 +961,25 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
                         'text.model.' + k[5:] if k.startswith('text.') else k)
     return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 168
+# %% ../nbs/01_models.ipynb 171
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
-              std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
-    ("Write a tiny random transformers `CLIPModel` (2 layers of width 32 per tower, 8-pixel patches) to `folder`, "
-     "loadable as OpenAI's is.")
+              std=(0.26862954, 0.26130258, 0.27577711), vision=None, text=None, projection_dim=24) -> Path:
+    ("Write a random transformers `CLIPModel` to `folder`, loadable as OpenAI's is: tiny (2 layers of width 32 per "
+     "tower, 8-pixel patches) unless `vision` / `text` (config keys) say otherwise.")
     from transformers import CLIPConfig, CLIPModel
     d = Path(folder).expanduser(); d.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tok = clip_tokenizer(); tok.pad_token = '<|endoftext|>'  # as openai/clip-* pads
     tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = CLIPConfig(text_config=dict(tiny, vocab_size=len(tok), max_position_embeddings=77, bos_token_id=49406,
-                                      eos_token_id=49407, pad_token_id=49407),
-                     vision_config=dict(tiny, image_size=image_size, patch_size=8), projection_dim=24)
+    cfg = CLIPConfig(text_config={**tiny, **(text or {}), 'vocab_size': len(tok), 'max_position_embeddings': 77,
+                                  'bos_token_id': 49406, 'eos_token_id': 49407, 'pad_token_id': 49407},
+                     vision_config={**tiny, 'image_size': image_size, 'patch_size': 8, **(vision or {})},
+                     projection_dim=projection_dim)
     CLIPModel(cfg).save_pretrained(d); tok.save_pretrained(d)
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 174
+# %% ../nbs/01_models.ipynb 177
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, json, os, shutil, time
 from types import SimpleNamespace
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 from pathlib import Path
@@ -24,7 +24,8 @@ from .cache import check_image_size, image_input, in_channels, tower_transform
 from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir,
                          write_skipped, read_file, CHEXPERT_LABELS, seeded_hash)
 from . import losses as L
-from .models import DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code
+from .models import (DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code,
+                           enable_checkpointing)
 from .datasets import load_dataset, image_array, loader_kwargs, cpus
 from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_dir, start_run, shareable,
                          step_memory_mib)
@@ -34,7 +35,7 @@ from .zeroshot import ZS_PROMPTS, zero_shot_scores
 __all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'GlobalBatchSampler',
            'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model', 'compute_loss',
            'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'pretrain', 'save_figures',
-           'default_model', 'frozen_model', 'peak_tflops', 'benchmark', 'scaling']
+           'default_model', 'frozen_model', 'peak_tflops', 'count_flops', 'bench_setup', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def make_dataset(cfg, studies, tower, train=True):
     m, size = METHODS[cfg.method], check_image_size(tower, cfg.image_size)
     if not train: return StudyDataset(studies, tower_transform(tower, size), label_names=CHEXPERT_LABELS,
                                       channels=in_channels(tower))
-    images = image_array(studies, size, in_channels(tower), workers=cpus()) if cfg.image_cache else None
+    images = image_array(studies, size, in_channels(tower), workers=cpus(), raw=True) if cfg.image_cache else None
     return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views,
                         sections=m.sections, channels=in_channels(tower), images=images)
 
@@ -228,6 +229,7 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
     from medvlp.models import create_model
     if cfg.init_from:
         model = DualEncoder.from_pretrained(cfg.init_from).train()
+        for tower in (model.image, model.text) if cfg.grad_checkpointing else (): enable_checkpointing(tower.trunk)
         for tower, method in (('image', cfg.image_peft), ('text', cfg.peft)):
             if spec := _peft_spec(cfg, method, total_steps): model.apply_peft(tower, **spec)
         return model
@@ -767,14 +769,18 @@ def peak_tflops(device) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 # %% ../nbs/02_pretrain.ipynb 123
-def _flops(fn) -> float:
-    ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products and convolutions, "
-     "forward and backward).")
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as fc: fn()
+def count_flops(fn) -> float:
+    ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products, convolutions and "
+     "attention, forward and backward).")
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count, sdpa_backward_flop_count
+    aten = torch.ops.aten  # torch's counter knows the GPU attention kernels only: add the CPU one
+    cpu = {aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *a, **kw: sdpa_flop_count(q, k, v),
+           aten._scaled_dot_product_flash_attention_for_cpu_backward:
+               lambda g, q, k, v, *a, **kw: sdpa_backward_flop_count(g, q, k, v)}
+    with FlopCounterMode(display=False, custom_mapping=cpu) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 125
+# %% ../nbs/02_pretrain.ipynb 126
 def _loop_row(cfg, steps, rounds) -> float:
     ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
      "steps after the first.")
@@ -784,54 +790,64 @@ def _loop_row(cfg, steps, rounds) -> float:
                      zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
-# %% ../nbs/02_pretrain.ipynb 127
+# %% ../nbs/02_pretrain.ipynb 128
+@contextmanager
+def bench_setup(cfg):
+    ("(accelerator, model, batch, step) for `cfg`: the model in training mode on the device, its first training batch, "
+     "augmented there, and `step()`, one AdamW step on it that returns the loss; Accelerate's state reset on exit.")
+    acc = _accelerator(cfg)
+    try:
+        set_seed(cfg.seed)
+        studies = load_studies(cfg)
+        model = build_model(cfg, texts=patient_reports(studies)).to(acc.device).train()
+        ds = make_dataset(cfg, studies, model.image)
+        b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]),
+                              acc.device), cfg, model.image, 0)
+        fused = dict(fused=True) if acc.device.type == 'cuda' else {}
+        opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
+        def step():
+            with acc.autocast(): loss = compute_loss(model, b, cfg)['loss']
+            loss.backward(); opt.step(); opt.zero_grad()
+            return loss.detach()
+        yield acc, model, b, step
+    finally: _reset_accelerate()
+
+# %% ../nbs/02_pretrain.ipynb 130
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
      "loop.")
     cfg = PretrainConfig.make(cfg, **overrides)
     loop_pairs = _loop_row(cfg, steps, rounds) if loop else None
-    set_seed(cfg.seed)
-    acc = _accelerator(cfg)
-    studies = load_studies(cfg)
-    model = build_model(cfg, texts=patient_reports(studies)).to(acc.device).train()
-    ds = make_dataset(cfg, studies, model.image)
-    b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]), acc.device),
-                      cfg, model.image, 0)
-    x = b['image'][0] if isinstance(b['image'], tuple) else b['image']
-    fused = dict(fused=True) if acc.device.type == 'cuda' else {}
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
-    def ours():
-        with acc.autocast(): loss = compute_loss(model, b, cfg)['loss']
-        loss.backward(); opt.step(); opt.zero_grad()
-    def bare():
-        with acc.autocast():
-            out = model.image.trunk(x).float().mean() + \
-                  model.text.trunk(input_ids=b['input_ids'],
-                                   attention_mask=b['attention_mask']).last_hidden_state.float().mean()
-        out.backward(); model.zero_grad()
-    fns = {'medvlp training step': ours, 'bare towers forward+backward': bare}
-    if open_clip:
-        from open_clip.loss import ClipLoss
-        oc, oloss = _open_clip_model(model, cfg).to(acc.device).train(), ClipLoss()
-        oopt = torch.optim.AdamW(oc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        def oc_step():
+    with bench_setup(cfg) as (acc, model, b, ours):
+        x = b['image'][0] if isinstance(b['image'], tuple) else b['image']
+        fused = dict(fused=True) if acc.device.type == 'cuda' else {}
+        def bare():
             with acc.autocast():
-                f = oc(x, b['input_ids'])
-                loss = (oloss(f['image_features'], f['text_features'], f['logit_scale']) if isinstance(f, dict)
-                        else oloss(*f[:3]))
-            loss.backward(); oopt.step(); oopt.zero_grad()
-        fns['open_clip training step'] = oc_step
-    secs = _timed(fns, steps, warmup, rounds, acc.device)
-    rows = [dict(step=name, pairs_per_s=steps*cfg.batch_size/secs[name],
-                 memory_mib=step_memory_mib(fn, acc.device), gflop_per_pair=_flops(fn)/cfg.batch_size/1e9)
-            for name, fn in fns.items()]
-    if loop: rows.append(dict(step='medvlp whole loop (data from disk)', pairs_per_s=loop_pairs,
-                              gflop_per_pair=rows[0]['gflop_per_pair']))
-    df = _bench_frame(rows, acc, cfg, model)
-    _reset_accelerate()
-    return df.round(4)
+                out = model.image.trunk(x).float().mean() + \
+                      model.text.trunk(input_ids=b['input_ids'],
+                                       attention_mask=b['attention_mask']).last_hidden_state.float().mean()
+            out.backward(); model.zero_grad()
+        fns = {'medvlp training step': ours, 'bare towers forward+backward': bare}
+        if open_clip:
+            from open_clip.loss import ClipLoss
+            oc, oloss = _open_clip_model(model, cfg).to(acc.device).train(), ClipLoss()
+            oopt = torch.optim.AdamW(oc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+            def oc_step():
+                with acc.autocast():
+                    f = oc(x, b['input_ids'])
+                    loss = (oloss(f['image_features'], f['text_features'], f['logit_scale']) if isinstance(f, dict)
+                            else oloss(*f[:3]))
+                loss.backward(); oopt.step(); oopt.zero_grad()
+            fns['open_clip training step'] = oc_step
+        secs = _timed(fns, steps, warmup, rounds, acc.device)
+        rows = [dict(step=name, pairs_per_s=steps*cfg.batch_size/secs[name],
+                     memory_mib=step_memory_mib(fn, acc.device), gflop_per_pair=count_flops(fn)/cfg.batch_size/1e9)
+                for name, fn in fns.items()]
+        if loop: rows.append(dict(step='medvlp whole loop (data from disk)', pairs_per_s=loop_pairs,
+                                  gflop_per_pair=rows[0]['gflop_per_pair']))
+        return _bench_frame(rows, acc, cfg, model).round(4)
 
-# %% ../nbs/02_pretrain.ipynb 129
+# %% ../nbs/02_pretrain.ipynb 132
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -845,7 +861,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
-# %% ../nbs/02_pretrain.ipynb 131
+# %% ../nbs/02_pretrain.ipynb 134
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -861,7 +877,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 137
+# %% ../nbs/02_pretrain.ipynb 140
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "

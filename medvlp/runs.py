@@ -154,7 +154,8 @@ def repo_root(start=None):
     return next((q for q in [p, *p.parents] if (q/'settings.ini').exists() and (q/'nbs').is_dir()), None)
 
 def kit_root():
-    "The checkout the medvlp package is installed from (its recipes, tests and notebooks), wherever the caller runs; or None."
+    ("The checkout the medvlp package is installed from (its recipes, tests and notebooks), wherever the caller runs; "
+     "or None.")
     import medvlp
     return repo_root(Path(medvlp.__file__).parent)
 
