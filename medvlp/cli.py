@@ -60,7 +60,7 @@ class _Help(argparse.Action):
 # %% ../nbs/09_cli.ipynb 12
 def parser() -> argparse.ArgumentParser:
     ("The `medvlp` argument parser: one subcommand per experiment in `COMMANDS`, `benchmark`, `synthcxr`, "
-     "`tiny-clip` and `notebooks`.")
+     "`tiny-clip`, `gpu-check`, `rehearse` and `notebooks`.")
     p = argparse.ArgumentParser(prog='medvlp', description='medvlp: medical vision-language pretraining kit')
     sub = p.add_subparsers(dest='command', required=True)
     def recipe(pt):
@@ -91,6 +91,18 @@ def parser() -> argparse.ArgumentParser:
                                           "offline stand-in for openai/clip-vit-base-patch16 in "
                                           "params/tiny/clip_finetune_*.yaml")
     tc.add_argument('--folder', default='outputs/tiny_clip')
+    gc = sub.add_parser('gpu-check', help="the prepared GPU check of params/gpu_benchmark.yaml, about 8 minutes on one "
+                                         "GPU (medvlp.real_size.gpu_check): gpu_check.json and gpu_check.md in --out")
+    gc.add_argument('--out', default='outputs/gpu_check')
+    gc.add_argument('--dry-run', action='store_true', help='the same code on tiny towers, on any CPU (about 3 minutes)')
+    rh = sub.add_parser('rehearse', help="MIMIC-CXR-JPG-layout sets written at each size, each stage's seconds "
+                                         "and memory on them (medvlp.mimic_scale.rehearse): mimic_scale.csv and .md "
+                                         "in --out")
+    rh.add_argument('--out', default='outputs/benchmarks/mimic_scale')
+    rh.add_argument('--sizes', nargs='*', type=int, default=[1000, 5000, 20000], help='studies, with images')
+    rh.add_argument('--rows-only', nargs='*', type=int, default=[227835],
+                    help='studies, tables and reports only (227,835: MIMIC-CXR-JPG\'s 377k images)')
+    rh.add_argument('--data', default=None, help='keep the written sets in this folder (default: a temporary one)')
     ne = sub.add_parser('notebooks', help='execute the notebooks and save them with their outputs (execute_notebooks)')
     ne.add_argument('names', nargs='*', help='only the notebooks whose names start with these (e.g. 02 05_eval)')
     ne.add_argument('--folder', default='nbs')
@@ -113,6 +125,13 @@ def run(argv=None):
         return res
     if a.command == 'notebooks': return execute_notebooks(a.folder, a.names)
     if a.command == 'benchmark': return _benchmark(a)
+    if a.command == 'rehearse':
+        from medvlp.mimic_scale import rehearse
+        print(df := rehearse(a.out, a.sizes, a.rows_only, a.data), f'{a.out}/mimic_scale.md', sep='\n'); return df
+    if a.command == 'gpu-check':
+        from medvlp.real_size import gpu_check
+        from medvlp.runs import markdown_table
+        print(markdown_table(c := gpu_check(a.out, a.dry_run)), f'{a.out}/gpu_check.md', sep='\n'); return c
     if a.command == 'tiny-clip':
         from medvlp.models import tiny_clip
         print(d := tiny_clip(a.folder)); return d

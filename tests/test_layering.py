@@ -1,5 +1,5 @@
 """The package's layering (issue 12): data -> runs/datasets/models/cache -> zero-shot -> pretraining -> evaluation
-(prompt tuning, probe, evaluate) -> Adaptor/segmentation -> the command line. A module imports only modules of its
+(prompt tuning, probe, evaluate; the real-size rehearsals) -> Adaptor/segmentation -> the command line. A module imports only modules of its
 own or lower layers, at its top or inside a function, and there is no import cycle (a lazy import inside a
 function closes a cycle as surely as one at the top). Issue 25's rules: no function over 60 lines, and no private name
 imported from another module (a name another module uses is public and documented)."""
@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import ROOT
 
 LAYERS = [('data', 'losses', 'metrics'), ('runs', 'datasets', 'synthcxr', 'models', 'cache'), ('zeroshot',), ('pretrain',),
-          ('evaluate', 'probe', 'prompt_tune'), ('adaptor', 'segment'), ('compare',), ('cli',)]
+          ('evaluate', 'probe', 'prompt_tune', 'real_size', 'mimic_scale'), ('adaptor', 'segment'), ('compare',), ('cli',)]
 LAYER = {m: i for i, ms in enumerate(LAYERS) for m in ms}
 
 
