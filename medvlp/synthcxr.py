@@ -1051,8 +1051,13 @@ def load_synthcxr(root=None, subset='studies', split=None) -> Studies:
         raise DataError(f'{root}: not a SynthCXR corpus (no meta.json); '
                         f'make one with generate_synthcxr(root={str(root)!r})')
     path = root/SUBSETS[subset]
+    # the generator wrote every file: one listing per folder (not a header read per file) checks they are all there
     st = read_table(path, image=['image', 'image2'], text=['findings', 'impression'], labels=LABEL_COLS,
-                    patient='patient_id', study='study_id', split='split', masks=MASK_COLS)
+                    patient='patient_id', study='study_id', split='split', masks=MASK_COLS, check_files=False)
+    have = {str(root/d/n) for d in ('images', 'masks') if (root/d).is_dir() for n in os.listdir(root/d)}
+    for s in st:
+        if gone := next((p for p in [*s.images, *s.masks.values()] if p not in have), None):
+            raise DataError(f'{path}: study {s.study_id}: image file not found: {gone}', gone)
     drawn = pd.read_csv(path, usecols=['drawn'], dtype=str, keep_default_na=False)['drawn']
     for s, d in zip(st, drawn): s.meta['drawn'] = json.loads(d)
     return Studies([s for s in st if split is None or s.split == split], st.skipped)

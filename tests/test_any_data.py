@@ -68,7 +68,9 @@ def test_eval_on_a_pairs_folder_by_papermill_parameters(pairs, tmp_path):
 
 def test_unknown_notebook_parameter_fails_naming_it(tmp_path):
     "Under papermill a misspelt parameter stops the run at the parameters, naming it and the valid names."
-    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_eval.ipynb'), str(tmp_path / 'out.ipynb'),
+    # 03: the experiment notebook that reaches its parameters cell soonest (each notebook's is checked by
+    # tests/test_notebook_params.py to be read through its config)
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '03_prompt_tune.ipynb'), str(tmp_path / 'out.ipynb'),
                         '-p', 'no_such_param', '1', '--cwd', str(ROOT / 'nbs')], capture_output=True, text=True, env=env())
     assert r.returncode != 0
     assert "unknown parameter(s) ['no_such_param']; valid parameters: ['dataset', 'data_root'" in r.stderr + r.stdout

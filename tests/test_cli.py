@@ -18,11 +18,24 @@ def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, env=kw.pop('env', env()), **kw)
 
 
-def assert_one_line_error(r, start):
+def main(args, capsys, debug=False):
+    "`medvlp.cli.main(args)` in this process, as the console script runs it: (exit status, stdout, stderr)."
+    from medvlp.cli import main as cli_main
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('MEDVLP_DEBUG', '1' if debug else '0')
+        if debug:
+            with pytest.raises(Exception) as e: cli_main(args)
+            return e, '', ''
+        code = cli_main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code, err, start):
     "A non-zero exit whose stderr is exactly one line `medvlp: error: ...` starting with `start` (no traceback)."
-    assert r.returncode != 0, (r.returncode, r.stdout[-2000:])
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr[-3000:]
+    assert code != 0, code
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[-3000:]
     assert lines[0].startswith(start), lines[0]
 
 
@@ -34,39 +47,37 @@ def test_console_script_installed():
 
 
 @pytest.mark.parametrize('entry', ENTRIES)
-def test_print_config_exits_0(entry):
+def test_print_config_exits_0_and_a_bad_one_exits_1(entry):
+    "Both entry points turn main's status into the process's: 0 for a good config, 1 and one line for a bad one."
     r = run(ENTRIES[entry]() + ['pretrain', '-f', str(ROOT / 'params' / 'tiny' / 'cleft.yaml'), '-p', 'lr', '3e-4',
                                 '--print-config'])
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'text_tower: tiny-gpt2' in r.stdout and 'lr: 0.0003' in r.stdout
     assert 'PretrainConfig(' not in r.stderr, r.stderr[-3000:]
-
-
-@pytest.mark.parametrize('entry', ENTRIES)
-def test_bad_parameter_one_line(entry):
     r = run(ENTRIES[entry]() + ['pretrain', '-p', 'lrate', '1', '--print-config'])
-    assert_one_line_error(r, "medvlp: error: TypeError: unknown parameter(s) ['lrate']")
+    assert r.returncode == 1
+    assert_one_line_error(r.returncode, r.stderr, "medvlp: error: TypeError: unknown parameter(s) ['lrate']")
 
 
-@pytest.mark.parametrize('entry', ENTRIES)
-def test_missing_recipe_one_line(entry, tmp_path):
+def test_missing_recipe_one_line(tmp_path, capsys):
     missing = tmp_path / 'no_such_recipe.yaml'
-    r = run(ENTRIES[entry]() + ['pretrain', '-f', str(missing)])
-    assert_one_line_error(r, 'medvlp: error: FileNotFoundError:')
-    assert str(missing) in r.stderr
+    code, _, err = main(['pretrain', '-f', str(missing)], capsys)
+    assert_one_line_error(code, err, 'medvlp: error: FileNotFoundError:')
+    assert str(missing) in err
 
 
-def test_bad_recipe_and_missing_data_one_line(tmp_path):
+def test_bad_recipe_and_missing_data_one_line(tmp_path, capsys):
     bad = tmp_path / 'bad.yaml'
     bad.write_text('lr: [1\n')
-    assert_one_line_error(run(medvlp() + ['pretrain', '-f', str(bad)]), f'medvlp: error: ValueError: {bad}: not a YAML recipe')
+    assert_one_line_error(*main(['pretrain', '-f', str(bad)], capsys)[::2], f'medvlp: error: ValueError: {bad}: not a YAML recipe')
     p = tiny_params(tmp_path / 'no_data', tmp_path / 'out', max_steps=1)
-    assert_one_line_error(run(medvlp() + ['pretrain'] + cli_args(p)), f'medvlp: error: DataError: {tmp_path / "no_data"}')
+    assert_one_line_error(*main(['pretrain'] + cli_args(p), capsys)[::2], f'medvlp: error: DataError: {tmp_path / "no_data"}')
 
 
-def test_debug_shows_traceback():
-    r = run(medvlp() + ['pretrain', '-p', 'lrate', '1'], env=dict(env(), MEDVLP_DEBUG='1'))
-    assert r.returncode != 0 and 'Traceback (most recent call last)' in r.stderr and "['lrate']" in r.stderr
+def test_debug_shows_traceback(capsys):
+    "With MEDVLP_DEBUG=1 the exception propagates (Python prints its traceback) instead of the one-line error."
+    e, _, _ = main(['pretrain', '-p', 'lrate', '1'], capsys, debug=True)
+    assert e.type is TypeError and "['lrate']" in str(e.value)
 
 
 def test_successful_run_exits_0(synth_root, tmp_path):

@@ -30,8 +30,11 @@ def worker(img_dir, cache_root, out):
 
 
 def run(n, img_dir, cache_root, out):
-    cmd = [sys.executable, __file__, str(img_dir), str(cache_root), str(out)]
-    if n > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n)] + cmd[1:]
+    if n == 1:   # the reference: one process, this one
+        worker(img_dir, cache_root, out)
+        return json.loads((Path(out)/'meta.json').read_text())
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n), __file__,
+           str(img_dir), str(cache_root), str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600, cwd=Path(__file__).parent)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return json.loads((Path(out)/'meta.json').read_text())

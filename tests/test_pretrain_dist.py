@@ -13,9 +13,12 @@ def run(n, out, synth_root, **kw):
     out.mkdir(parents=True, exist_ok=True)
     (out / 'recipe.yaml').write_text(yaml.safe_dump(NO_BATCH_STATS))
     p = tiny_params(synth_root, out, num_processes=n, max_steps=6, **kw)
-    if n == 1: cmd = [sys.executable, '-m', 'medvlp.cli', 'pretrain']
-    else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n),
-                 '-m', 'medvlp.cli', 'pretrain']
+    if n == 1:   # the reference: one process, this one (what `medvlp pretrain` calls)
+        from medvlp.pretrain import PretrainConfig, pretrain
+        pretrain(PretrainConfig.load(out / 'recipe.yaml', **p))
+        return pd.read_csv(out / 'metrics.csv')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n),
+           '-m', 'medvlp.cli', 'pretrain']
     r = subprocess.run(cmd + ['-f', str(out / 'recipe.yaml')] + cli_args(p), capture_output=True, text=True, env=env(), timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return pd.read_csv(out / 'metrics.csv')
