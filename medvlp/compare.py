@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_compare.ipynb 3
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
@@ -15,12 +15,13 @@ import yaml
 import matplotlib.pyplot as plt
 
 from .data import CHEXPERT5, read_file
-from .metrics import score_matrices, bootstrap_counts, percentile_interval, weighted_metrics, retrieval_ranks
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, kit_root, data_record,
-                         interval_cell, write_table)
+from .metrics import (score_matrices, bootstrap_counts, percentile_interval, weighted_metrics, retrieval_ranks,
+                            boot_groups, subgroup_values)
+from .runs import (Params, DataParams, ImageParams, RunParams, BootstrapParams, Result, run_dir, start_run,
+                         kit_root, data_record, interval_cell, write_table)
 from .cache import embed_images
 from .pretrain import METHODS, PretrainConfig, pretrain, frozen_model, RUNTIME_PARAMS
-from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings
+from .evaluate import EvalTask, eval_task, task_data, study_embeddings, text_embeddings, with_meta
 from .zeroshot import zero_shot_scores
 from .probe import train_subset, fit_linear, head_scores
 from .prompt_tune import PromptTuneConfig, prompt_tune
@@ -47,7 +48,7 @@ def method_recipe(method: str) -> tuple[str, dict]:
 
 # %% ../nbs/08_compare.ipynb 9
 @dataclass
-class CompareConfig(RunParams, ImageParams, DataParams):
+class CompareConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     ("All parameters of a comparison; defaults: the tiny CI setting (CLIP and CXR-CLIP, one seed, 150 steps) on "
      "SynthCXR.")
     # METHODS names or YAML recipes; the first is the baseline
@@ -67,6 +68,8 @@ class CompareConfig(RunParams, ImageParams, DataParams):
     tune_prompts: bool = False
     # medvlp.prompt_tune parameters for it (e.g. epochs, n_ctx, loss)
     prompt_options: dict = field(default_factory=dict)
+    # metadata columns (SynthCXR: sex, age, site; a table's columns): each metric's worst group, as a column per method
+    subgroups: list = field(default_factory=list)
     n_boot: int = 1000             # paired bootstrap draws over test images and seeds behind each interval
     ci: float = 0.95               # confidence level of the intervals (0.95 = 95%)
     device: str = 'cpu'            # where the models are scored (training: Accelerate's choice)
@@ -119,9 +122,10 @@ class EvalSet:
 # %% ../nbs/08_compare.ipynb 19
 def eval_sets(cfg: CompareConfig) -> dict:
     "The validation set ('valid'), each task's test set and each probe fraction's set of `cfg`, by name."
-    data = dict(dataset=cfg.dataset, data_root=cfg.data_root, data_options=cfg.data_options)
+    data = dict(dataset=cfg.dataset, data_root=cfg.data_root,
+                data_options=with_meta(cfg.dataset, cfg.data_options, cfg.subgroups))
     tasks = [EvalTask('valid', 'retrieval', split='valid', **data)] + \
-            [eval_task(t, cfg.dataset, cfg.data_root, cfg.data_options, 'test', cfg.classes) for t in cfg.tasks]
+            [eval_task(t, cfg.dataset, cfg.data_root, data['data_options'], 'test', cfg.classes) for t in cfg.tasks]
     sets = {t.name: EvalSet(t.name, t.kind, *task_data(t)[:3]) for t in tasks}
     if cfg.probe_fractions:
         classes = cfg.classes or (CHEXPERT5 if cfg.dataset == 'synthcxr' else [])
@@ -178,15 +182,33 @@ def tuned_model(cfg: CompareConfig, pc: PretrainConfig) -> Path:
     return out/'model'
 
 # %% ../nbs/08_compare.ipynb 30
-def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, seed=0) -> pd.DataFrame:
+def _with_worst(s, a, W, attrs) -> dict:
+    "`set_metrics` of results `a` under weights `W`, plus `<metric> worst <attribute>`: the lowest group's, per draw."
+    out = set_metrics(s, a, W)
+    for attr, vals in attrs.items():
+        groups = [set_metrics(s, a, W * (vals == g)) for g in sorted(set(vals) - {''})]
+        if len(groups) < 2: continue
+        with np.errstate(all='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)     # a group without both classes has no AUROC
+            out.update({f'{k} worst {attr}': np.nanmin([g[k] for g in groups], 0) for k in groups[0]})
+    return out
+
+# %% ../nbs/08_compare.ipynb 32
+def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, seed=0, unit='patient',
+              subgroups=()) -> pd.DataFrame:
     ("Long table (method, metric, value, CI, paired difference from `baseline` with CI) of "
-     "`results[method][seed_index][set]`.")
+     "`results[method][seed_index][set]`; the draws resample `unit` (patients: all their images together) and seeds; "
+     "each metric's worst group of each attribute in `subgroups` is a metric too.")
     rng, rows = np.random.default_rng(seed), []
     n_seeds = len(results[baseline])
     for s in sets.values():
-        W = np.vstack([np.ones(len(s.y)), bootstrap_counts(len(s.y), n_boot, seed)])     # row 0: the data as it is
+        groups, used = boot_groups([st.patient_id for st in s.studies], unit)
+        W = np.vstack([np.ones(len(s.y)), bootstrap_counts(len(s.y), n_boot, seed, groups)])  # row 0: the data as it is
         J = rng.integers(0, n_seeds, (n_boot, n_seeds))                                     # each draw's seeds
-        per = {m: [set_metrics(s, r[s.name], W) for r in runs] for m, runs in results.items() if s.name in runs[0]}
+        attrs = {a: subgroup_values([st.meta.get(a, '') for st in s.studies]) for a in subgroups
+                 if any(a in st.meta for st in s.studies)}
+        per = {m: [_with_worst(s, r[s.name], W, attrs) for r in runs] for m, runs in results.items()
+               if s.name in runs[0]}
         boot = lambda v: v[J, np.arange(1, n_boot + 1)[:, None]].mean(1)
         for metric in per[baseline][0]:
             base = np.stack([d[metric] for d in per[baseline]])
@@ -196,13 +218,13 @@ def summarize(results: dict, sets: dict, baseline: str, n_boot=1000, ci=0.95, se
                                  **dict(zip(('ci_low', 'ci_high'), percentile_interval(boot(v), ci))),
                                  diff=(v - base)[:, 0].mean(),
                                  **dict(zip(('diff_low', 'diff_high'), percentile_interval(boot(v - base), ci))),
-                                 n_seeds=n_seeds, n_images=len(s.y)))
+                                 n_seeds=n_seeds, n_images=len(s.y), bootstrap_unit=used))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 33
+# %% ../nbs/08_compare.ipynb 35
 def _colour(lo, hi): return 'tab:green' if lo > 0 else 'tab:red' if hi < 0 else 'tab:gray'
 
-# %% ../nbs/08_compare.ipynb 35
+# %% ../nbs/08_compare.ipynb 37
 def plot_differences(table: pd.DataFrame, baseline: str):
     "Forest plot of each method's paired difference from `baseline` with its interval, one panel per metric."
     t = table[table.method != baseline]
@@ -222,7 +244,7 @@ def plot_differences(table: pd.DataFrame, baseline: str):
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25/fig.get_figheight()))   # room for the title
     return fig
 
-# %% ../nbs/08_compare.ipynb 37
+# %% ../nbs/08_compare.ipynb 39
 @dataclass(frozen=True)
 class Claim:
     ("A paper's claim as a test: `method` beats (`direction` 1) or trails (-1) `baseline` on `metric` of the "
@@ -234,7 +256,7 @@ class Claim:
     baseline: str = 'clip'
     direction: int = 1
 
-# %% ../nbs/08_compare.ipynb 39
+# %% ../nbs/08_compare.ipynb 41
 CLAIMS = [
     Claim('SLIP (Mu et al., 2022); MedSLIP', 'the SimCLR term raises the linear probe', 'slip', 'probe 100% AUROC'),
     Claim('CXR-CLIP (You et al., 2023)', 'ICL and TCL raise zero-shot classification', 'cxr_clip', '5x200 accuracy'),
@@ -251,7 +273,7 @@ CLAIMS = [
           'clip_finetune_lora', 'retrieval R@10', baseline='clip_finetune_full', direction=-1),
 ]
 
-# %% ../nbs/08_compare.ipynb 41
+# %% ../nbs/08_compare.ipynb 43
 def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFrame:
     "Each claim with its measured effect (the paired difference from `baseline`, the table's), interval and verdict."
     rows, have = [], {(r.method, r.metric): r for r in table.itertuples()}
@@ -267,7 +289,7 @@ def check_claims(table: pd.DataFrame, baseline: str, claims=CLAIMS) -> pd.DataFr
                          verdict=why or ('reproduced' if on else 'not reproduced' if off else 'inconclusive')))
     return pd.DataFrame(rows)
 
-# %% ../nbs/08_compare.ipynb 44
+# %% ../nbs/08_compare.ipynb 46
 def _run_record(label, pc, metrics, out, valid) -> dict:
     "One run of the grid as a row of runs.csv."
     h = pd.read_csv(Path(pc.output_dir)/'metrics.csv')
@@ -275,13 +297,13 @@ def _run_record(label, pc, metrics, out, valid) -> dict:
                 final_loss=metrics['final_loss'], wall_s=metrics['wall_s'], pairs_per_s=h.pairs_per_s.median(),
                 trainable_params=metrics.get('trainable_params'), folder=str(Path(pc.output_dir).relative_to(out)))
 
-# %% ../nbs/08_compare.ipynb 46
+# %% ../nbs/08_compare.ipynb 48
 def _valid_recall(model_dir, s: EvalSet) -> float:
     "Mean image-to-text R@1/5/10 on the validation set: the learning-rate choice."
     return float(np.mean(list(set_metrics(s, score_model(model_dir, {s.name: s})[s.name],
                                           np.ones(len(s.studies))).values())))
 
-# %% ../nbs/08_compare.ipynb 48
+# %% ../nbs/08_compare.ipynb 50
 def _cells(table, cols=('value', 'ci_low', 'ci_high'), fmt='.3f', bold=False) -> pd.DataFrame:
     "One row per method, one column per metric: `value [low, high]` (in bold where `bold` and the interval excludes 0)."
     def cell(r):
@@ -290,7 +312,7 @@ def _cells(table, cols=('value', 'ci_low', 'ci_high'), fmt='.3f', bold=False) ->
     return table.assign(cell=table.apply(cell, axis=1)).pivot(index='method', columns='metric', values='cell') \
         .reindex(index=list(dict.fromkeys(table.method)), columns=list(dict.fromkeys(table.metric))).fillna('')
 
-# %% ../nbs/08_compare.ipynb 50
+# %% ../nbs/08_compare.ipynb 52
 def results_table(table, runs) -> pd.DataFrame:
     ("The wide table: per method each metric's cell, the chosen learning rate, trainable parameters, mean wall time "
      "and pairs/s, run folder links.")
@@ -303,7 +325,7 @@ def results_table(table, runs) -> pd.DataFrame:
                                          include_groups=False)})
     return _cells(table).join(cost).fillna('').rename_axis('method')
 
-# %% ../nbs/08_compare.ipynb 52
+# %% ../nbs/08_compare.ipynb 54
 def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Path:
     "Write the tables, the forest plot and `report.md` of a comparison into `out`; the report's path."
     base = table.method.iloc[0]
@@ -314,7 +336,8 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
     lrs = cfg.lrs or "each recipe's own"
     setting = (f'{data}; budget {budget} of {cfg.batch_size} pairs; seeds {cfg.seeds}; learning rates {lrs} '
                f'(chosen on the validation split); test images {n}; '
-               f'{cfg.n_boot} paired bootstrap draws over images and seeds, {cfg.ci:.0%} intervals')
+               f'{cfg.n_boot} paired bootstrap draws over {"patients" if (table.bootstrap_unit == "patient").all() else "images"} '
+               f'(bootstrap_unit: {cfg.bootstrap_unit}) and seeds, {cfg.ci:.0%} intervals')
     write_table(out, 'results', table, results_table(table, runs), title=f'# Comparison\n\n{setting}', index=False)
     diff = _cells(table[table.method != base], ('diff', 'diff_low', 'diff_high'), '+.3f', bold=True)
     write_table(out, 'differences', table[table.method != base], diff,
@@ -329,7 +352,7 @@ def write_report(out: Path, cfg: CompareConfig, table, runs, claims, sets) -> Pa
     (out/'report.md').write_text(report)
     return out/'report.md'
 
-# %% ../nbs/08_compare.ipynb 54
+# %% ../nbs/08_compare.ipynb 56
 def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Result:
     ("Train (or reuse) every method x seed x learning rate of `cfg`, score each chosen model on the same test sets, "
      "write the comparison; its `Result` has tables `table`, `runs` and `claims`.")
@@ -356,7 +379,9 @@ def compare(cfg: CompareConfig | str | Path | None = None, **overrides) -> Resul
                     zs = {k: s for k, s in tests.items() if s.kind == 'multiclass'}
                     results.setdefault(f'{label}+prompt', []).append(
                         score_model(tuned_model(cfg, pc), zs, seed, cfg.device, 'tuned'))
-        table, runs = summarize(results, tests, next(iter(recipes)), cfg.n_boot, cfg.ci), pd.DataFrame(runs)
+        table, runs = (summarize(results, tests, next(iter(recipes)), cfg.n_boot, cfg.ci, unit=cfg.bootstrap_unit,
+                                 subgroups=cfg.subgroups),
+                       pd.DataFrame(runs))
         claims = check_claims(table, next(iter(recipes)))
         write_report(out, cfg, table, runs, claims, tests)
         run.record.update(data={k: data_record(s.studies) for k, s in sets.items()}, recipes=recipes)

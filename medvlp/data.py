@@ -246,8 +246,8 @@ def _classes(values, label_map=None, sep=None):
 # %% ../nbs/00_data.ipynb 63
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
-               label_map=None, label_sep=None, where=None) -> Studies:
-    "Read a CSV/JSONL table of studies through a column mapping into a list of `Study`."
+               label_map=None, label_sep=None, where=None, meta=None) -> Studies:
+    "Read a CSV/JSONL table of studies through a column mapping into a list of `Study` (`meta`: columns kept as text)."
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
     if label_column is None and (label_map is not None or label_sep):
         raise ValueError('label_map and label_sep need a label_column')
@@ -255,7 +255,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
     wanted = (imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
-              + _cols(label_column) + list(where or {}))
+              + _cols(label_column) + list(where or {}) + _cols(meta))
     missing = [c for c in wanted if c not in df.columns]
     if missing: raise DataError(f'{path}: missing column(s) {missing}; the table has {list(df.columns)}'
                                 f'{_sep_hint(df.columns, sep)}', str(path))
@@ -286,7 +286,8 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
                 images=ims, texts=tx, labels=lab,
                 patient_id=str(r[patient]) if patient else '', study_id=str(r[study]) if study else str(i),
                 split=str(r[split]) if split else 'train',
-                masks={k: str(root/r[c]) for k, c in masks.items() if str(r[c]).strip()}))
+                masks={k: str(root/r[c]) for k, c in masks.items() if str(r[c]).strip()},
+                meta={c: _str(r[c]).strip() for c in _cols(meta)}))
         except DataError as e:
             if on_bad == 'raise': raise
             skipped.append((row, e.path or str(path), str(e)))

@@ -850,14 +850,16 @@ image paths relative to the table's folder or image_root""")
 def csv_table(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
               split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
               encoding='utf-8', sep=',', image_root=None, label_column=None, label_map=None, label_sep=None,
-              where=None) -> Studies:
-    "Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`."
+              where=None, meta=None) -> Studies:
+    ("Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`; `meta`: "
+     "columns kept (e.g. sex, site) for subgroups.")
     root = _root(root, 'csv')
     if root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
     if split_column is None and 'split' in read_frame(root, encoding, sep).columns: split_column = 'split'
     st = read_table(root, image=image, text=text, labels=labels, patient=patient, study=study, split=split_column,
                     masks=masks, root=image_root, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding,
-                    sep=sep, label_column=label_column, label_map=label_map, label_sep=label_sep, where=where)
+                    sep=sep, label_column=label_column, label_map=label_map, label_sep=label_sep, where=where,
+                    meta=meta)
     for s in st:
         s.split = (canonical_split(s.split, f'{root}: study {s.study_id}, column {split_column!r}') if split_column
                    else hash_split(s.patient_id or s.study_id, fracs, seed))

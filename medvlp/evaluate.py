@@ -13,11 +13,14 @@ from .zeroshot import (ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CL
                              text_classifier, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
 from .metrics import (TASKS, score_matrices, float_tensor, bootstrap_ci, classification_metrics, confusion,
-                            retrieval_ranks, retrieval_metrics)
+                            retrieval_ranks, retrieval_metrics, boot_groups, subgroup_metrics, calibration_metrics,
+                            calibration_pairs, reliability, fit_temperature, apply_temperature, choose_threshold,
+                            operating_point)
 
 # %% auto 0
 __all__ = ['KINDS', 'PRESETS', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
-           'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'EvalConfig', 'evaluate']
+           'plot_confusion', 'plot_retrieval_grid', 'plot_embedding_map', 'with_meta', 'EvalConfig', 'evaluate',
+           'plot_reliability', 'clip_benchmark_record']
 
 # %% ../nbs/05_eval.ipynb 10
 import json, time, hashlib, textwrap
@@ -26,11 +29,11 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
-from .datasets import DATASETS, SPLITS, load_dataset
+from .datasets import DATASETS, SPLITS, load_dataset, hash_split
 from .data import image_transform
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable,
-                         data_fingerprint)
-from .pretrain import default_model, frozen_model
+from .runs import (Params, DataParams, ImageParams, RunParams, BootstrapParams, Result, run_dir, start_run,
+                         shareable, data_fingerprint)
+from .pretrain import default_model, frozen_model, add_to_card
 from .cache import tower_transform
 from .probe import task_targets
 
@@ -57,6 +60,7 @@ PRESETS = {t.name: t for t in [
     EvalTask('rsna', 'binary', data_options=dict(subset='rsna'), split='all', classes=CLASSES_RSNA),
     EvalTask('multilabel', 'multilabel', classes=CLASSES_MULTILABEL),
     EvalTask('retrieval', 'retrieval', data_options=dict(subset='retrieval'), split='all'),
+    EvalTask('sites', 'binary', data_options=dict(subset='sites'), split='all', classes=['Normal', 'Pleural Effusion']),
     EvalTask('chexpert_5x200', 'multiclass', 'chexpert5x200', split='all', classes=CLASSES_5X200),
     EvalTask('rsna_pneumonia', 'binary', 'rsna_pneumonia', classes=CLASSES_RSNA),
     EvalTask('mimic_retrieval', 'retrieval', 'mimic_cxr')]}
@@ -223,8 +227,15 @@ def plot_embedding_map(emb, y, classes, method='pca', class_emb=None, seed=0):
     return fig
 
 # %% ../nbs/05_eval.ipynb 47
+def with_meta(dataset, data_options, columns) -> dict:
+    "`data_options` plus `meta` naming `columns` when the `dataset` adapter takes it (a table's); else as they are."
+    import inspect
+    if not columns or 'meta' not in inspect.signature(DATASETS[dataset]).parameters: return dict(data_options)
+    return {**data_options, 'meta': list(dict.fromkeys([*data_options.get('meta', []), *columns]))}
+
+# %% ../nbs/05_eval.ipynb 50
 @dataclass
-class EvalConfig(RunParams, ImageParams, DataParams):
+class EvalConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     "All parameters of an evaluation run; defaults: the default model on SynthCXR's 5x200, RSNA and retrieval sets."
     model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     tasks: list = field(default_factory=lambda: ['5x200', 'rsna', 'retrieval'])  # presets (PRESETS) or kinds (KINDS)
@@ -232,6 +243,10 @@ class EvalConfig(RunParams, ImageParams, DataParams):
     classes: list = field(default_factory=list)       # the kinds' classes; [] = the labels positive somewhere
     prompts: str | dict = 'hand'   # hand | ensemble | medclip | tuned | {class: prompt(s)} | {task: any of those}
     compare: list = field(default_factory=lambda: list(PROMPT_KINDS))  # prompt kinds scored side by side
+    # metadata columns scored group by group, with the worst group's gap (SynthCXR: sex, age, site; a CSV's columns)
+    subgroups: list = field(default_factory=list)
+    # binary tasks' operating point: a threshold chosen on validation for this specificity, reported on test
+    specificity: float = 0.9
     ks: list = field(default_factory=lambda: [1, 5, 10])  # retrieval R@k (a pairs folder's hit@k: [1, 10, 50])
     n_boot: int = 1000             # bootstrap resamples of the test studies behind each interval; 0 = no intervals
     seed: int = 0                  # seeds the bootstrap, the retrieval figure's queries and the embedding map
@@ -246,32 +261,33 @@ class EvalConfig(RunParams, ImageParams, DataParams):
     _choices = dict(split=(*SPLITS, 'all'), embedding_map=('pca', 'tsne', 'none'))
     _positive = ('batch_size', 'n_examples')
     _nonneg = ('n_boot', 'seed', 'image_size')
-    _fraction = ('ci',)
+    _fraction = ('ci', 'specificity')
 
     def task_list(self) -> list:
-        "The `EvalTask`s of `tasks`."
-        return [eval_task(t, self.dataset, self.data_root, self.data_options, self.split, self.classes)
-                for t in self.tasks]
+        "The `EvalTask`s of `tasks` (a table's adapter also keeps the `subgroups` columns)."
+        opts = with_meta(self.dataset, self.data_options, self.subgroups)
+        return [eval_task(t, self.dataset, self.data_root, opts, self.split, self.classes) for t in self.tasks]
 
-# %% ../nbs/05_eval.ipynb 50
+# %% ../nbs/05_eval.ipynb 53
 def _task_prompts(prompts, task):
     if isinstance(prompts, dict) and prompts and set(prompts) <= set(PRESETS) | set(KINDS):
         if task not in prompts: raise ValueError(f'prompts is per task {list(prompts)} and lacks {task!r}')
         return prompts[task]
     return prompts
 
-# %% ../nbs/05_eval.ipynb 52
-def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task):
-    "Metrics of zero-shot `kind` with prompts `p`, and the `compare` prompt kinds' headline rows appended to `comp`."
+# %% ../nbs/05_eval.ipynb 55
+def _classify(model, img, y, classes, kind, p, comp, cfg, mdir, task, groups=None):
+    ("Metrics of zero-shot `kind` with prompts `p` (intervals over `groups`), and the `compare` prompt kinds' headline "
+     "rows appended to `comp`.")
     s = zero_shot_scores(model, img, classes, p, mdir, kind)
-    m = classification_metrics(y, s, classes, kind, cfg.n_boot, cfg.seed, cfg.ci)
+    m = classification_metrics(y, s, classes, kind, cfg.n_boot, cfg.seed, cfg.ci, groups=groups)
     for c in dict.fromkeys([_label(p)] + cfg.compare):
         mc = m if c == _label(p) else classification_metrics(y, zero_shot_scores(model, img, classes, c, mdir, kind),
-                                                              classes, kind, cfg.n_boot, cfg.seed, cfg.ci)
+                                                              classes, kind, cfg.n_boot, cfg.seed, cfg.ci, groups=groups)
         comp.append(mc.loc[['accuracy', 'auroc_macro', 'f1_macro']].assign(task=task, prompts=c))
     return s, m
 
-# %% ../nbs/05_eval.ipynb 54
+# %% ../nbs/05_eval.ipynb 57
 def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> Result:
     ("Zero-shot and retrieval metrics with bootstrap CIs of `cfg.model_dir` (`cfg`: a config, dict or recipe path), "
      "written as tables, figures and a manifest; its `Result` holds each task's values as metrics and its tables by "
@@ -292,27 +308,127 @@ def evaluate(cfg: EvalConfig | str | Path | None = None, **overrides) -> Result:
     model.to(cfg.device)
     with start_run(cfg, 'eval') as run: return _score(cfg, tasks, model, mdir, run)
 
-# %% ../nbs/05_eval.ipynb 56
+# %% ../nbs/05_eval.ipynb 59
+def _attributes(studies, names, task) -> dict:
+    "{attribute: each study's value} of the metadata columns `names`; a clear error for a column the studies lack."
+    have = sorted({k for s in studies for k, v in s.meta.items() if isinstance(v, (str, int, float))})
+    if bad := [a for a in names if a not in have]:
+        raise ValueError(f'subgroups: {bad} not among the columns of {task.dataset} ({task.name}); its studies carry '
+                         f'{have} (a table: its columns are kept when named in subgroups)')
+    return {a: [s.meta.get(a, '') for s in studies] for a in names}
+
+# %% ../nbs/05_eval.ipynb 61
+def _validation(task, studies, score_fn):
+    ("(validation (y, scores), test rows, where the validation came from): the dataset's validation split for a task "
+     "on the test split, else a third of the task's patients.")
+    if task.split == 'test':
+        st, _, yv, _ = task_data(replace(task, split='valid'))
+        return (yv, score_fn(st)), np.arange(len(studies)), f'{task.dataset} valid split ({len(st)} studies)'
+    v = np.array([hash_split(s.patient_id or s.study_id, (0, 1, 2)) == 'valid' for s in studies])
+    return v, np.flatnonzero(~v), f'a third of the patients ({int(v.sum())} studies; the rest is the test)'
+
+def _clinical(task, studies, y, s, groups, score_fn, cfg) -> tuple:
+    ("(calibration table, operating point table or None, reliability data) of zero-shot scores `s` of `task`; a "
+     "string saying why when there is no validation set with both classes.")
+    try: val, te, source = _validation(task, studies, score_fn)
+    except ValueError as e: return f'no validation set: {e}'
+    yv, sv = val if isinstance(val, tuple) else (y[val], s[val])
+    if len(set(np.asarray(yv).tolist())) < 2 or not len(te):
+        return f'the validation set ({source}) needs two classes and the test set a study'
+    yt, st, gt = y[te], s[te], None if groups is None else [groups[i] for i in te]
+    t = fit_temperature(yv, sv, task.kind)
+    kw = dict(n_boot=cfg.n_boot, seed=cfg.seed, ci=cfg.ci, groups=gt)
+    cal = pd.concat({w: calibration_metrics(yt, p, task.kind, **kw) for w, p in
+                     (('before', st), ('after', apply_temperature(st, t)))}, names=['temperature']).reset_index()
+    cal = cal.assign(task=task.name, fitted_temperature=t, validation=source, n_test=len(te))
+    rel = {w: reliability(*calibration_pairs(yt, p, task.kind)) for w, p in (('before', st), ('after', apply_temperature(st, t)))}
+    if task.kind != 'binary': return cal, None, rel
+    thr = choose_threshold(yv, sv[:, 1], specificity=cfg.specificity)
+    op = operating_point(yt, st[:, 1], thr, **kw).reset_index().assign(
+        task=task.name, target=f'specificity {cfg.specificity:g} on validation', threshold=thr, validation=source)
+    return cal, op, rel
+
+# %% ../nbs/05_eval.ipynb 63
+def plot_reliability(rel: dict):
+    "Reliability diagrams: task -> {'before'|'after': `reliability` table}; the diagonal is perfect calibration."
+    fig, axes = plt.subplots(1, len(rel), figsize=(4 * len(rel), 4), squeeze=False)
+    for ax, (task, r) in zip(axes[0], rel.items()):
+        for (w, d), c in zip(r.items(), ('tab:red', 'tab:blue')):
+            ax.plot(d.mean_prob, d.frac_pos, 'o-', color=c, ms=4, label=f'{w} temperature')
+        ax.plot([0, 1], [0, 1], 'k:', lw=0.8)
+        ax.set(xlabel='predicted probability', ylabel='fraction positive', title=task, xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_eval.ipynb 65
+def clip_benchmark_record(task: EvalTask, table: pd.DataFrame, model_dir, sha256, y=None, scores=None) -> dict:
+    "A task's result in CLIP_benchmark's JSON layout and metric names (`scores`: the class probabilities, for acc5)."
+    iv = lambda k: [float(table.loc[k, 'ci_low']), float(table.loc[k, 'ci_high'])]
+    if task.kind == 'retrieval':
+        ks = sorted(int(k.split('@')[1]) for k in table.index if k.startswith('text_to_image_R@'))
+        names = {f'image_retrieval_recall@{k}': f'text_to_image_R@{k}' for k in ks}
+        names |= {f'text_retrieval_recall@{k}': f'image_to_text_R@{k}' for k in ks}
+        kind, notes = 'zeroshot_retrieval', ('texts are the de-duplicated reports; an image matches its own report, a '
+                                             'text every image whose report it is')
+    else:
+        names, kind, notes = dict(acc1='accuracy', mean_per_class_recall='recall_macro'), 'zeroshot_classification', \
+            f'{task.kind} zero-shot on {len(table)} metrics; acc1 is the arg-max accuracy'
+    metrics = {k: float(table.loc[v, 'value']) for k, v in names.items()}
+    intervals = {k: iv(v) for k, v in names.items()}
+    if task.kind == 'multiclass' and scores is not None and np.shape(scores)[1] >= 5:
+        metrics['acc5'] = float(np.mean([yi in row for yi, row in zip(y, np.argsort(-scores, 1)[:, :5])]))
+    return dict(dataset=f'{task.dataset}_{task.name}', model=Path(str(model_dir)).name, pretrained=sha256 or '',
+                task=kind, metrics=metrics, language='en', intervals=intervals, notes=notes)
+
+# %% ../nbs/05_eval.ipynb 68
+def _card(mdir, out, tasks, res, data, cfg) -> bool:
+    "Append this evaluation's headline figures, with intervals, and its subgroup gaps to `mdir`'s model card."
+    from medvlp.data import cache_dir
+    if Path(mdir).resolve().is_relative_to(cache_dir().resolve()): return False
+    lines = []
+    for t in tasks:
+        m, d = res[t.name], data[t.name]
+        keys = [k for k in m.index if k in ('accuracy', 'auroc_macro') or k.startswith('image_to_text_R@')]
+        lines.append(f"- {t.name} ({t.kind}, {d['used']} studies of {t.dataset}, {d['split']}; intervals over "
+                     f"{d['bootstrap_unit']}s): " + ', '.join(f'{k} {interval_cell(*m.loc[k])}' for k in keys))
+    if 'subgroups' in res:
+        gaps = res['subgroups'][res['subgroups'].group.str.startswith('gap')]
+        lines += [f'- {r.task}, {r.attribute} (the rest minus {r.worst}): {r.metric} '
+                  f'{interval_cell(r.value, r.ci_low, r.ci_high)}' for r in gaps.itertuples()]
+    return add_to_card(mdir, f'{time.strftime("%Y-%m-%d")}: evaluation `{out.name}`', lines)
+
+# %% ../nbs/05_eval.ipynb 70
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
-    res, long, comp, curves, cms, data, figs = {}, [], [], {}, {}, {}, {}
+    res, long, comp, curves, cms, data, figs, sub, cal, ops, rel = {}, [], [], {}, {}, {}, {}, [], [], [], {}
     for task in tasks:
         name, kind = task.name, task.kind
         studies, classes, y, info = task_data(task)
-        data[name] = dict(info, fingerprint=data_fingerprint(studies))
+        attrs = _attributes(studies, cfg.subgroups, task) if kind != 'retrieval' else {}
+        groups, unit = boot_groups([s.patient_id for s in studies], cfg.bootstrap_unit)
+        data[name] = dict(info, fingerprint=data_fingerprint(studies), bootstrap_unit=unit,
+                          patients=len(set(groups)) if groups else None)
         img = study_embeddings(model, studies, size, cfg.batch_size, cfg.cache)
         if kind == 'retrieval':
             txt = text_embeddings(model, classes)
             m = retrieval_metrics(img, txt, cfg.ks, n_boot=cfg.n_boot, seed=cfg.seed, ci=cfg.ci,
-                                  gt=None if len(classes) == len(studies) else y)
+                                  gt=None if len(classes) == len(studies) else y, groups=groups)
             label = 'retrieval'
             if 'retrieval_grid.png' not in figs: figs['retrieval_grid.png'] = plot_retrieval_grid(
                 studies, classes, img, txt, cfg.n_examples, max(cfg.ks), cfg.seed, gt=y,
                 public=DATASETS[task.dataset].public)
         else:
             p = _task_prompts(cfg.prompts, name); label = _label(p)
-            s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name)
+            s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name, groups)
+            if attrs: sub.append(subgroup_metrics(y, s, classes, kind, attrs, cfg.n_boot, cfg.seed, cfg.ci, groups)
+                                 .assign(task=name))
+            if kind != 'multilabel':
+                r = _clinical(task, studies, y, s, groups, lambda st: zero_shot_scores(
+                    model, study_embeddings(model, st, size, cfg.batch_size, cfg.cache), classes, p, mdir, kind), cfg)
+                if isinstance(r, str): data[name]['calibration_skipped'] = r
+                else: cal.append(r[0]); ops += [r[1]] if r[1] is not None else []; rel[name] = r[2]
             curves[name] = (y, s, classes, kind)
             if kind != 'multilabel': res[f'confusion_{name}'] = cms[name] = confusion(y, s, classes, kind)
             if kind == 'multiclass' and cfg.embedding_map != 'none' and 'embedding_map.png' not in figs:
@@ -326,19 +442,60 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         d = data[task.name]
         md += [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '',
                f"{task.kind} on {d['dataset']} ({d['split']}): {d['used']} of {d['read']} studies" +
-               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else ''), '',
+               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else '') +
+               (f"; intervals resample the {d['patients']} patients (bootstrap_unit: patient)" if d['patients']
+                else '; intervals resample images (bootstrap_unit: image)'), '',
                _md_table(res[task.name], cfg.ci), '']
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
         cell = res['prompts'].apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high), axis=1).unstack('metric')
         write_table(out, 'prompts', res['prompts'], cell.reindex(res['prompts'].index.droplevel('metric').unique()))
         md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
+    if cal:
+        res['calibration'] = t = pd.concat(cal)[['task', 'temperature', 'metric', 'value', 'ci_low', 'ci_high',
+                                                  'fitted_temperature', 'n_test', 'validation']]
+        cell = t.assign(cell=[interval_cell(*r, '.4f') for r in t[['value', 'ci_low', 'ci_high']].values],
+                        col=t.metric.str.upper() + ' ' + t.temperature)
+        shown = cell.pivot(index=['task', 'fitted_temperature', 'n_test', 'validation'], columns='col', values='cell')
+        write_table(out, 'calibration', t, shown[['ECE before', 'ECE after', 'BRIER before', 'BRIER after']]
+                    .rename(columns=lambda c: c.replace('BRIER', 'Brier')).reset_index(),
+                    title=f'## Calibration (ECE over 15 equal-width bins, Brier; {cfg.ci:.0%} intervals; temperature '
+                          'fitted on validation, applied to test)', index=False)
+        md += [(out/'calibration.md').read_text(), '']
+        figs['calibration.png'] = plot_reliability(rel)
+    if ops:
+        res['operating_points'] = t = pd.concat(ops)[['task', 'target', 'threshold', 'metric', 'value', 'ci_low',
+                                                      'ci_high', 'validation']]
+        cell = t.assign(cell=[interval_cell(*r) for r in t[['value', 'ci_low', 'ci_high']].values])
+        write_table(out, 'operating_points', t, cell.pivot(index=['task', 'target', 'threshold'], columns='metric',
+                                                            values='cell').reset_index(),
+                    title='## Operating points (threshold chosen on validation, figures on test)', index=False)
+        md += [(out/'operating_points.md').read_text(), '']
+    if sub:
+        res['subgroups'] = t = pd.concat(sub)[['task', 'attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high',
+                                               'worst']]
+        cell = t.assign(cell=[interval_cell(*r[:3]) + (f' ({r[3]})' if r[3] else '')
+                              for r in t[['value', 'ci_low', 'ci_high', 'worst']].values])
+        write_table(out, 'subgroups', t, cell.pivot(index=['task', 'attribute', 'group', 'n'], columns='metric',
+                                                     values='cell').reset_index(),
+                    title=f'## Subgroups ({cfg.ci:.0%} intervals; gap: the rest minus the worst group, named, paired)',
+                    index=False)
+        md += [(out/'subgroups.md').read_text(), '']
     (out/'metrics.md').write_text(shareable('\n'.join(md), out))
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
     for f, fig in figs.items(): fig.savefig(out/f, dpi=110); plt.close(fig)
-    run.record.update(data=data, model_dir=str(mdir), model_sha256=_weights_sha256(mdir),
+    sha = _weights_sha256(mdir)
+    _card(mdir, out, tasks, res, data, cfg)
+    for t in tasks:
+        y_s = curves.get(t.name, (None, None))[:2]
+        (out/f'clip_benchmark_{t.name}.json').write_text(json.dumps(
+            clip_benchmark_record(t, res[t.name], mdir, sha, *y_s), indent=1))
+    run.record.update(data=data, model_dir=str(mdir), model_sha256=sha,
                       tasks=[asdict(t) for t in tasks], image_size=size,
                       files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else [])
-                                   + list(figs)))
+                                   + (['subgroups.csv', 'subgroups.md'] if sub else [])
+                                   + (['calibration.csv', 'calibration.md'] if cal else [])
+                                   + (['operating_points.csv', 'operating_points.md'] if ops else [])
+                                   + [f'clip_benchmark_{t.name}.json' for t in tasks] + list(figs)))
     return Result(out, {t.name: res[t.name]['value'].to_dict() for t in tasks}, res)

@@ -12,9 +12,11 @@ import torch
 TASKS = ('multiclass', 'binary', 'multilabel')  # what a score matrix can be
 
 # %% auto 0
-__all__ = ['TASKS', 'percentile_interval', 'bootstrap_ci', 'bootstrap_counts', 'weighted_auroc', 'score_matrices',
-           'weighted_metrics', 'classification_metrics', 'confusion', 'float_tensor', 'retrieval_ranks',
-           'retrieval_metrics']
+__all__ = ['TASKS', 'BOOTSTRAP_UNITS', 'ECE_BINS', 'AGE_BINS', 'percentile_interval', 'bootstrap_ci', 'group_codes',
+           'boot_groups', 'bootstrap_counts', 'weighted_auroc', 'score_matrices', 'weighted_metrics',
+           'classification_metrics', 'calibration_pairs', 'reliability', 'calibration_metrics', 'apply_temperature',
+           'fit_temperature', 'choose_threshold', 'operating_point', 'subgroup_values', 'subgroup_metrics', 'confusion',
+           'float_tensor', 'retrieval_ranks', 'retrieval_metrics']
 
 # %% ../nbs/00_metrics.ipynb 6
 def _boot_index(n, n_boot, seed) -> np.ndarray:
@@ -31,26 +33,51 @@ def percentile_interval(values, ci) -> tuple[float, float]:
     return float(lo), float(hi)
 
 # %% ../nbs/00_metrics.ipynb 10
-def bootstrap_ci(fn, *arrays, n_boot=1000, seed=0, ci=0.95, vectorized=False) -> tuple[float, float]:
-    "Percentile bootstrap interval `(low, high)` of `fn(*arrays)`, resampling rows of all `arrays` together."
+def bootstrap_ci(fn, *arrays, n_boot=1000, seed=0, ci=0.95, vectorized=False, groups=None) -> tuple[float, float]:
+    ("Percentile bootstrap interval `(low, high)` of `fn(*arrays)`, resampling rows of all `arrays` together; with "
+     "`groups` (a group per row), whole groups.")
     if not arrays: raise ValueError('bootstrap_ci: pass at least one array to resample')
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f'bootstrap_ci: arrays differ in length: {[len(a) for a in arrays]}')
     if not 0 < ci < 1: raise ValueError(f'bootstrap_ci: ci must be in (0, 1), got {ci}')
+    if groups is not None:  # resamples differ in length: one at a time (a vectorized fn reduces its last axis)
+        rows = [np.repeat(np.arange(n), w) for w in bootstrap_counts(n, n_boot, seed, groups).astype(int)]
+        return percentile_interval([fn(*[a[r] for a in arrays]) for r in rows], ci)
     idx = _boot_index(n, n_boot, seed)
     vals = fn(*[a[idx] for a in arrays]) if vectorized else [fn(*[a[i] for a in arrays]) for i in idx]
     return percentile_interval(vals, ci)
 
 # %% ../nbs/00_metrics.ipynb 14
-def bootstrap_counts(n, n_boot, seed) -> np.ndarray:
-    "Bootstrap resamples as how often each of the `n` rows is drawn, `[n_boot, n]` (the same draws as `bootstrap_ci`)."
-    idx = _boot_index(n, n_boot, seed)
-    return np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(),
-                       minlength=n * n_boot).reshape(n_boot, n).astype(float)
+BOOTSTRAP_UNITS = ('patient', 'image')  # what a bootstrap resamples
+
+def group_codes(groups, n) -> tuple[np.ndarray, int]:
+    "Each of the `n` rows' group (0.., in order of first appearance) and the number of groups; `None`: a group per row."
+    if groups is None: return np.arange(n), n
+    codes, uniq = pd.factorize(np.asarray(groups, dtype=object))
+    if len(codes) != n: raise ValueError(f'groups has {len(codes)} entries for {n} rows')
+    if (codes < 0).any(): raise ValueError(f'groups: row {int(np.argmax(codes < 0))} has no group (None or NaN)')
+    return codes, len(uniq)
 
 # %% ../nbs/00_metrics.ipynb 16
+def boot_groups(patient_ids, unit='patient') -> tuple:
+    ("(groups, unit used) for the bootstrap: the patient ids with `unit='patient'` when every row has one, else "
+     "(None, 'image').")
+    if unit not in BOOTSTRAP_UNITS: raise ValueError(f'bootstrap_unit={unit!r}: expected one of {BOOTSTRAP_UNITS}')
+    ids = [str(p) if p is not None else '' for p in patient_ids]
+    return (ids, 'patient') if unit == 'patient' and ids and all(ids) else (None, 'image')
+
+# %% ../nbs/00_metrics.ipynb 17
+def bootstrap_counts(n, n_boot, seed, groups=None) -> np.ndarray:
+    ("Bootstrap resamples as how often each of the `n` rows is drawn, `[n_boot, n]` (the same draws as `bootstrap_ci`); "
+     "with `groups`, whole groups are drawn and each row counts as often as its group.")
+    codes, g = group_codes(groups, n)
+    idx = np.random.default_rng(seed).integers(0, g, (n_boot, g))
+    counts = np.bincount((idx + g * np.arange(n_boot)[:, None]).ravel(), minlength=g * n_boot).reshape(n_boot, g)
+    return counts[:, codes].astype(float)
+
+# %% ../nbs/00_metrics.ipynb 21
 def weighted_auroc(y, s, w) -> np.ndarray:
     ("AUROC of scores `s` for 0/1 labels `y` under each row of weights `w` ([B, N]); ties count one half; nan "
      "without both classes.")
@@ -66,7 +93,7 @@ def weighted_auroc(y, s, w) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
 
-# %% ../nbs/00_metrics.ipynb 20
+# %% ../nbs/00_metrics.ipynb 25
 def score_matrices(y_true, scores, classes, task, threshold):
     "Validated `(Y, S, P)`: one-hot truth, ranking scores and 0/1 predictions, each `[N, C]`."
     if task not in TASKS: raise ValueError(f'task={task!r} is not one of {TASKS}')
@@ -95,7 +122,7 @@ def score_matrices(y_true, scores, classes, task, threshold):
     if task == 'multiclass': P = np.eye(C, dtype=bool)[s.argmax(1)]
     return Y, s, P
 
-# %% ../nbs/00_metrics.ipynb 22
+# %% ../nbs/00_metrics.ipynb 27
 def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
     ("Every metric of `classification_metrics` for `score_matrices`' (Y, S, P) under each row of bootstrap weights "
      "`w` [B, N]: name -> [B].")
@@ -114,21 +141,125 @@ def weighted_metrics(Y, S, P, w, classes, task='multiclass') -> dict:
         out.update({f'{name}[{c}]': m[:, i] for i, c in enumerate(classes)})
     return out
 
-# %% ../nbs/00_metrics.ipynb 24
+# %% ../nbs/00_metrics.ipynb 29
 def classification_metrics(y_true, scores, classes, task='multiclass', n_boot=1000, seed=0, ci=0.95,
-                           threshold=0.5, max_cells=2**24) -> pd.DataFrame:
-    "Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs."
+                           threshold=0.5, max_cells=2**24, groups=None) -> pd.DataFrame:
+    ("Accuracy, macro/micro AUROC, macro F1/precision/recall and per-class precision/recall/AUROC with bootstrap CIs "
+     "(resampling whole `groups`, e.g. patients, when given).")
     Y, S, P = score_matrices(y_true, scores, classes, task, threshold)
     classes, (N, C) = list(classes), Y.shape
     compute = lambda w: weighted_metrics(Y, S, P, w, classes, task)
     value = {k: float(v[0]) for k, v in compute(np.ones((1, N))).items()}
-    W, chunk = bootstrap_counts(N, n_boot, seed), max(1, max_cells // (N * C))
+    W, chunk = bootstrap_counts(N, n_boot, seed, groups), max(1, max_cells // (N * C))
     boots = [compute(W[i:i + chunk]) for i in range(0, n_boot, chunk)]
     rows = ({k: (value[k], *percentile_interval(np.concatenate([b[k] for b in boots]), ci)) for k in value} if n_boot
             else {k: (value[k], np.nan, np.nan) for k in value})
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
-# %% ../nbs/00_metrics.ipynb 30
+# %% ../nbs/00_metrics.ipynb 35
+ECE_BINS = 15  # equal-width probability bins of the ECE and the reliability diagram
+
+def calibration_pairs(y_true, probs, task) -> tuple[np.ndarray, np.ndarray]:
+    "(outcome 0/1, probability): binary, the positive class's probability; multiclass, the top class's and if it is right."
+    p, y = np.asarray(probs, float), np.asarray(y_true)
+    if task == 'binary': return (y == 1).astype(float), (p[:, 1] if p.ndim == 2 else p)
+    if task != 'multiclass': raise ValueError(f'calibration: task={task!r}; expected binary or multiclass')
+    return (p.argmax(1) == y).astype(float), p.max(1)
+
+def reliability(outcome, prob, n_bins=ECE_BINS, w=None) -> pd.DataFrame:
+    "Per non-empty equal-width bin of `prob` (weights `w`): its weight, mean probability and fraction of positive outcomes."
+    w = np.ones(len(prob)) if w is None else np.asarray(w, float)
+    b = np.clip((np.asarray(prob) * n_bins).astype(int), 0, n_bins - 1)
+    n, sp, so = (np.bincount(b, x, n_bins) for x in (w, w * prob, w * outcome))
+    keep = n > 0
+    return pd.DataFrame(dict(bin=np.arange(n_bins)[keep], weight=n[keep], mean_prob=sp[keep] / n[keep],
+                             frac_pos=so[keep] / n[keep]))
+
+# %% ../nbs/00_metrics.ipynb 36
+def calibration_metrics(y_true, probs, task, n_boot=1000, seed=0, ci=0.95, groups=None) -> pd.DataFrame:
+    "ECE (`ECE_BINS` equal-width bins) and Brier score of class `probs` with bootstrap intervals (whole `groups`)."
+    o, q = calibration_pairs(y_true, probs, task)
+    p, y = np.asarray(probs, float), np.asarray(y_true)
+    sq = ((q - o) ** 2 if task == 'binary' else ((p - np.eye(p.shape[1])[y]) ** 2).sum(1))
+    def stats(w):
+        r = reliability(o, q, w=w)
+        return (r.weight * (r.frac_pos - r.mean_prob).abs()).sum() / r.weight.sum(), (w * sq).sum() / w.sum()
+    W = bootstrap_counts(len(o), n_boot, seed, groups)
+    boot = np.array([stats(w) for w in W]) if n_boot else np.full((0, 2), np.nan)
+    rows = {k: (v, *percentile_interval(boot[:, i], ci)) for i, (k, v) in enumerate(zip(('ece', 'brier'),
+                                                                                     stats(np.ones(len(o)))))}
+    return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
+
+# %% ../nbs/00_metrics.ipynb 40
+def apply_temperature(probs, t) -> np.ndarray:
+    "`probs` ([N, C] class probabilities) with the logits divided by the temperature `t`."
+    z = np.log(np.clip(np.asarray(probs, float), 1e-12, None)) / t
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+def fit_temperature(y_true, probs, task='multiclass') -> float:
+    "The temperature (0.05 to 20) minimising the negative log-likelihood of `probs` for `y_true` (binary: 0/1)."
+    from scipy.optimize import minimize_scalar
+    p, y = np.asarray(probs, float), np.asarray(y_true).astype(int)
+    if task == 'binary' and p.ndim == 1: p = np.stack([1 - p, p], 1)
+    nll = lambda lt: -np.log(np.clip(apply_temperature(p, np.exp(lt))[np.arange(len(y)), y], 1e-12, None)).mean()
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method='bounded').x))
+
+# %% ../nbs/00_metrics.ipynb 43
+def choose_threshold(y_valid, s_valid, specificity=None, sensitivity=None) -> float:
+    "The score threshold on validation reaching `specificity` (or `sensitivity`) with the best of the other."
+    if (specificity is None) == (sensitivity is None): raise ValueError('pass one of specificity or sensitivity')
+    fpr, tpr, thr = skm.roc_curve(np.asarray(y_valid), np.asarray(s_valid), drop_intermediate=False)
+    if specificity is not None: ok, best = fpr <= 1 - specificity, tpr
+    else: ok, best = tpr >= sensitivity, 1 - fpr
+    return float(thr[np.flatnonzero(ok)[np.argmax(best[ok])]])
+
+def operating_point(y_true, scores, threshold, n_boot=1000, seed=0, ci=0.95, groups=None) -> pd.DataFrame:
+    "Sensitivity, specificity, PPV and NPV of `scores >= threshold` for 0/1 `y_true`, with bootstrap intervals."
+    y, p = np.asarray(y_true) == 1, np.asarray(scores) >= threshold
+    W = np.vstack([np.ones(len(y)), bootstrap_counts(len(y), n_boot, seed, groups)])
+    tp, fp, fn, tn = (W @ (a & b).astype(float) for a, b in ((y, p), (~y, p), (y, ~p), (~y, ~p)))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        m = dict(sensitivity=tp / (tp + fn), specificity=tn / (tn + fp), ppv=tp / (tp + fp), npv=tn / (tn + fn))
+    rows = {k: (v[0], *percentile_interval(v[1:], ci)) for k, v in m.items()}
+    return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
+
+# %% ../nbs/00_metrics.ipynb 46
+AGE_BINS = ([0, 40, 60, 75, 200], ['<40', '40-59', '60-74', '75+'])
+
+def subgroup_values(values) -> np.ndarray:
+    "An attribute's values as group labels (text; blank = none): numbers with more than 6 values in `AGE_BINS`' bins."
+    v = pd.Series([str(x).strip() for x in values], dtype=object)
+    num = pd.to_numeric(v, errors='coerce')
+    if num[v != ''].notna().all() and num.nunique() > 6:
+        return pd.cut(num, AGE_BINS[0], right=False, labels=AGE_BINS[1]).astype(object).fillna('').to_numpy(object)
+    return v.to_numpy(object)
+
+# %% ../nbs/00_metrics.ipynb 48
+def subgroup_metrics(y_true, scores, classes, task, attributes: dict, n_boot=1000, seed=0, ci=0.95, groups=None,
+                     metrics=('accuracy', 'auroc_macro'), threshold=0.5) -> pd.DataFrame:
+    ("Each group's `metrics` of each attribute (name -> a value per row) with intervals, and the worst group's gap to "
+     "the rest with a paired interval: attribute, group, n, metric, value, ci_low, ci_high, worst.")
+    Y, S, P = score_matrices(y_true, scores, classes, task, threshold)
+    W = np.vstack([np.ones(len(Y)), bootstrap_counts(len(Y), n_boot, seed, groups)])   # row 0: the data as it is
+    score = lambda mask: weighted_metrics(Y, S, P, W * mask, list(classes), task)
+    rows = []
+    for attr, vals in attributes.items():
+        vals = subgroup_values(vals)
+        per = {g: score(vals == g) for g in sorted(set(vals) - {''})}
+        for g, m in per.items():
+            rows += [dict(attribute=attr, group=g, n=int((vals == g).sum()), metric=k, value=m[k][0],
+                          **dict(zip(('ci_low', 'ci_high'), percentile_interval(m[k][1:], ci))), worst='')
+                     for k in metrics]
+        for k in metrics if len(per) > 1 else ():
+            worst = min(per, key=lambda g: np.nan_to_num(per[g][k][0], nan=np.inf))
+            gap = score((vals != worst) & (vals != ''))[k] - per[worst][k]
+            rows.append(dict(attribute=attr, group='gap: rest - worst', n=int((vals != '').sum()), metric=k,
+                             value=gap[0], **dict(zip(('ci_low', 'ci_high'), percentile_interval(gap[1:], ci))),
+                             worst=worst))
+    return pd.DataFrame(rows, columns=['attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high', 'worst'])
+
+# %% ../nbs/00_metrics.ipynb 52
 def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
     "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
     if task == 'multilabel':
@@ -137,12 +268,12 @@ def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.D
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
 
-# %% ../nbs/00_metrics.ipynb 34
+# %% ../nbs/00_metrics.ipynb 58
 def float_tensor(x) -> torch.Tensor:
     "`x` (a tensor or array-like) as a float32 CPU tensor, detached."
     return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
-# %% ../nbs/00_metrics.ipynb 36
+# %% ../nbs/00_metrics.ipynb 60
 @torch.no_grad()
 def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
     "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
@@ -165,23 +296,29 @@ def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chun
     ranks = torch.cat(ranks).numpy()
     return (ranks, torch.cat(top).numpy()) if topk else ranks
 
-# %% ../nbs/00_metrics.ipynb 40
+# %% ../nbs/00_metrics.ipynb 64
 def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95,
-                      gt=None) -> pd.DataFrame:
-    "Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries."
+                      gt=None, groups=None) -> pd.DataFrame:
+    ("Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries (whole `groups` "
+     "of images, e.g. patients, when given; a text goes with the first image it belongs to).")
     il = None if gt is None else np.asarray(gt)
     if gt is None and len(image_emb) != len(text_emb):
         raise ValueError(f'{len(image_emb)} images and {len(text_emb)} texts: pass gt (the text index of each image)')
     if il is not None and len(il) != len(image_emb):
         raise ValueError(f'gt has {len(il)} entries for {len(image_emb)} images')
     tl = None if gt is None else np.arange(len(text_emb))
+    ig = tg = None
+    if groups is not None:
+        ig = np.asarray(groups, dtype=object)
+        tg = ig if gt is None else np.array([dict(zip(il[::-1], ig[::-1])).get(t, '') for t in tl], dtype=object)
     rows = {}
-    for name, r in (('image_to_text', retrieval_ranks(image_emb, text_emb, il, tl, chunk)),
-                    ('text_to_image', retrieval_ranks(text_emb, image_emb, tl, il, chunk))):
+    for name, r, g in (('image_to_text', retrieval_ranks(image_emb, text_emb, il, tl, chunk), ig),
+                       ('text_to_image', retrieval_ranks(text_emb, image_emb, tl, il, chunk), tg)):
+        g = None if g is None else g[~np.isnan(r)]
         r = r[~np.isnan(r)]
         stats = {f'{name}_R@{k}': (lambda x, k=k: (x <= k).mean(-1)) for k in ks}
         stats.update({f'{name}_mean_rank': lambda x: x.mean(-1), f'{name}_median_rank': lambda x: np.median(x, -1)})
         for key, fn in stats.items():
-            rows[key] = (float(fn(r)), *(bootstrap_ci(fn, r, n_boot=n_boot, seed=seed, ci=ci, vectorized=True)
+            rows[key] = (float(fn(r)), *(bootstrap_ci(fn, r, n_boot=n_boot, seed=seed, ci=ci, vectorized=True, groups=g)
                                          if n_boot else (np.nan, np.nan)))
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')

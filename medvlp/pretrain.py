@@ -32,10 +32,11 @@ from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'PEAK_TFLOPS', 'Method', 'PretrainConfig', 'GlobalBatchSampler',
-           'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model', 'compute_loss',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'pretrain', 'save_figures',
-           'default_model', 'frozen_model', 'peak_tflops', 'count_flops', 'bench_setup', 'benchmark', 'scaling']
+__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'CARD_MARK', 'PEAK_TFLOPS', 'Method', 'PretrainConfig',
+           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model',
+           'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'pretrain',
+           'write_model_card', 'add_to_card', 'save_figures', 'default_model', 'frozen_model', 'peak_tflops',
+           'count_flops', 'bench_setup', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -639,6 +640,45 @@ def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
     return rec
 
 # %% ../nbs/02_pretrain.ipynb 105
+CARD_MARK = '<!-- medvlp model card: evaluation runs append below -->'
+
+def write_model_card(folder, cfg, studies, metrics) -> Path:
+    "Write `folder/README.md`: the model card of a pretraining run of `cfg` on `studies` ending with `metrics`."
+    from medvlp.runs import data_record
+    d = data_record(studies)
+    hub = cfg.init_from if cfg.init_from and not Path(cfg.init_from).exists() and '/' in cfg.init_from else ''
+    start = (f'`{hub}` (the hub)' if hub else 'a local checkpoint' if cfg.init_from else
+             f'{cfg.image_tower} and {cfg.text_tower} towers from random initialisation')
+    header = dict(library_name='medvlp', license='apache-2.0' if cfg.dataset == 'synthcxr' and not cfg.init_from else 'other',
+                  tags=['medvlp', 'vision-language', 'medical-imaging', 'zero-shot-image-classification', cfg.method],
+                  **({'base_model': hub} if hub else {}))
+    splits = ', '.join(f'{k} {v}' for k, v in (d['splits'] or {}).items()) or 'as the dataset splits them'
+    text = ['---', yaml.safe_dump(header, sort_keys=False).strip(), '---', '', f'# {cfg.run_name}', '',
+            f'A dual encoder trained by medvlp with the `{cfg.method}` recipe, starting from {start}.', '',
+            '## Training data', '', f'{cfg.dataset}: {d["n_studies"]} studies ({splits}); studies fingerprint '
+            f'(sha256 over their ids, image files and texts) `{d["fingerprint"]}`.', '',
+            '## Objective and budget', '', f'Loss: `{cfg.method}`; {metrics["steps"]} steps of {cfg.batch_size} pairs, '
+            f'learning rate {cfg.lr:g} ({cfg.optimizer}), precision {cfg.precision}, seed {cfg.seed}; final loss '
+            f'{metrics["final_loss"]:.4f}; {metrics["trainable_params"]:,} of {metrics["total_params"]:,} parameters '
+            'trained. The run folder holds every parameter (`params.yaml`) and the manifest.', '',
+            '## Intended use and limits', '', 'Research on medical vision-language pretraining methods: comparing '
+            'recipes, probing representations. Not a medical device and not for clinical decisions.' +
+            (' Trained on SynthCXR, synthetic chest X-rays with templated reports: its figures say nothing about real '
+             'images.' if cfg.dataset == 'synthcxr' else ' Its figures hold for data like its training data only.'),
+            '', '## Evaluation results', '', CARD_MARK, '']
+    (Path(folder)/'README.md').write_text('\n'.join(text))
+    return Path(folder)/'README.md'
+
+def add_to_card(folder, title, lines) -> bool:
+    "Append `title` and `lines` under the evaluation results of `folder`'s medvlp card; False when it has none."
+    card = Path(folder)/'README.md'
+    try:
+        if CARD_MARK not in card.read_text(): return False
+        with open(card, 'a') as f: f.write('\n'.join([f'### {title}', '', *lines, '', '']))
+        return True
+    except OSError: return False
+
+# %% ../nbs/02_pretrain.ipynb 108
 def _finish(loop, run, studies, t_start) -> dict:
     ("Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write "
      "metrics and figures.")
@@ -654,6 +694,7 @@ def _finish(loop, run, studies, t_start) -> dict:
                    wall_s=time.time() - t_start, **{f'{k}_params': v for k, v in count_parameters(model).items()})
     if acc.is_main_process:
         model.save_pretrained(out/'model')
+        write_model_card(out/'model', cfg, studies, metrics)
         if cfg.zero_shot and cfg.dataset in ('synthcxr', 'chexpert'):
             accuracy, y, pred, classes = zero_shot_5x200(model, cfg)
             metrics['zero_shot_5x200_acc'] = accuracy
@@ -668,7 +709,7 @@ def _finish(loop, run, studies, t_start) -> dict:
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 107
+# %% ../nbs/02_pretrain.ipynb 110
 def _fit(acc, cfg, run, studies, t_start) -> dict:
     ("The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a "
      "checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or "
@@ -697,7 +738,7 @@ def _fit(acc, cfg, run, studies, t_start) -> dict:
     bar.close()
     return _finish(loop, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 109
+# %% ../nbs/02_pretrain.ipynb 112
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -716,19 +757,21 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 111
+# %% ../nbs/02_pretrain.ipynb 114
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
     import hashlib, medvlp
     cfg = PretrainConfig.make(**overrides)
-    key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
+    from medvlp.synthcxr import VERSION   # a new corpus version is new data: the model is trained again
+    key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)] + ([VERSION] if cfg.dataset == 'synthcxr' else []),
+                                    sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('models', f'{cfg.run_name}-{key}')
     with FileLock(str(out) + '.lock'):
         if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 113
+# %% ../nbs/02_pretrain.ipynb 116
 def frozen_model(model_dir='', image_size=None):
     ("(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source "
      "`DualEncoder.from_pretrained` reads ('' = default).")
@@ -737,7 +780,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size or model.image.image_size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 117
+# %% ../nbs/02_pretrain.ipynb 120
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -757,18 +800,18 @@ def _open_clip_model(model, cfg):
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 119
+# %% ../nbs/02_pretrain.ipynb 122
 # dense bf16 tensor cores
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}
 
-# %% ../nbs/02_pretrain.ipynb 121
+# %% ../nbs/02_pretrain.ipynb 124
 def peak_tflops(device) -> float | None:
     "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
     if torch.device(device).type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
-# %% ../nbs/02_pretrain.ipynb 123
+# %% ../nbs/02_pretrain.ipynb 126
 def count_flops(fn) -> float:
     ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products, convolutions and "
      "attention, forward and backward).")
@@ -780,7 +823,7 @@ def count_flops(fn) -> float:
     with FlopCounterMode(display=False, custom_mapping=cpu) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 126
+# %% ../nbs/02_pretrain.ipynb 129
 def _loop_row(cfg, steps, rounds) -> float:
     ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
      "steps after the first.")
@@ -790,7 +833,7 @@ def _loop_row(cfg, steps, rounds) -> float:
                      zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
-# %% ../nbs/02_pretrain.ipynb 128
+# %% ../nbs/02_pretrain.ipynb 131
 @contextmanager
 def bench_setup(cfg):
     ("(accelerator, model, batch, step) for `cfg`: the model in training mode on the device, its first training batch, "
@@ -812,7 +855,7 @@ def bench_setup(cfg):
         yield acc, model, b, step
     finally: _reset_accelerate()
 
-# %% ../nbs/02_pretrain.ipynb 130
+# %% ../nbs/02_pretrain.ipynb 133
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
      "loop.")
@@ -847,7 +890,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
                                   gflop_per_pair=rows[0]['gflop_per_pair']))
         return _bench_frame(rows, acc, cfg, model).round(4)
 
-# %% ../nbs/02_pretrain.ipynb 132
+# %% ../nbs/02_pretrain.ipynb 135
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -861,7 +904,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
-# %% ../nbs/02_pretrain.ipynb 134
+# %% ../nbs/02_pretrain.ipynb 137
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -877,7 +920,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 140
+# %% ../nbs/02_pretrain.ipynb 143
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "

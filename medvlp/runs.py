@@ -17,9 +17,9 @@ import yaml
 from .data import Studies, read_file
 
 # %% auto 0
-__all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'repo_root', 'kit_root', 'run_dir', 'run_lock',
-           'data_fingerprint', 'git_state', 'data_record', 'manifest', 'shareable', 'anchored', 'Run', 'start_run',
-           'Result', 'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
+__all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'BootstrapParams', 'repo_root', 'kit_root', 'run_dir',
+           'run_lock', 'data_fingerprint', 'git_state', 'data_record', 'manifest', 'shareable', 'anchored', 'Run',
+           'start_run', 'Result', 'markdown_table', 'interval_cell', 'write_table', 'show_run', 'step_memory_mib']
 
 # %% ../nbs/00_runs.ipynb 6
 def _type_name(t) -> str: return getattr(t, '__name__', str(t))
@@ -147,7 +147,19 @@ class RunParams(Params):
     output_dir: str = ''       # the run folder itself; '' = <runs>/<run_name>
 
 
-# %% ../nbs/00_runs.ipynb 22
+# %% ../nbs/00_runs.ipynb 21
+@dataclass
+class BootstrapParams(Params):
+    "What the bootstrap intervals resample."
+    # patient: all of a patient's images together (images where a study has no patient id); image: each image alone
+    bootstrap_unit: str = 'patient'
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bootstrap_unit not in ('patient', 'image'):
+            raise ValueError(f"parameter bootstrap_unit={self.bootstrap_unit!r}: expected one of ('patient', 'image')")
+
+# %% ../nbs/00_runs.ipynb 25
 def repo_root(start=None):
     "The checkout containing `start` (default: cwd), or None."
     p = Path(start or Path.cwd()).resolve()
@@ -159,7 +171,7 @@ def kit_root():
     import medvlp
     return repo_root(Path(medvlp.__file__).parent)
 
-# %% ../nbs/00_runs.ipynb 24
+# %% ../nbs/00_runs.ipynb 27
 def run_dir(run, output_dir='') -> Path:
     ("A run's output folder: `output_dir` if set, else `<runs>/<name>`, runs being `$MEDVLP_RUNS` or `outputs/runs` "
      "in the checkout; `run` is a name or a config with both.")
@@ -167,7 +179,7 @@ def run_dir(run, output_dir='') -> Path:
     return (Path(output_dir) if output_dir
             else Path(os.environ.get('MEDVLP_RUNS') or (repo_root() or Path.cwd())/'outputs'/'runs')/run)
 
-# %% ../nbs/00_runs.ipynb 27
+# %% ../nbs/00_runs.ipynb 30
 @contextmanager
 def run_lock(out: Path):
     ("Hold `out`'s run lock for the duration of a run: a second run into the same folder fails, naming the folder "
@@ -189,7 +201,7 @@ def run_lock(out: Path):
     finally: owner.unlink(missing_ok=True); lock.release()
 
 
-# %% ../nbs/00_runs.ipynb 30
+# %% ../nbs/00_runs.ipynb 33
 def data_fingerprint(studies) -> str:
     "sha256 over the ordered (study id, image paths, texts) of `studies`."
     import hashlib
@@ -197,7 +209,7 @@ def data_fingerprint(studies) -> str:
     for s in studies: h.update(json.dumps([s.study_id, s.images, s.texts]).encode())
     return h.hexdigest()
 
-# %% ../nbs/00_runs.ipynb 32
+# %% ../nbs/00_runs.ipynb 35
 def git_state(root=None) -> dict:
     "The commit and dirty flag of the checkout at `root` (default: the one holding the medvlp code), when there is one."
     root = root or kit_root()
@@ -208,10 +220,10 @@ def git_state(root=None) -> dict:
         return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
     except Exception: return dict(commit=None, dirty=None)
 
-# %% ../nbs/00_runs.ipynb 34
+# %% ../nbs/00_runs.ipynb 37
 PACKAGES = ('medvlp', 'torch', 'transformers', 'timm', 'peft', 'accelerate', 'sklearn', 'numpy', 'pandas')
 
-# %% ../nbs/00_runs.ipynb 36
+# %% ../nbs/00_runs.ipynb 39
 def data_record(studies) -> dict:
     "What a manifest records of a list of studies: their number, rows, fingerprint, splits and label table."
     lt = getattr(studies, 'label_table', None)
@@ -219,7 +231,7 @@ def data_record(studies) -> dict:
                 fingerprint=data_fingerprint(studies), splits=getattr(studies, 'split_counts', None),
                 label_table=None if lt is None else lt.to_dict('records'))
 
-# %% ../nbs/00_runs.ipynb 38
+# %% ../nbs/00_runs.ipynb 41
 def manifest(cfg, studies=None, data=None, **extra) -> dict:
     ("A run's manifest: git state, `PACKAGES` versions, seed, parameters (a config or dict), its studies (one list, "
      "or name -> list) or `data`, device, `extra`.")
@@ -233,7 +245,7 @@ def manifest(cfg, studies=None, data=None, **extra) -> dict:
                 device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                 **extra)
 
-# %% ../nbs/00_runs.ipynb 42
+# %% ../nbs/00_runs.ipynb 45
 _ABS_PATH = re.compile(r'(?<![\w.:/~-])/[^\s\'",;:|)\]}`]+')
 
 def shareable(obj, out):
@@ -244,7 +256,7 @@ def shareable(obj, out):
     if isinstance(obj, os.PathLike): obj = os.fspath(obj)
     return _ABS_PATH.sub(lambda m: os.path.relpath(m.group(), out), obj) if isinstance(obj, str) else obj
 
-# %% ../nbs/00_runs.ipynb 45
+# %% ../nbs/00_runs.ipynb 48
 def anchored(path: str, folder) -> str:
     ("A `path` that `shareable` wrote relative to `folder`, absolute again when it exists there; otherwise (absolute, "
      "a hub id) as given.")
@@ -252,7 +264,7 @@ def anchored(path: str, folder) -> str:
     return str(p.resolve()) if not Path(str(path)).is_absolute() and p.exists() else str(path)
 
 
-# %% ../nbs/00_runs.ipynb 48
+# %% ../nbs/00_runs.ipynb 51
 @dataclass
 class Run:
     "A run folder taken by `start_run`: where to write (`out`), the command, and what its manifest will record."
@@ -260,7 +272,7 @@ class Run:
     command: str
     record: dict = field(default_factory=dict)   # keywords of `manifest`: studies, data, wall_s, ...
 
-# %% ../nbs/00_runs.ipynb 50
+# %% ../nbs/00_runs.ipynb 53
 def _refuse_other(out: Path, command: str):
     ("Fail, naming `out`, if it holds another command's run, or a run that names no command (`params.yaml` or "
      "`manifest.json` without `run.json`).")
@@ -272,7 +284,7 @@ def _refuse_other(out: Path, command: str):
         raise RuntimeError(f'{out} holds a run that names no command ({old} without run.json), which a {command!r} '
                            'run would overwrite; choose another run_name or output_dir')
 
-# %% ../nbs/00_runs.ipynb 52
+# %% ../nbs/00_runs.ipynb 55
 @contextmanager
 def start_run(cfg, command: str, check=None, main=True):
     ("Take `cfg`'s run folder for `command` (lock, refusal of another run, `check(out)`, `run.json`, `params.yaml`); "
@@ -291,7 +303,7 @@ def start_run(cfg, command: str, check=None, main=True):
         (out/'manifest.json').write_text(json.dumps(shareable(manifest(cfg, command=command, **rec), out), indent=1,
                                                     default=str))
 
-# %% ../nbs/00_runs.ipynb 55
+# %% ../nbs/00_runs.ipynb 58
 @dataclass
 class Result:
     ("What every command returns: its run folder, headline `metrics`, `tables` by name (each also an attribute), and "
@@ -308,7 +320,7 @@ class Result:
         raise AttributeError(f'{type(self).__name__} has no attribute or table {name!r}; its tables: {list(tables)}')
 
 
-# %% ../nbs/00_runs.ipynb 58
+# %% ../nbs/00_runs.ipynb 61
 def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     "`df` as a GitHub Markdown table (a named or non-default index as the first column)."
     d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
@@ -319,12 +331,12 @@ def markdown_table(df: pd.DataFrame, floatfmt='.3f') -> str:
     lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/00_runs.ipynb 61
+# %% ../nbs/00_runs.ipynb 64
 def interval_cell(value, low, high, fmt='.3f') -> str:
     "`value [low, high]`, each formatted with `fmt`."
     return f'{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]'
 
-# %% ../nbs/00_runs.ipynb 64
+# %% ../nbs/00_runs.ipynb 67
 def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, title='', index=True) -> Path:
     "Write `df` to `out/name.csv` and as Markdown (`shown` if given, under `title`) to `out/name.md`; the CSV's path."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -334,7 +346,7 @@ def write_table(out, name, df: pd.DataFrame, shown: pd.DataFrame | None = None, 
     return out/f'{name}.csv'
 
 
-# %% ../nbs/00_runs.ipynb 67
+# %% ../nbs/00_runs.ipynb 70
 def show_run(out, *files) -> list:
     ("Display `files` of run folder `out` in the notebook, Markdown tables (.md) as Markdown and figures as images; "
      "the names found.")
@@ -344,7 +356,7 @@ def show_run(out, *files) -> list:
               for f in found])
     return found
 
-# %% ../nbs/00_runs.ipynb 70
+# %% ../nbs/00_runs.ipynb 73
 def step_memory_mib(fn, device, exclude=()) -> float:
     ("Run `fn`; on CUDA the peak memory it allocated, on CPU the bytes autograd saved for backward (unique storages, "
      "less `exclude`'s), in MiB.")

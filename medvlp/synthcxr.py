@@ -17,9 +17,9 @@ from .data import CHEXPERT_LABELS, CHEXPERT5, DataError, Studies, cache_dir, rea
 
 # %% auto 0
 __all__ = ['SIDE_SIGN', 'FINDING_LABEL', 'MASKED', 'DEVICES', 'VIEWS', 'PATHOLOGIES', 'OPACITY_CHILDREN', 'UNCERTAIN', 'NEGATION',
-           'MENTIONS', 'LABEL_COLS', 'MASK_COLS', 'COLUMNS', 'SUBSETS', 'VERSION', 'sample_anatomy', 'finding_attrs',
-           'sample_findings', 'draw_study', 'label_report', 'decide_labels', 'write_report', 'plan_corpus',
-           'default_root', 'generate_synthcxr', 'load_synthcxr']
+           'MENTIONS', 'SITES', 'LABEL_COLS', 'MASK_COLS', 'META_COLS', 'COLUMNS', 'SUBSETS', 'VERSION',
+           'sample_anatomy', 'finding_attrs', 'sample_findings', 'draw_study', 'label_report', 'decide_labels',
+           'write_report', 'plan_corpus', 'default_root', 'generate_synthcxr', 'load_synthcxr']
 
 # %% ../nbs/00_synthcxr.ipynb 6
 SIDE_SIGN = {'right': -1, 'left': 1}  # PA convention: the patient's right is on the image's left
@@ -870,30 +870,54 @@ def _cohort_rsna(rng, rows, n_rsna):
         rows.append(_study(rng, f'r{len(rows):05d}', 1, sample_anatomy(rng), t, 'rsna', **kw))
 
 # %% ../nbs/00_synthcxr.ipynb 177
+SITES = ('A', 'B', 'C')  # acquisition sites; the sites cohort's effusions are small at C
+
+def _cohort_sites(rng, rows, n):
+    "Append the sites cohort: `n` new patients per site, half with an effusion: small (severity 1) at site C, else large."
+    for k in rng.permutation(3*n):
+        site, pos = SITES[k // n], k % n < n // 2
+        t = sample_findings(rng, exclude=['effusion'])
+        if pos: t['effusion'] = finding_attrs('effusion', rng, sev=1 if site == 'C' else 3)
+        kw = dict(sure={'Pleural Effusion'}) if pos else dict(negate={'Pleural Effusion'})
+        rows.append(_study(rng, f's{len(rows):05d}', 1, sample_anatomy(rng), t, 'sites', **kw) | dict(site=site))
+
+# %% ../nbs/00_synthcxr.ipynb 179
+def _demographics(rows, seed):
+    "Give each row its patient's sex, age (18-90) and site, drawn at random from their own stream (`rows` in place)."
+    rng, seen = np.random.default_rng([seed, 27]), {}
+    for r in rows:
+        p = seen.setdefault(r['patient_id'], dict(sex=_choice(rng, ['F', 'M']), age=int(rng.integers(18, 91)),
+                                                  site=_choice(rng, SITES)))
+        r.update(sex=p['sex'], age=p['age'], site=r.get('site') or p['site'])
+
+# %% ../nbs/00_synthcxr.ipynb 181
 def plan_corpus(n_studies=3000, seed=0, n_per_class=200, n_rsna=200) -> list:
     "Everything about the corpus but the pixels: patients, studies, findings, labels, reports and splits."
     rng = np.random.default_rng(seed)
     rows = _main_cohort(rng, n_studies)
     _cohort_5x200(rng, rows, n_per_class)
     _cohort_rsna(rng, rows, n_rsna)
+    _cohort_sites(rng, rows, n_rsna)
     for r in rows:
         if r['cohort'] != 'main': r['split'] = 'test'
+    _demographics(rows, seed)
     return rows
 
-# %% ../nbs/00_synthcxr.ipynb 180
+# %% ../nbs/00_synthcxr.ipynb 184
 LABEL_COLS = CHEXPERT_LABELS
 _MASK_COL = {f: f'mask_{f}' for f in MASKED}                           # finding -> its mask column
 MASK_COLS = {FINDING_LABEL[f]: c for f, c in _MASK_COL.items()}         # label -> its mask column, for read_table
+META_COLS = ['sex', 'age', 'site']                                      # the patient's, for subgroups
 COLUMNS = ['study_id', 'patient_id', 'split', 'image', 'image2', 'findings', 'impression', *LABEL_COLS,
-           *MASK_COLS.values(), 'drawn']
+           *MASK_COLS.values(), *META_COLS, 'drawn']
 
-# %% ../nbs/00_synthcxr.ipynb 181
+# %% ../nbs/00_synthcxr.ipynb 185
 def _sha(b): return hashlib.sha256(b).hexdigest()
 
 def _png(arr) -> bytes:
     buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG', compress_level=6); return buf.getvalue()
 
-# %% ../nbs/00_synthcxr.ipynb 182
+# %% ../nbs/00_synthcxr.ipynb 186
 def _draw_task(task):
     "Worker: draw one study, write its PNGs under `task['dir']`, return {relative path: sha256}."
     d, sid, size = Path(task['dir']), task['study_id'], task['size']
@@ -905,10 +929,10 @@ def _draw_task(task):
         b = _png(arr); (d/rel).write_bytes(b); out[rel] = _sha(b)
     return out
 
-# %% ../nbs/00_synthcxr.ipynb 183
+# %% ../nbs/00_synthcxr.ipynb 187
 def _seed(seed, sid): return int(_sha(f'synthcxr:{seed}:{sid}'.encode())[:15], 16)
 
-# %% ../nbs/00_synthcxr.ipynb 184
+# %% ../nbs/00_synthcxr.ipynb 188
 def _row(r):
     "Study `r` of the plan as a row of the tables (`COLUMNS`)."
     sid, lab = r['study_id'], r['lab']
@@ -916,20 +940,21 @@ def _row(r):
              image2=f'images/{sid}_v2.png', findings=r['findings'], impression=r['impression'])
     d.update({L: _code(lab.get(L)) for L in LABEL_COLS})
     d.update({c: f'masks/{sid}_{f}.png' if f in r['findings_'] else '' for f, c in _MASK_COL.items()})
+    d.update({c: str(r[c]) for c in META_COLS})
     d['drawn'] = json.dumps(r['findings_'], sort_keys=True, separators=(',', ':'),
                             default=lambda o: o.item())  # numpy scalars as numbers
     return d
 
-# %% ../nbs/00_synthcxr.ipynb 187
+# %% ../nbs/00_synthcxr.ipynb 191
 SUBSETS = {'studies': 'studies.csv', '5x200': 'chexpert5x200.csv', 'rsna': 'rsna_pneumonia.csv',
-           'retrieval': 'retrieval.csv'}
-VERSION = 1  # bump on any change to what the generator writes
+           'retrieval': 'retrieval.csv', 'sites': 'sites.csv'}
+VERSION = 2  # bump on any change to what the generator writes
 
 def default_root(n_studies=3000, size=128, seed=0, n_per_class=200, n_rsna=200) -> Path:
     "Where `generate_synthcxr` keeps a corpus by default: a cache folder named by `VERSION` and the parameters."
     return cache_dir()/f'synthcxr-v{VERSION}-n{n_studies}-px{size}-seed{seed}-5x{n_per_class}-rsna{n_rsna}'
 
-# %% ../nbs/00_synthcxr.ipynb 190
+# %% ../nbs/00_synthcxr.ipynb 194
 def _check_params(n_studies, size, seed, n_per_class, n_rsna, workers) -> dict:
     "The corpus parameters as plain ints, once each (and `workers`) is checked to be an integer in range."
     for k, v, lo in (('n_studies', n_studies, 10), ('size', size, 32), ('seed', seed, 0),
@@ -939,13 +964,13 @@ def _check_params(n_studies, size, seed, n_per_class, n_rsna, workers) -> dict:
     return dict(n_studies=int(n_studies), size=int(size), seed=int(seed), n_per_class=int(n_per_class),
                 n_rsna=int(n_rsna))
 
-# %% ../nbs/00_synthcxr.ipynb 192
+# %% ../nbs/00_synthcxr.ipynb 196
 def _not_corpus(root):
     "The error for a `root` that holds something other than a finished corpus."
     return DataError(f'{root}: exists and is not a finished SynthCXR corpus (no meta.json); '
                      'remove it or pass force=True')
 
-# %% ../nbs/00_synthcxr.ipynb 193
+# %% ../nbs/00_synthcxr.ipynb 197
 def _reuse(root, params):
     "`root` when its corpus was made by this `VERSION` with `params`; else a DataError saying what differs."
     try: meta = json.loads((root/'meta.json').read_text())
@@ -959,7 +984,7 @@ def _reuse(root, params):
                              'pass force=True to replace it, or use another root')
     return root
 
-# %% ../nbs/00_synthcxr.ipynb 195
+# %% ../nbs/00_synthcxr.ipynb 199
 def _draw_all(tmp, rows, size, seed, workers) -> dict:
     "Draw every study of `rows` into `tmp` (in `workers` processes if more than one); {relative path: sha256}."
     tasks = [dict(dir=str(tmp), study_id=r['study_id'], anat=r['anat'], findings=r['findings_'], size=size,
@@ -971,22 +996,23 @@ def _draw_all(tmp, rows, size, seed, workers) -> dict:
     else: done = [_draw_task(t) for t in tasks]
     return {k: v for d in done for k, v in d.items()}
 
-# %% ../nbs/00_synthcxr.ipynb 196
+# %% ../nbs/00_synthcxr.ipynb 200
 def _tables(rows) -> dict:
     "The tables of a plan by subset: main cohort, 5x200, pneumonia, and the test studies with unique reports."
     df = pd.DataFrame([_row(r) for r in rows], columns=COLUMNS)
     cohort = np.array([r['cohort'] for r in rows])
     main, test = df[cohort == 'main'], df[(cohort == 'main') & (df['split'] == 'test')]
     return {'studies': main, '5x200': df[cohort == '5x200'], 'rsna': df[cohort == 'rsna'],
-            'retrieval': test[~(test['findings'] + ' ' + test['impression']).duplicated()]}
+            'retrieval': test[~(test['findings'] + ' ' + test['impression']).duplicated()],
+            'sites': df[cohort == 'sites']}
 
-# %% ../nbs/00_synthcxr.ipynb 198
+# %% ../nbs/00_synthcxr.ipynb 202
 def _prevalence(df):
     "The fraction of `df`'s rows with each label positive, uncertain, negative or blank."
     kinds = (('pos', '1'), ('unc', '-1'), ('neg', '0'), ('blank', ''))
     return {L: {k: round(float((df[L] == v).mean()), 4) for k, v in kinds} for L in LABEL_COLS}
 
-# %% ../nbs/00_synthcxr.ipynb 199
+# %% ../nbs/00_synthcxr.ipynb 203
 def _meta(params, tables, hashes, workers, t0) -> dict:
     "The content of meta.json for a corpus of `tables` whose files have the sha256 `hashes`."
     main, splits = tables['studies'], ('train', 'valid', 'test')
@@ -995,13 +1021,13 @@ def _meta(params, tables, hashes, workers, t0) -> dict:
                   **{f'{s}_studies': int((main['split'] == s).sum()) for s in splits},
                   **{f'{s}_patients': int(main.loc[main['split'] == s, 'patient_id'].nunique()) for s in splits},
                   chexpert5x200=len(tables['5x200']), rsna_pneumonia=len(tables['rsna']),
-                  retrieval=len(tables['retrieval']))
+                  retrieval=len(tables['retrieval']), sites=len(tables['sites']))
     return dict(name='SynthCXR', version=VERSION, params=params,
                 image_format='8-bit grayscale PNG', views={'image': 'PA', 'image2': 'AP'}, mask_view='image',
                 counts=counts, prevalence={s: _prevalence(main[main['split'] == s]) for s in splits},
                 fingerprint=fp, wall_s=round(time.time() - t0, 2), workers=workers)
 
-# %% ../nbs/00_synthcxr.ipynb 201
+# %% ../nbs/00_synthcxr.ipynb 205
 def _publish(tmp, root, force):
     "Move the finished corpus `tmp` to `root` in one rename; a concurrent winner's corpus is kept."
     if force and root.exists():
@@ -1013,7 +1039,7 @@ def _publish(tmp, root, force):
         shutil.rmtree(tmp, ignore_errors=True)
         if not (root/'meta.json').exists(): raise _not_corpus(root)
 
-# %% ../nbs/00_synthcxr.ipynb 203
+# %% ../nbs/00_synthcxr.ipynb 207
 def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=200, n_rsna=200, workers=2,
                       force=False) -> Path:
     "Write the SynthCXR corpus (PNGs, masks, CSVs, meta.json) to `root` and return it; reuse a finished one."
@@ -1039,7 +1065,7 @@ def generate_synthcxr(root=None, n_studies=3000, size=128, seed=0, n_per_class=2
         shutil.rmtree(tmp, ignore_errors=True); raise
     return root
 
-# %% ../nbs/00_synthcxr.ipynb 209
+# %% ../nbs/00_synthcxr.ipynb 213
 def load_synthcxr(root=None, subset='studies', split=None) -> Studies:
     "Read a SynthCXR subset ('studies', '5x200', 'rsna', 'retrieval') as `Study` records; make the default if needed."
     if subset not in SUBSETS: raise ValueError(f'subset={subset!r}: expected one of {list(SUBSETS)}')
@@ -1053,7 +1079,8 @@ def load_synthcxr(root=None, subset='studies', split=None) -> Studies:
     path = root/SUBSETS[subset]
     # the generator wrote every file: one listing per folder (not a header read per file) checks they are all there
     st = read_table(path, image=['image', 'image2'], text=['findings', 'impression'], labels=LABEL_COLS,
-                    patient='patient_id', study='study_id', split='split', masks=MASK_COLS, check_files=False)
+                    patient='patient_id', study='study_id', split='split', masks=MASK_COLS, meta=META_COLS,
+                    check_files=False)
     have = {str(root/d/n) for d in ('images', 'masks') if (root/d).is_dir() for n in os.listdir(root/d)}
     for s in st:
         if gone := next((p for p in [*s.images, *s.masks.values()] if p not in have), None):

@@ -64,6 +64,11 @@ def test_eval_on_a_pairs_folder_by_papermill_parameters(pairs, tmp_path):
     assert man['tasks'][0] == dict(name='retrieval', kind='retrieval', dataset='pairs_folder', data_root=os.path.relpath(pairs, out),
                                    data_options={}, split='valid', classes=[])
     assert '6 distinct texts' in (out / 'metrics.md').read_text()
+    card = (res.model_dir / 'README.md').read_text()   # the model card: written by pretraining, added to by the evaluation
+    assert 'evaluation `eval`' in card and '- retrieval (retrieval, 18 studies of pairs_folder' in card, card
+    assert str(pairs) not in card and str(tmp_path) not in card
+    cb = json.loads((out / 'clip_benchmark_retrieval.json').read_text())
+    assert cb['task'] == 'zeroshot_retrieval' and cb['metrics']['text_retrieval_recall@10'] == 1.0
 
 
 def test_unknown_notebook_parameter_fails_naming_it(tmp_path):
@@ -84,7 +89,7 @@ def write_table(root):
         kind = list(KINDS)[i % 3]
         _image(kind, i, root / 'images' / f'{i}.png')
         rows.append(dict(path=f'{i}.png', report=KINDS[kind][(i // 3) % 2], finding=FINDING[kind], patient=f'p{i // 2}',
-                         modality='CT' if i % 12 == 11 else 'X-ray'))
+                         modality='CT' if i % 12 == 11 else 'X-ray', sex='F' if i % 4 < 2 else 'M', site='AB'[i // 6 % 2]))
         if i in (6, 7): rows[-1]['report'] = f"{NAME}, MRN {MRN}: {rows[-1]['report']}"   # one patient's two reports name him
     pd.DataFrame(rows).to_csv(root / 'meta.csv', index=False)
     return root
@@ -116,6 +121,15 @@ def test_zero_shot_and_prompt_tuning_on_a_csv(table, tmp_path):
     assert man['data']['multiclass']['used'] == 66 and man['data']['multiclass']['dropped'] == 0   # 6 CT rows filtered out
     acc = r.tables['multiclass'].loc['accuracy']
     assert 0 <= acc.ci_low <= acc.value <= acc.ci_high <= 1
+    sg = evaluate(model_dir=res.model_dir, tasks=['multiclass'], split='all', classes=classes, n_boot=100, compare=[],
+                  subgroups=['sex', 'site'], output_dir=str(tmp_path / 'eval_sub'), embedding_map='none', **data)
+    t = sg.tables['subgroups'].set_index(['attribute', 'group', 'metric'])
+    assert t.loc[('sex', 'F', 'accuracy'), 'n'] + t.loc[('sex', 'M', 'accuracy'), 'n'] == 66   # the table's own columns
+    assert t.loc[('site', 'gap: rest - worst', 'accuracy'), 'worst'] in ('A', 'B')
+    assert json.loads((tmp_path / 'eval_sub' / 'manifest.json').read_text())['data']['multiclass']['bootstrap_unit'] == 'patient'
+    with pytest.raises(ValueError, match=r"meta.csv: missing column\(s\) \['race'\]; the table has"):
+        evaluate(model_dir=res.model_dir, tasks=['multiclass'], split='all', classes=classes, n_boot=0, subgroups=['race'],
+                 output_dir=str(tmp_path / 'eval_bad'), **data)
     assert list(r.tables['confusion_multiclass'].index) == classes and r.tables['confusion_multiclass'].values.sum() == 66
     pt = prompt_tune(model_dir=res.model_dir, classes=classes, n_ctx=4, init='', epochs=3, n_boot=50, test_split='valid',
                      output_dir=str(tmp_path / 'pt'), progress=False, **data)

@@ -17,16 +17,22 @@ def test_compare_on_a_csv_by_papermill_then_reused_by_the_cli(tmp_path):
                   overrides=dict(emb_dim=32, warmup_steps=3, log_every=5), dataset='csv', data_root=str(tmp_path / 'meta.csv'),
                   data_options=_options(tmp_path), tasks=['multiclass', 'retrieval'], classes=['Pneumonia', 'COVID-19', 'Normal'],
                   probe_fractions=[1.0], tune_prompts=True, prompt_options=dict(n_ctx=4, init='', epochs=3), n_boot=200,
-                  output_dir=str(out))
+                  subgroups=['site'], output_dir=str(out))
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(params))
     r = subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '08_compare.ipynb'), str(tmp_path / 'out.ipynb'),
                         '-f', str(tmp_path / 'p.yaml'), '--cwd', str(tmp_path)], capture_output=True, text=True, env=env())  # from anywhere
     assert r.returncode == 0, r.stderr[-4000:]
     t = pd.read_csv(out / 'results.csv')
     assert list(dict.fromkeys(t.method)) == ['clip', 'clip+prompt', 'medclip', 'medclip+prompt']
-    assert set(t.metric) == {'multiclass AUROC', 'multiclass accuracy', 'retrieval R@1', 'retrieval R@5', 'retrieval R@10',
-                             'probe 100% AUROC', 'probe 100% accuracy'}
-    assert set(t[t.method.str.endswith('+prompt')].metric) == {'multiclass AUROC', 'multiclass accuracy'}   # a prompt changes zero-shot only
+    base = {'multiclass AUROC', 'multiclass accuracy', 'retrieval R@1', 'retrieval R@5', 'retrieval R@10',
+            'probe 100% AUROC', 'probe 100% accuracy'}
+    assert set(t.metric) == base | {f'{m} worst site' for m in base}     # the table's site column: each metric's worst site
+    worst = t.set_index(['method', 'metric']).value
+    assert all(worst[(m, f'{k} worst site')] <= worst[(m, k)] + 1e-12 for m, k in worst.index
+               if 'worst' not in k and 'AUROC' not in k)   # a mean's lowest group is at most the mean
+    assert set(t[t.method.str.endswith('+prompt')].metric) == {'multiclass AUROC', 'multiclass accuracy',
+                                                               'multiclass AUROC worst site', 'multiclass accuracy worst site'}
+    assert set(t.bootstrap_unit) == {'patient'}
     assert ((t.ci_low <= t.value + 1e-12) & (t.value <= t.ci_high + 1e-12)).all() and (t.n_seeds == 2).all()
     runs = pd.read_csv(out / 'runs.csv')
     assert len(runs) == 6 and runs.chosen.sum() == 4          # 2 methods x (2 rates at seed 0 + seed 1 at the chosen rate)
