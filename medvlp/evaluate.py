@@ -399,6 +399,44 @@ def _card(mdir, out, tasks, res, data, cfg) -> bool:
     return add_to_card(mdir, f'{time.strftime("%Y-%m-%d")}: evaluation `{out.name}`', lines)
 
 # %% ../nbs/05_eval.ipynb 70
+def _long_table(out, name, frames, index, column, title, fmt='.3f') -> pd.DataFrame:
+    "Concatenate `frames`, write them as `name`.csv and their interval cells pivoted (`index` x `column`) as `name`.md."
+    t = pd.concat(frames)
+    worst = t['worst'] if 'worst' in t else [''] * len(t)
+    cell = t.assign(cell=[interval_cell(v, lo, hi, fmt) + (f' ({w})' if w else '')
+                          for v, lo, hi, w in zip(t.value, t.ci_low, t.ci_high, worst)])
+    shown = cell.pivot(index=index, columns=column, values='cell')[list(dict.fromkeys(t[column]))]  # in their order
+    write_table(out, name, t, shown.reset_index(), title=title, index=False)
+    return t
+
+def _extra_tables(out, cfg, res, md, figs, cal, ops, sub, rel) -> list:
+    "Write the calibration, operating-point and subgroup tables (and the reliability figure); the files written."
+    ci, files = f'{cfg.ci:.0%} intervals', []
+    for name, frames, index, column, title, fmt in (
+            ('calibration', cal, ['task', 'fitted_temperature', 'n_test', 'validation'], 'measure',
+             f'## Calibration (ECE over 15 equal-width bins, Brier; {ci}; temperature fitted on validation, applied to '
+             'test)', '.4f'),
+            ('operating_points', ops, ['task', 'target', 'threshold'], 'metric',
+             f'## Operating points (threshold chosen on validation, figures on test; {ci})', '.3f'),
+            ('subgroups', sub, ['task', 'attribute', 'group', 'n'], 'metric',
+             f'## Subgroups ({ci}; gap: the rest minus the worst group, named, paired)', '.3f')):
+        if not frames: continue
+        if name == 'calibration': frames = [f.assign(measure=f.metric + ' ' + f.temperature) for f in frames]
+        res[name] = _long_table(out, name, frames, index, column, title, fmt)
+        md += [(out/f'{name}.md').read_text(), '']; files += [f'{name}.csv', f'{name}.md']
+    if rel: figs['calibration.png'] = plot_reliability(rel)
+    return files
+
+# %% ../nbs/05_eval.ipynb 71
+def _task_md(task, d, long, table, ci) -> list:
+    "The Markdown lines of one task: its heading, what was read and what the intervals resample, its table."
+    return [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({long.prompts.iloc[0]} prompts)'), '',
+            f"{task.kind} on {d['dataset']} ({d['split']}): {d['used']} of {d['read']} studies" +
+            (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else '') +
+            (f"; intervals resample the {d['patients']} patients (bootstrap_unit: patient)" if d['patients']
+             else '; intervals resample images (bootstrap_unit: image)'), '', _md_table(table, ci), '']
+
+# %% ../nbs/05_eval.ipynb 73
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
@@ -437,50 +475,14 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         res[name] = m
         long.append(m.reset_index().assign(task=name, prompts=label))
     pd.concat(long)[['task', 'prompts', 'metric', 'value', 'ci_low', 'ci_high']].to_csv(out/'metrics.csv', index=False)
-    md = [f'# Evaluation of `{mdir}`', '']
-    for task, m in zip(tasks, long):
-        d = data[task.name]
-        md += [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({m.prompts.iloc[0]} prompts)'), '',
-               f"{task.kind} on {d['dataset']} ({d['split']}): {d['used']} of {d['read']} studies" +
-               (f", {d['texts']} distinct texts" if task.kind == 'retrieval' else '') +
-               (f"; intervals resample the {d['patients']} patients (bootstrap_unit: patient)" if d['patients']
-                else '; intervals resample images (bootstrap_unit: image)'), '',
-               _md_table(res[task.name], cfg.ci), '']
+    md = [f'# Evaluation of `{mdir}`', ''] + [line for task, m in zip(tasks, long)
+                                               for line in _task_md(task, data[task.name], m, res[task.name], cfg.ci)]
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])
         cell = res['prompts'].apply(lambda r: interval_cell(r.value, r.ci_low, r.ci_high), axis=1).unstack('metric')
         write_table(out, 'prompts', res['prompts'], cell.reindex(res['prompts'].index.droplevel('metric').unique()))
         md += ['## Prompt kinds compared', '', (out/'prompts.md').read_text()]
-    if cal:
-        res['calibration'] = t = pd.concat(cal)[['task', 'temperature', 'metric', 'value', 'ci_low', 'ci_high',
-                                                  'fitted_temperature', 'n_test', 'validation']]
-        cell = t.assign(cell=[interval_cell(*r, '.4f') for r in t[['value', 'ci_low', 'ci_high']].values],
-                        col=t.metric.str.upper() + ' ' + t.temperature)
-        shown = cell.pivot(index=['task', 'fitted_temperature', 'n_test', 'validation'], columns='col', values='cell')
-        write_table(out, 'calibration', t, shown[['ECE before', 'ECE after', 'BRIER before', 'BRIER after']]
-                    .rename(columns=lambda c: c.replace('BRIER', 'Brier')).reset_index(),
-                    title=f'## Calibration (ECE over 15 equal-width bins, Brier; {cfg.ci:.0%} intervals; temperature '
-                          'fitted on validation, applied to test)', index=False)
-        md += [(out/'calibration.md').read_text(), '']
-        figs['calibration.png'] = plot_reliability(rel)
-    if ops:
-        res['operating_points'] = t = pd.concat(ops)[['task', 'target', 'threshold', 'metric', 'value', 'ci_low',
-                                                      'ci_high', 'validation']]
-        cell = t.assign(cell=[interval_cell(*r) for r in t[['value', 'ci_low', 'ci_high']].values])
-        write_table(out, 'operating_points', t, cell.pivot(index=['task', 'target', 'threshold'], columns='metric',
-                                                            values='cell').reset_index(),
-                    title='## Operating points (threshold chosen on validation, figures on test)', index=False)
-        md += [(out/'operating_points.md').read_text(), '']
-    if sub:
-        res['subgroups'] = t = pd.concat(sub)[['task', 'attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high',
-                                               'worst']]
-        cell = t.assign(cell=[interval_cell(*r[:3]) + (f' ({r[3]})' if r[3] else '')
-                              for r in t[['value', 'ci_low', 'ci_high', 'worst']].values])
-        write_table(out, 'subgroups', t, cell.pivot(index=['task', 'attribute', 'group', 'n'], columns='metric',
-                                                     values='cell').reset_index(),
-                    title=f'## Subgroups ({cfg.ci:.0%} intervals; gap: the rest minus the worst group, named, paired)',
-                    index=False)
-        md += [(out/'subgroups.md').read_text(), '']
+    files = _extra_tables(out, cfg, res, md, figs, cal, ops, sub, rel)
     (out/'metrics.md').write_text(shareable('\n'.join(md), out))
     if curves: figs['roc.png'] = plot_roc(curves)
     if cms: figs['confusion.png'] = plot_confusion(cms)
@@ -488,14 +490,10 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
     sha = _weights_sha256(mdir)
     _card(mdir, out, tasks, res, data, cfg)
     for t in tasks:
-        y_s = curves.get(t.name, (None, None))[:2]
         (out/f'clip_benchmark_{t.name}.json').write_text(json.dumps(
-            clip_benchmark_record(t, res[t.name], mdir, sha, *y_s), indent=1))
+            clip_benchmark_record(t, res[t.name], mdir, sha, *curves.get(t.name, (None, None))[:2]), indent=1))
     run.record.update(data=data, model_dir=str(mdir), model_sha256=sha,
                       tasks=[asdict(t) for t in tasks], image_size=size,
                       files=sorted(['metrics.csv', 'metrics.md'] + (['prompts.csv', 'prompts.md'] if comp else [])
-                                   + (['subgroups.csv', 'subgroups.md'] if sub else [])
-                                   + (['calibration.csv', 'calibration.md'] if cal else [])
-                                   + (['operating_points.csv', 'operating_points.md'] if ops else [])
-                                   + [f'clip_benchmark_{t.name}.json' for t in tasks] + list(figs)))
+                                   + files + [f'clip_benchmark_{t.name}.json' for t in tasks] + list(figs)))
     return Result(out, {t.name: res[t.name]['value'].to_dict() for t in tasks}, res)

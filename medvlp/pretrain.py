@@ -659,7 +659,8 @@ def write_model_card(folder, cfg, studies, metrics) -> Path:
             f'(sha256 over their ids, image files and texts) `{d["fingerprint"]}`.', '',
             '## Objective and budget', '', f'Loss: `{cfg.method}`; {metrics["steps"]} steps of {cfg.batch_size} pairs, '
             f'learning rate {cfg.lr:g} ({cfg.optimizer}), precision {cfg.precision}, seed {cfg.seed}; final loss '
-            f'{metrics["final_loss"]:.4f}; {metrics["trainable_params"]:,} of {metrics["total_params"]:,} parameters '
+            f'{metrics["final_loss"] or float("nan"):.4f}; {metrics["trainable_params"]:,} of '
+            f'{metrics["total_params"]:,} parameters '
             'trained. The run folder holds every parameter (`params.yaml`) and the manifest.', '',
             '## Intended use and limits', '', 'Research on medical vision-language pretraining methods: comparing '
             'recipes, probing representations. Not a medical device and not for clinical decisions.' +
