@@ -405,7 +405,8 @@ def _long_table(out, name, frames, index, column, title, fmt='.3f') -> pd.DataFr
     worst = t['worst'] if 'worst' in t else [''] * len(t)
     cell = t.assign(cell=[interval_cell(v, lo, hi, fmt) + (f' ({w})' if w else '')
                           for v, lo, hi, w in zip(t.value, t.ci_low, t.ci_high, worst)])
-    shown = cell.pivot(index=index, columns=column, values='cell')[list(dict.fromkeys(t[column]))]  # in their order
+    rows = pd.MultiIndex.from_frame(t[index].drop_duplicates()) if len(index) > 1 else t[index[0]].unique()
+    shown = cell.pivot(index=index, columns=column, values='cell').loc[rows, list(dict.fromkeys(t[column]))]  # in order
     write_table(out, name, t, shown.reset_index(), title=title, index=False)
     return t
 
