@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from .data import Studies, read_file
+from .metrics import BOOTSTRAP_UNITS
 
 # %% auto 0
 __all__ = ['PACKAGES', 'Params', 'DataParams', 'ImageParams', 'RunParams', 'BootstrapParams', 'repo_root', 'kit_root', 'run_dir',
@@ -54,13 +55,14 @@ class Params:
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
+        choices = {k: v for c in reversed(type(self).__mro__) for k, v in vars(c).get('_choices', {}).items()}
         for f in fields(self):
             t = hints[f.name]
             v = _coerce(t, getattr(self, f.name))
             if not _accepts(t, v): raise TypeError(f'parameter {f.name}={v!r}: expected {_type_name(t)}')
             setattr(self, f.name, v)
-            if f.name in self._choices and v not in self._choices[f.name]:
-                raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(self._choices[f.name])}')
+            if f.name in choices and v not in choices[f.name]:   # each class's and its bases' `_choices`
+                raise ValueError(f'parameter {f.name}={v!r}: expected one of {tuple(choices[f.name])}')
         for ks, ok, want in ((self._positive, lambda v: v >= 1, '>= 1'), (self._nonneg, lambda v: v >= 0, '>= 0'),
                              (self._gt0, lambda v: v > 0, '> 0'),
                              (self._fraction, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')):
@@ -154,10 +156,7 @@ class BootstrapParams(Params):
     # patient: all of a patient's images together (images where a study has no patient id); image: each image alone
     bootstrap_unit: str = 'patient'
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.bootstrap_unit not in ('patient', 'image'):
-            raise ValueError(f"parameter bootstrap_unit={self.bootstrap_unit!r}: expected one of ('patient', 'image')")
+    _choices = dict(bootstrap_unit=BOOTSTRAP_UNITS)
 
 # %% ../nbs/00_runs.ipynb 25
 def repo_root(start=None):

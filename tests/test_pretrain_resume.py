@@ -144,7 +144,7 @@ def test_resume_never_unpickles(tmp_path, synth_root):
     mod = types.ModuleType('payload'); exec(PAYLOAD.format(marker=marker), mod.__dict__)
     for where in ('custom_checkpoint_0.pkl', 'optimizer.safetensors'):
         (ck / where).write_bytes(pickle.dumps(mod.P()))
-        with pytest.raises(Exception, match='refusing to resume') as e: P.pretrain(cfg)
+        with pytest.raises(ValueError, match='refusing to resume') as e: P.pretrain(cfg)
         assert where in str(e.value), str(e.value)
         assert not marker.exists(), 'the planted pickle was executed'
         (ck / where).unlink(); shutil.copy(tmp_path / 'optimizer.safetensors', ck / 'optimizer.safetensors')
