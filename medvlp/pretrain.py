@@ -32,11 +32,11 @@ from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'CARD_MARK', 'PEAK_TFLOPS', 'Method', 'PretrainConfig',
-           'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports', 'build_model',
-           'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200', 'pretrain',
-           'write_model_card', 'add_to_card', 'save_figures', 'default_model', 'frozen_model', 'peak_tflops',
-           'count_flops', 'bench_setup', 'benchmark', 'scaling']
+__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'CARD_MARK', 'DEFAULT_THREADS', 'PEAK_TFLOPS', 'Method',
+           'PretrainConfig', 'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports',
+           'build_model', 'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200',
+           'pretrain', 'write_model_card', 'add_to_card', 'save_figures', 'default_model', 'frozen_model',
+           'peak_tflops', 'count_flops', 'bench_setup', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -759,6 +759,24 @@ def save_figures(out: Path):
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
 # %% ../nbs/02_pretrain.ipynb 114
+DEFAULT_THREADS = 2  # CPU threads of the default model's training, wherever it is made (the same model on every machine)
+
+def _train_apart(cfg, out: Path):
+    "Train `cfg` into `out` with `medvlp pretrain` in a fresh process on `DEFAULT_THREADS` threads; its log: `out.log`."
+    import subprocess, sys, tempfile
+    log = Path(f'{out}.log')
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d)/'cfg.yaml').write_text(yaml.safe_dump(asdict(cfg)))
+        print(f'medvlp: training the default model once into the cache (a few minutes on a CPU; log: {log})',
+              file=sys.stderr, flush=True)
+        with open(log, 'w') as f:
+            rc = subprocess.run([sys.executable, '-m', 'medvlp.cli', 'pretrain', '-f', f'{d}/cfg.yaml', '-p', 'output_dir',
+                                 str(out)], stdout=f, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, OMP_NUM_THREADS=str(DEFAULT_THREADS))).returncode
+    if rc: raise RuntimeError(f'training the default model failed (exit {rc}); the end of {log}:\n'
+                              + ''.join(log.read_text().splitlines(keepends=True)[-15:]))
+
+# %% ../nbs/02_pretrain.ipynb 115
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -769,10 +787,10 @@ def default_model(**overrides) -> Path:
                                     sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('models', f'{cfg.run_name}-{key}')
     with FileLock(str(out) + '.lock'):
-        if not (out/'metrics.json').exists(): pretrain(cfg, output_dir=str(out))
+        if not (out/'metrics.json').exists(): _train_apart(cfg, out)
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 116
+# %% ../nbs/02_pretrain.ipynb 117
 def frozen_model(model_dir='', image_size=None):
     ("(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source "
      "`DualEncoder.from_pretrained` reads ('' = default).")
@@ -781,7 +799,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size or model.image.image_size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 120
+# %% ../nbs/02_pretrain.ipynb 121
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -801,18 +819,18 @@ def _open_clip_model(model, cfg):
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 122
+# %% ../nbs/02_pretrain.ipynb 123
 # dense bf16 tensor cores
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}
 
-# %% ../nbs/02_pretrain.ipynb 124
+# %% ../nbs/02_pretrain.ipynb 125
 def peak_tflops(device) -> float | None:
     "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
     if torch.device(device).type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
-# %% ../nbs/02_pretrain.ipynb 126
+# %% ../nbs/02_pretrain.ipynb 127
 def count_flops(fn) -> float:
     ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products, convolutions and "
      "attention, forward and backward).")
@@ -824,7 +842,7 @@ def count_flops(fn) -> float:
     with FlopCounterMode(display=False, custom_mapping=cpu) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 129
+# %% ../nbs/02_pretrain.ipynb 130
 def _loop_row(cfg, steps, rounds) -> float:
     ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
      "steps after the first.")
@@ -834,7 +852,7 @@ def _loop_row(cfg, steps, rounds) -> float:
                      zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
-# %% ../nbs/02_pretrain.ipynb 131
+# %% ../nbs/02_pretrain.ipynb 132
 @contextmanager
 def bench_setup(cfg):
     ("(accelerator, model, batch, step) for `cfg`: the model in training mode on the device, its first training batch, "
@@ -856,7 +874,7 @@ def bench_setup(cfg):
         yield acc, model, b, step
     finally: _reset_accelerate()
 
-# %% ../nbs/02_pretrain.ipynb 133
+# %% ../nbs/02_pretrain.ipynb 134
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
      "loop.")
@@ -891,7 +909,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
                                   gflop_per_pair=rows[0]['gflop_per_pair']))
         return _bench_frame(rows, acc, cfg, model).round(4)
 
-# %% ../nbs/02_pretrain.ipynb 135
+# %% ../nbs/02_pretrain.ipynb 136
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -905,7 +923,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
-# %% ../nbs/02_pretrain.ipynb 137
+# %% ../nbs/02_pretrain.ipynb 138
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -921,7 +939,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 143
+# %% ../nbs/02_pretrain.ipynb 144
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "
