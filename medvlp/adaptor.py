@@ -24,11 +24,11 @@ from .models import (AdaptorFusion, DualEncoder, dual_encoder_folder, resolve_so
                            build_image_tower, build_text_tower, count_parameters, refuse_code)
 from .losses import adaptor_loss, clip_loss
 from .cache import embed_images, embed_texts, tower_fingerprint, in_channels, tower_transform
-from .metrics import classification_metrics
+from .metrics import classification_metrics, boot_groups
 from .runs import interval_cell, write_table
 from .probe import task_targets, train_subset
 from .pretrain import default_model, patient_reports
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, step_memory_mib,
+from .runs import (Params, BootstrapParams, DataParams, ImageParams, RunParams, Result, run_dir, start_run, step_memory_mib,
                          shareable, anchored)
 
 # %% auto 0
@@ -419,8 +419,9 @@ def frozen_features(adaptor: Adaptor, studies, methods=METHODS, cache_root=None)
 # %% ../nbs/06_adaptor.ipynb 66
 def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), methods=None, classes=None, test_set='test',
                      steps=300, hidden=256, dropout=0.2, lr=1e-3, n_boot=1000, num_threads=1,
-                     cache_root=None) -> pd.DataFrame:
-    "Multi-class classification with the reference head over frozen features at each fraction of training patients."
+                     cache_root=None, bootstrap_unit='patient') -> pd.DataFrame:
+    ("Multi-class classification with the reference head over frozen features at each fraction of training patients; "
+     "the intervals resample test patients (`bootstrap_unit`).")
     a = adaptor if isinstance(adaptor, Adaptor) else Adaptor.from_pretrained(adaptor)
     cfg = a.config
     classes = list(classes or cfg.classes or CHEXPERT5)
@@ -429,6 +430,7 @@ def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), metho
     tr_rows, ytr = task_targets(train, 'multiclass', classes)
     te_rows, yte = task_targets(test, 'multiclass', classes)
     if not len(te_rows): raise DataError(f'test_set={test_set!r}: no study with exactly one positive among {classes}')
+    groups, unit = boot_groups([test[i].patient_id for i in te_rows], bootstrap_unit)
     ftr, fte = frozen_features(a, train, methods, cache_root), frozen_features(a, test, methods, cache_root)
     sub, recs = [train[i] for i in tr_rows], []
     with torch_threads(num_threads):
@@ -439,11 +441,11 @@ def adaptor_classify(adaptor, fractions=(0.01, 0.1, 1.0), seeds=(0, 1, 2), metho
                     head = train_head(ftr[m][tr_rows][keep], ytr[keep], len(classes), hidden, dropout, steps, lr=lr,
                                       seed=seed)
                     res = classification_metrics(yte, predict_proba(head, fte[m][te_rows]), classes, n_boot=n_boot,
-                                                 seed=0)
+                                                 seed=0, groups=groups)
                     for metric, r in res.iterrows():
                         recs.append(dict(method=m, fraction=frac, seed=seed, n_train=info['n_train'],
                                          n_patients=info['n_patients'], topped_up=','.join(info['topped_up']),
-                                         n_test=len(te_rows), metric=metric, **r.to_dict()))
+                                         n_test=len(te_rows), bootstrap_unit=unit, metric=metric, **r.to_dict()))
     return pd.DataFrame(recs)
 
 # %% ../nbs/06_adaptor.ipynb 68
@@ -609,12 +611,12 @@ def save_figure(summary, history, path):
 
 # %% ../nbs/06_adaptor.ipynb 94
 @dataclass
-class AdaptorRunConfig(RunParams, AdaptorConfig):
+class AdaptorRunConfig(BootstrapParams, RunParams, AdaptorConfig):
     "An Adaptor experiment: the adaptor's parameters plus the classification fractions, seeds, test set and run folder."
     fractions: list = field(default_factory=lambda: [0.01, 0.1, 1.0])  # training-patient fractions the heads train on
     seeds: list = field(default_factory=lambda: [0, 1, 2])  # one patient subsample and head per seed; averaged
     test_set: str = 'test'         # test, or '5x200' (SynthCXR's balanced set)
-    n_boot: int = 1000             # bootstrap resamples of the test studies for the 95% intervals; 0 = none
+    n_boot: int = 1000             # bootstrap resamples of the test set for the 95% intervals; 0 = none
     head_steps: int = 300          # AdamW steps of each classification head (10% linear warmup, then decay)
     cost: bool = True              # measure the cost table (adaptor vs end-to-end CLIP)
     run_name: str = 'adaptor'
@@ -634,11 +636,13 @@ def _adaptor_run(rc, run, cache_root) -> Result:
     cfg, out = AdaptorConfig(**{f.name: getattr(rc, f.name) for f in fields(AdaptorConfig)}), run.out
     res = adaptor_pretrain(cfg, out/'adaptor', cache_root)
     cls = adaptor_classify(res.model, rc.fractions, rc.seeds, test_set=rc.test_set, n_boot=rc.n_boot,
-                           steps=rc.head_steps, cache_root=cache_root)
+                           steps=rc.head_steps, cache_root=cache_root, bootstrap_unit=rc.bootstrap_unit)
     summ = summarize(cls)
     ct = cost_table(res.model, cache_root=cache_root) if rc.cost else None
     cls.to_csv(out/'classification.csv', index=False)
-    write_table(out, 'classification_summary', summ, _cells(summ), index=False)
+    write_table(out, 'classification_summary', summ, _cells(summ), index=False,
+                title=f'Mean over seeds; [95% bootstrap interval], resampling test '
+                      f'{cls.bootstrap_unit.iloc[0]}s (bootstrap_unit: {cls.bootstrap_unit.iloc[0]}):')
     if ct is not None: write_table(out, 'cost', ct.rename_axis('run'))
     save_figure(summ, res.history, out/'adaptor.png')
     train = cfg.studies('train')

@@ -247,6 +247,7 @@ class EvalConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     subgroups: list = field(default_factory=list)
     # binary tasks' operating point: a threshold chosen on validation for this specificity, reported on test
     specificity: float = 0.9
+    sensitivity: float = 0.0       # > 0: the threshold reaching this sensitivity on validation instead
     ks: list = field(default_factory=lambda: [1, 5, 10])  # retrieval R@k (a pairs folder's hit@k: [1, 10, 50])
     n_boot: int = 1000             # bootstrap resamples of the test studies behind each interval; 0 = no intervals
     seed: int = 0                  # seeds the bootstrap, the retrieval figure's queries and the embedding map
@@ -260,7 +261,7 @@ class EvalConfig(BootstrapParams, RunParams, ImageParams, DataParams):
 
     _choices = dict(split=(*SPLITS, 'all'), embedding_map=('pca', 'tsne', 'none'))
     _positive = ('batch_size', 'n_examples')
-    _nonneg = ('n_boot', 'seed', 'image_size')
+    _nonneg = ('n_boot', 'seed', 'image_size', 'sensitivity')
     _fraction = ('ci', 'specificity')
 
     def task_list(self) -> list:
@@ -343,9 +344,10 @@ def _clinical(task, studies, y, s, groups, score_fn, cfg) -> tuple:
     cal = cal.assign(task=task.name, fitted_temperature=t, validation=source, n_test=len(te))
     rel = {w: reliability(*calibration_pairs(yt, p, task.kind)) for w, p in (('before', st), ('after', apply_temperature(st, t)))}
     if task.kind != 'binary': return cal, None, rel
-    thr = choose_threshold(yv, sv[:, 1], specificity=cfg.specificity)
+    (k, v), = ({'sensitivity': cfg.sensitivity} if cfg.sensitivity else {'specificity': cfg.specificity}).items()
+    thr = choose_threshold(yv, sv[:, 1], **{k: v})
     op = operating_point(yt, st[:, 1], thr, **kw).reset_index().assign(
-        task=task.name, target=f'specificity {cfg.specificity:g} on validation', threshold=thr, validation=source)
+        task=task.name, target=f'{k} {v:g} on validation', threshold=thr, validation=source)
     return cal, op, rel
 
 # %% ../nbs/05_eval.ipynb 63

@@ -19,13 +19,15 @@ from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, 
 from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
-from .metrics import classification_metrics
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
+from .metrics import (classification_metrics, boot_groups, calibration_metrics, fit_temperature,
+                            apply_temperature, ECE_BINS)
+from .runs import (Params, BootstrapParams, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
                          data_record)
 
 # %% auto 0
-__all__ = ['TASKS', 'UNCERTAIN', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores', 'fine_tune_scores',
-           'ProbeConfig', 'linear_probe', 'results_table', 'per_class_table', 'save_results', 'probe']
+__all__ = ['TASKS', 'UNCERTAIN', 'CALIBRATION', 'HEADLINE', 'task_targets', 'train_subset', 'fit_linear', 'head_scores',
+           'fine_tune_scores', 'ProbeConfig', 'linear_probe', 'results_table', 'per_class_table', 'save_results',
+           'probe']
 
 # %% ../nbs/04_linear_probe.ipynb 6
 TASKS = ('multiclass', 'multilabel')
@@ -138,7 +140,7 @@ def fine_tune_scores(tower, train_paths, y, test_paths, task='multiclass', n_cla
 
 # %% ../nbs/04_linear_probe.ipynb 28
 @dataclass
-class ProbeConfig(RunParams, ImageParams, DataParams):
+class ProbeConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     "All parameters of a linear-probe run; defaults: the default model on SynthCXR, tested on its 5x200 set."
     model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     task: str = 'multiclass'       # multiclass | multilabel
@@ -155,7 +157,7 @@ class ProbeConfig(RunParams, ImageParams, DataParams):
     ft_lr: float = 3e-4            # fine-tuning AdamW learning rate of the tower, constant; the head gets 10x
     ft_min_steps: int = 30         # fine-tuning takes at least this many optimizer steps, however small the subsample
     ft_threads: int = 1            # torch threads while fine-tuning; 0 = torch's default
-    n_boot: int = 500              # bootstrap resamples of the test images for the 95% intervals; 0 = none
+    n_boot: int = 500              # bootstrap resamples of the test set for the 95% intervals; 0 = none
     run_name: str = 'linear_probe'
 
     _choices = dict(task=TASKS, uncertain=UNCERTAIN)
@@ -191,7 +193,8 @@ def _choose_C(Cs, Xtr, ytr, Xva, yva, task, classes, seed):
 
 # %% ../nbs/04_linear_probe.ipynb 35
 def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
-    "The probe's studies, targets and frozen features: train, test, and validation when `C` is chosen there."
+    ("The probe's studies, targets and frozen features: train, test, and validation (to choose `C` and fit the "
+     "calibration temperature) when the data has a validation split; the test set's bootstrap groups.")
     opts = dict(c.data_options)
     train_all = _studies(c.dataset, c.data_root or None, 'train', opts)
     test_all = _studies(c.dataset, c.data_root or None, c.test, opts, test=True)
@@ -200,7 +203,8 @@ def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
     pick = lambda st, rows: st.narrow([st[i] for i in rows],
                                       held_out=len(st) - len(rows))  # the rest counted as held out
     d = SimpleNamespace(train=pick(train_all, rows_tr), test=pick(test_all, rows_te), y_tr=y_tr, y_te=y_te,
-                        X_va=None, y_va=None)
+                        X_va=None, y_va=None, no_validation='')
+    d.groups, d.unit = boot_groups([s.patient_id for s in d.test], c.bootstrap_unit)
     Yte = np.eye(len(classes), dtype=int)[y_te] if c.task == 'multiclass' else y_te
     if missing := [k for i, k in enumerate(classes) if not Yte[:, i].any()]:
         raise DataError(f'test set {c.test!r} of {c.dataset}: no positive study for class(es) {missing} '
@@ -208,25 +212,43 @@ def _probe_data(c, classes, model, tfm) -> SimpleNamespace:
     emb = lambda st, what: np.asarray(embed_images(model.image, st, tfm, batch_size=c.batch_size,
                                                    desc=f'embed {what}').pooled)
     d.X_tr, d.X_te = emb(train_all, 'train')[rows_tr], emb(test_all, 'test')[rows_te]
-    if len(c.C) > 1:
-        va_all = _studies(c.dataset, c.data_root or None, 'valid', opts)
-        rows_va, d.y_va = task_targets(va_all, c.task, classes, c.uncertain)
-        d.X_va = emb(va_all, 'valid')[rows_va]
+    try: va_all = _studies(c.dataset, c.data_root or None, 'valid', opts)
+    except DataError as e:
+        if len(c.C) > 1: raise
+        d.no_validation = str(e)
+        return d
+    rows_va, d.y_va = task_targets(va_all, c.task, classes, c.uncertain)
+    d.X_va = emb(va_all, 'valid')[rows_va]
     return d
 
 
 # %% ../nbs/04_linear_probe.ipynb 37
 def _method_scores(method, c, d, r, seed, frac, classes, model, images) -> tuple:
-    "(the chosen C or None, test scores) of one `method` trained on rows `r` of the training studies."
+    ("(the chosen C or None, test scores, validation scores or None) of one `method` trained on rows `r` of the "
+     "training studies.")
     if method == 'fine_tune':
         return None, fine_tune_scores(model.image, [d.train[i].images[0] for i in r], d.y_tr[r],
                                       [s.images[0] for s in d.test], c.task, len(classes), model.image_size,
                                       c.ft_epochs, c.ft_lr, min_steps=c.ft_min_steps, seed=seed, images=images,
-                                      desc=f'fine-tune {frac:g} seed {seed}', threads=c.ft_threads or None)
+                                      desc=f'fine-tune {frac:g} seed {seed}', threads=c.ft_threads or None), None
     chosen = c.C[0] if len(c.C) == 1 else _choose_C(c.C, d.X_tr[r], d.y_tr[r], d.X_va, d.y_va, c.task, classes, seed)
-    return chosen, head_scores(fit_linear(d.X_tr[r], d.y_tr[r], c.task, chosen, seed), d.X_te)
+    head = fit_linear(d.X_tr[r], d.y_tr[r], c.task, chosen, seed)
+    return chosen, head_scores(head, d.X_te), None if d.X_va is None else head_scores(head, d.X_va)
 
 # %% ../nbs/04_linear_probe.ipynb 39
+CALIBRATION = ('ece', 'ece_t', 'brier', 'brier_t')
+
+def _calibration(c, d, scores, va) -> pd.DataFrame:
+    "Calibration rows (metric -> value, ci_low, ci_high) of one head's test `scores`, `va` its validation scores."
+    t = fit_temperature(d.y_va, va, 'multiclass')
+    kw = dict(n_boot=c.n_boot, seed=0, groups=d.groups)
+    m = pd.concat([calibration_metrics(d.y_te, scores, 'multiclass', **kw),
+                   calibration_metrics(d.y_te, apply_temperature(scores, t), 'multiclass', **kw).rename(
+                       index=lambda k: f'{k}_t')])
+    m.loc['temperature'] = [t, np.nan, np.nan]
+    return m
+
+# %% ../nbs/04_linear_probe.ipynb 42
 def _summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     "Per (method, fraction, metric): the mean over seeds of value and interval, the seed spread, training sizes, seeds."
     g = per_seed.groupby(['method', 'fraction', 'metric'], sort=False)
@@ -234,7 +256,7 @@ def _summary(per_seed: pd.DataFrame) -> pd.DataFrame:
         .join(g[['n_train', 'n_patients']].mean()).join(g.size().rename('n_seeds'))
 
 
-# %% ../nbs/04_linear_probe.ipynb 41
+# %% ../nbs/04_linear_probe.ipynb 44
 def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFrame:
     ("Linear probe (with `fine_tune`, also end-to-end fine-tuning) of the frozen image tower of `model_dir` at "
      "patient-level data `fractions`; nothing is written.")
@@ -247,9 +269,10 @@ def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFr
         for seed in c.seeds:
             r, info = train_subset(d.train, d.y_tr, frac, seed, classes, c.task, c.ensure_classes)
             for method in ['linear_probe'] + (['fine_tune'] if c.fine_tune and seed in (c.ft_seeds or c.seeds) else []):
-                chosen, scores = _method_scores(method, c, d, r, seed, frac, classes, model, images)
-                m = classification_metrics(d.y_te, scores, classes, c.task, n_boot=c.n_boot, seed=0).reset_index()
-                records.append(m.assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(d.y_te),
+                chosen, scores, va = _method_scores(method, c, d, r, seed, frac, classes, model, images)
+                m = classification_metrics(d.y_te, scores, classes, c.task, n_boot=c.n_boot, seed=0, groups=d.groups)
+                if va is not None and c.task == 'multiclass': m = pd.concat([m, _calibration(c, d, scores, va)])
+                records.append(m.reset_index().assign(method=method, fraction=frac, seed=seed, C=chosen, n_test=len(d.y_te),
                                         topped_up=','.join(info['topped_up']), n_train=info['n_train'],
                                         n_patients=info['n_patients']))
     per_seed = pd.concat(records, ignore_index=True)
@@ -257,14 +280,16 @@ def linear_probe(cfg: ProbeConfig | str | None = None, **overrides) -> pd.DataFr
     res.attrs.update(per_seed=per_seed.to_dict('records'), task=c.task, dataset=c.dataset, test=c.test,
                      uncertain=c.uncertain, classes=classes, n_test=len(d.y_te), wall_s=time.time() - t0,
                      model_dir=str(c.model_dir or 'default_model()'), tower=tower_fingerprint(model.image),
-                     data=dict(train=data_record(d.train), test=data_record(d.test)))
+                     data=dict(train=data_record(d.train), test=data_record(d.test)), bootstrap_unit=d.unit,
+                     patients=len(set(d.groups)) if d.groups else None,
+                     calibration=d.no_validation or ('' if c.task == 'multiclass' else 'multi-label heads: none'))
     return res
 
 
-# %% ../nbs/04_linear_probe.ipynb 43
+# %% ../nbs/04_linear_probe.ipynb 46
 HEADLINE = ('auroc_macro', 'f1_macro', 'precision_macro', 'recall_macro', 'accuracy')
 
-# %% ../nbs/04_linear_probe.ipynb 45
+# %% ../nbs/04_linear_probe.ipynb 48
 def _cell(r) -> str: return interval_cell(r.value, r.ci_low, r.ci_high)
 
 def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
@@ -274,7 +299,7 @@ def results_table(res: pd.DataFrame, metrics=HEADLINE) -> pd.DataFrame:
     cols = [m for m in metrics if m in t.columns]
     return t[cols].join(res.xs(metrics[0], level='metric')[['n_train', 'n_patients']].round(1))
 
-# %% ../nbs/04_linear_probe.ipynb 47
+# %% ../nbs/04_linear_probe.ipynb 50
 def per_class_table(res: pd.DataFrame, metrics=('precision', 'recall', 'auroc')) -> pd.DataFrame:
     "Method x fraction x class rows, one `value [ci_low, ci_high]` column per per-class metric."
     t = (res[res.index.get_level_values('metric').str.contains('[', regex=False)].apply(_cell, axis=1)
@@ -284,7 +309,19 @@ def per_class_table(res: pd.DataFrame, metrics=('precision', 'recall', 'auroc'))
                                                   aggfunc='first', sort=False)
     return t[[m for m in metrics if m in t.columns]].rename_axis(columns=None)
 
-# %% ../nbs/04_linear_probe.ipynb 49
+# %% ../nbs/04_linear_probe.ipynb 52
+def _unit_note(a) -> str:
+    return (f"intervals resample the {a['patients']} test patients (bootstrap_unit: patient)" if a.get('patients')
+            else 'intervals resample test images (bootstrap_unit: image)')
+
+def _calibration_md(res) -> list:
+    if res.attrs.get('calibration'): return ['## Calibration', '', f"None: {res.attrs['calibration']}.", '']
+    t = results_table(res, CALIBRATION).join(res.xs('temperature', level='metric')['value'].rename('temperature'))
+    return ['## Calibration', '', f'The linear head\'s test probabilities: ECE over {ECE_BINS} equal-width bins of the '
+            'top-class probability and the Brier score, before and after (`_t`) a temperature fitted on the validation '
+            'split (`temperature`, mean over seeds).', '', markdown_table(t, '.4g'), '']
+
+# %% ../nbs/04_linear_probe.ipynb 54
 def save_results(res: pd.DataFrame, out_dir) -> Path:
     "Write the probe's CSV and Markdown tables and its figure to `out_dir`."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -293,8 +330,9 @@ def save_results(res: pd.DataFrame, out_dir) -> Path:
     res.to_csv(out/'results.csv'); pd.DataFrame(res.attrs['per_seed']).to_csv(out/'per_seed.csv', index=False)
     md = [f"# Linear probe: {res.attrs['task']} on {res.attrs['dataset']} (test: {res.attrs['test']}, "
           f"n={res.attrs['n_test']}, uncertain -> {res.attrs['uncertain']})", '',
-          'Mean over seeds; [95% bootstrap interval over test images, averaged over seeds].', '',
-          markdown_table(results_table(res), '.4g'), '## Per class', '', markdown_table(per_class_table(res), '.4g')]
+          f'Mean over seeds; [95% bootstrap interval, averaged over seeds]; {_unit_note(res.attrs)}.', '',
+          markdown_table(results_table(res), '.4g'), '## Per class', '', markdown_table(per_class_table(res), '.4g'),
+          *_calibration_md(res)]
     (out/'results.md').write_text('\n'.join(md) + '\n')
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axs, ('auroc_macro', 'f1_macro')):
@@ -308,7 +346,7 @@ def save_results(res: pd.DataFrame, out_dir) -> Path:
     fig.tight_layout(); fig.savefig(out/'probe.png', dpi=100); plt.close(fig)
     return out
 
-# %% ../nbs/04_linear_probe.ipynb 51
+# %% ../nbs/04_linear_probe.ipynb 56
 def probe(cfg: ProbeConfig | str | None = None, **overrides) -> Result:
     "`linear_probe` written to its run folder; its `Result`: macro AUROC per method and fraction, the `results` table."
     c = ProbeConfig.make(cfg, **overrides)

@@ -20,14 +20,14 @@ from .data import DataError, check_choice, torch_threads
 from .datasets import SPLITS
 from .losses import clip_loss
 from .models import DualEncoder, pool_tokens, resolve_source
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, run_dir, start_run, shareable,
-                         data_fingerprint)
+from .runs import (Params, BootstrapParams, DataParams, ImageParams, RunParams, Result, run_dir, start_run,
+                         shareable, data_fingerprint, data_record)
 from .cache import tower_fingerprint
-from .pretrain import default_model, frozen_model
+from .pretrain import default_model, frozen_model, add_to_card
 from .zeroshot import (CLASSES_5X200, class_words, PromptLearner, text_fingerprint,
                              tuned_class_embeddings, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
-from .metrics import classification_metrics, bootstrap_ci
+from .metrics import classification_metrics, bootstrap_ci, boot_groups
 from .evaluate import study_embeddings, PRESETS, eval_task, task_data
 
 # %% auto 0
@@ -56,7 +56,7 @@ OPTIMIZERS = ('sgd', 'adamw')
 
 # %% ../nbs/03_prompt_tune.ipynb 15
 @dataclass
-class PromptTuneConfig(RunParams, ImageParams, DataParams):
+class PromptTuneConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     "All parameters of a prompt-tuning run; defaults: the default model, SynthCXR's training studies, its 5x200 set."
     model_dir: str = ''  # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     train_split: str = 'train'     # split tuned on: train | valid | test (its single-positive studies)
@@ -136,20 +136,20 @@ def _train(learner, x, y, loss, epochs, lr, optimizer, momentum, weight_decay, b
     return pd.DataFrame(steps), pd.DataFrame(per_ep)
 
 # %% ../nbs/03_prompt_tune.ipynb 21
-def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, seed=0) -> pd.DataFrame:
+def compare_prompts(img, y, classes, embeddings: dict, scale=1.0, n_boot=1000, seed=0, groups=None) -> pd.DataFrame:
     ("Zero-shot metrics with bootstrap CIs for each named set of class embeddings, and the paired accuracy differences "
-     "to the first.")
+     "to the first; with `groups` (patient ids) the bootstrap draws whole patients.")
     rows, correct = [], {}
     img = torch.as_tensor(img).float()
     for name, t in embeddings.items():
         s = torch.softmax(scale * img @ torch.as_tensor(t).float().T, 1).numpy()
-        m = classification_metrics(y, s, classes, 'multiclass', n_boot=n_boot, seed=seed)
+        m = classification_metrics(y, s, classes, 'multiclass', n_boot=n_boot, seed=seed, groups=groups)
         rows.append(m.assign(prompts=name).reset_index())
         correct[name] = (s.argmax(1) == y).astype(float)
     first = next(iter(embeddings))
     for name in list(embeddings)[1:]:
         d = correct[name] - correct[first]
-        lo, hi = bootstrap_ci(lambda a: a.mean(1), d, n_boot=n_boot, seed=seed, vectorized=True)
+        lo, hi = bootstrap_ci(lambda a: a.mean(-1), d, n_boot=n_boot, seed=seed, vectorized=True, groups=groups)
         rows.append(pd.DataFrame([dict(metric='accuracy', value=d.mean(), ci_low=lo, ci_high=hi,
                                        prompts=f'{name} - {first}')]))
     return pd.concat(rows, ignore_index=True).set_index(['prompts', 'metric'])[['value', 'ci_low', 'ci_high']]
@@ -174,6 +174,25 @@ def prompt_tune(cfg: PromptTuneConfig | str | Path | None = None, progress=True,
     with start_run(c, 'prompt-tune') as run: return _tune(c, base, run, progress)
 
 # %% ../nbs/03_prompt_tune.ipynb 27
+def _prompt_card(folder, c, base, studies, metrics, cells=None):
+    "Describe the tuned prompt (and its test table `cells`) in `folder/README.md`."
+    d = data_record(studies)
+    lines = [f"A context of {c.n_ctx} tokens (`prompt/`, the towers unchanged) tuned with the `{c.loss}` loss for "
+             f"{metrics['steps']} steps on {d['n_studies']} single-label {c.dataset} studies (fingerprint "
+             f"`{d['fingerprint']}`); final loss {metrics['final_loss']:.4f}."]
+    if cells is not None: lines += ['', markdown_table(cells)]
+    title, card = 'Prompt tuning (medvlp prompt-tune)', Path(folder)/'README.md'
+    if add_to_card(folder, title, lines): return
+    if card.exists(): text = [card.read_text(), f'## {title}', '', *lines]   # the publisher's card, kept
+    else:
+        hub = '' if Path(str(base)).exists() else str(base)
+        head = dict(library_name='medvlp', license='other', tags=['medvlp', 'prompt-tuning'], **({'base_model': hub} if hub else {}))
+        text = ['---', yaml.safe_dump(head, sort_keys=False).strip(), '---', '', f'# {c.run_name}', '', f'## {title}', '',
+                *lines, '', '## Intended use and limits', '', "Research only; not a medical device. The base model's "
+                'terms apply.']
+    card.write_text('\n'.join(text) + '\n')
+
+# %% ../nbs/03_prompt_tune.ipynb 29
 def _tune(c, base, run, progress) -> Result:
     "The prompt-tuning run of `prompt_tune` in the run folder `run.out`."
     t0, out, params = time.time(), run.out, dict(asdict(c), model_dir=str(base))
@@ -210,27 +229,30 @@ def _tune(c, base, run, progress) -> Result:
         hand = class_embeddings_hand(model, c.classes)
         img = study_embeddings(model, test, size)
         hand, tuned = hand.cpu(), tuned.cpu()
+        groups, metrics['bootstrap_unit'] = boot_groups([s.patient_id for s in test], c.bootstrap_unit)
         table = compare_prompts(img, y_test, c.classes, dict(hand=hand, tuned=tuned), float(model.scale()), c.n_boot,
-                                c.seed)
+                                c.seed, groups)
         cells = comparison_table(table, ('accuracy', 'auroc_macro', 'f1_macro', *[f'recall[{k}]' for k in c.classes]))
-        write_table(out, f'zero_shot_{task.name}', table, cells)
+        write_table(out, f'zero_shot_{task.name}', table, cells, title=f'{task.name}, hand vs tuned prompts; intervals '
+                    f"resample test {metrics['bootstrap_unit']}s (bootstrap_unit: {metrics['bootstrap_unit']}):")
         metrics.update({f'{k}_accuracy': float(table.loc[(k, 'accuracy'), 'value']) for k in ('hand', 'tuned')},
                        init_accuracy=_accuracy(img, t_init.cpu(), torch.as_tensor(y_test)), test=asdict(task))
     metrics['wall_s'] = time.time() - t0
     (out/'metrics.json').write_text(json.dumps(shareable(metrics, out), indent=1))
+    _prompt_card(out/'model', c, base, studies, metrics, cells if c.evaluate else None)
     save_curves(out, per_ep, hist, metrics)
     run.record.update(studies=dict(train=studies, **({'test': test} if test else {})),
                       base_model=dict(dir=str(base), text_fingerprint=text_fingerprint(model)))
     return Result(out, metrics, dict(history=hist, epochs=per_ep, **({'table': table} if c.evaluate else {})),
                   out/'model', learner)
 
-# %% ../nbs/03_prompt_tune.ipynb 29
+# %% ../nbs/03_prompt_tune.ipynb 31
 @torch.no_grad()
 def class_embeddings_hand(model, classes) -> torch.Tensor:
     "Normalised class embeddings [C, D] of the hand prompts (`class_prompts(classes, 'hand')`)."
     return model.encode_texts(class_words(classes))
 
-# %% ../nbs/03_prompt_tune.ipynb 31
+# %% ../nbs/03_prompt_tune.ipynb 33
 def save_curves(out: Path, per_ep: pd.DataFrame, hist: pd.DataFrame, metrics: dict):
     "Write the training curves (loss per step, balanced accuracy on the training images per epoch) to `out/curves.png`."
     import matplotlib; matplotlib.use('Agg', force=False)

@@ -24,10 +24,10 @@ from fastcore.basics import patch
 from .datasets import load_dataset
 from .models import AdaptorFusion, DualEncoder, ImageTower, resolve_source
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, boot_groups
 from .adaptor import Adaptor, AdaptorConfig, adaptor_pretrain
 from .pretrain import default_model
-from .runs import (Params, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
+from .runs import (Params, BootstrapParams, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
                          write_table, shareable, anchored)
 
 # %% auto 0
@@ -100,21 +100,22 @@ def dice_per_image(pred, target) -> np.ndarray:
     return torch.where(tot == 0, 1.0, 2 * inter / tot.clamp(min=1)).numpy()
 
 # %% ../nbs/07_segment.ipynb 23
-def _mean_ci(d, n_boot, seed, ci):
-    lo, hi = bootstrap_ci(lambda x: x.mean(-1), d, n_boot=n_boot, seed=seed, ci=ci, vectorized=True)
+def _mean_ci(d, n_boot, seed, ci, groups=None):
+    lo, hi = bootstrap_ci(lambda x: x.mean(-1), d, n_boot=n_boot, seed=seed, ci=ci, vectorized=True, groups=groups)
     return d.mean(), lo, hi
 
 # %% ../nbs/07_segment.ipynb 25
-def dice_table(scores: dict, positive, n_boot=1000, seed=0, ci=0.95) -> pd.DataFrame:
+def dice_table(scores: dict, positive, n_boot=1000, seed=0, ci=0.95, groups=None) -> pd.DataFrame:
     ("Mean per-image Dice with its bootstrap CI for each named array of scores, on all images and on the "
-     "`positive` ones.")
+     "`positive` ones; with `groups` (patient ids) the bootstrap draws whole patients.")
     positive = np.asarray(positive, bool)
+    g_pos = None if groups is None else [g for g, p in zip(groups, positive) if p]
     rows = {}
     for name, d in scores.items():
         d = np.asarray(d, float)
-        r = dict(zip(['dice', 'ci_low', 'ci_high'], _mean_ci(d, n_boot, seed, ci)))
+        r = dict(zip(['dice', 'ci_low', 'ci_high'], _mean_ci(d, n_boot, seed, ci, groups)))
         r.update(zip(['dice_pos', 'pos_ci_low', 'pos_ci_high'],
-                     _mean_ci(d[positive], n_boot, seed, ci) if positive.any() else [np.nan] * 3))
+                     _mean_ci(d[positive], n_boot, seed, ci, g_pos) if positive.any() else [np.nan] * 3))
         rows[name] = dict(r, n=len(d), n_pos=int(positive.sum()))
     return pd.DataFrame(rows).T.astype({'n': int, 'n_pos': int})
 
@@ -125,7 +126,7 @@ def baselines(masks) -> dict:
     return {'all-zero mask': dice_per_image(torch.zeros_like(m), m),
             'all-one mask': dice_per_image(torch.ones_like(m), m)}
 
-# %% ../nbs/07_segment.ipynb 30
+# %% ../nbs/07_segment.ipynb 32
 def pyramid(tower: ImageTower, x) -> list:
     "The frozen CNN trunk's stage outputs [B, C_i, H_i, W_i], finest first (timm's `forward_intermediates`)."
     m = tower.trunk
@@ -133,19 +134,19 @@ def pyramid(tower: ImageTower, x) -> list:
         raise ValueError(f"image tower {tower.name!r}: its timm model has no forward_intermediates; use kind='tokens'")
     return m.forward_intermediates(x, intermediates_only=True)
 
-# %% ../nbs/07_segment.ipynb 32
+# %% ../nbs/07_segment.ipynb 34
 def _conv(cin, cout, k=3):
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
 
-# %% ../nbs/07_segment.ipynb 34
+# %% ../nbs/07_segment.ipynb 36
 def _out(cin, prior=0.01) -> nn.Conv2d:
     "The 1x1 logit layer, its bias set so that every pixel starts at probability `prior`."
     c = nn.Conv2d(cin, 1, 1)
     nn.init.constant_(c.bias, -math.log((1 - prior) / prior))
     return c
 
-# %% ../nbs/07_segment.ipynb 36
+# %% ../nbs/07_segment.ipynb 38
 def _adapt(adaptor, fmap):
     "A feature map [B, C, h, w] as h*w tokens through the adaptor's image path, back to a map [B, dim, h, w]."
     if adaptor is None: return fmap
@@ -153,7 +154,7 @@ def _adapt(adaptor, fmap):
     t = adaptor(fmap.flatten(2).transpose(1, 2))['image_tokens']
     return t.transpose(1, 2).reshape(B, -1, h, w)
 
-# %% ../nbs/07_segment.ipynb 38
+# %% ../nbs/07_segment.ipynb 40
 class UNetHead(nn.Module):
     "U-Net decoder over a frozen CNN's stage outputs, the deepest stage passed through the adaptor first."
     def __init__(self, channels, adaptor=None, decoder_channels=None, image_size=64):
@@ -178,7 +179,7 @@ class UNetHead(nn.Module):
             h = blk(torch.cat([h, proj(s)], 1))
         return F.interpolate(self.out(h), size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
 
-# %% ../nbs/07_segment.ipynb 40
+# %% ../nbs/07_segment.ipynb 42
 class TokenHead(nn.Module):
     "Patch-token decoder for ViT towers: tokens through the adaptor, laid on their grid, upsampled x2 per block."
     def __init__(self, token_dim, grid, adaptor=None, width=64, image_size=64):
@@ -201,10 +202,10 @@ class TokenHead(nn.Module):
         for blk in self.blocks: h = blk(h)
         return F.interpolate(self.out(h), size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
 
-# %% ../nbs/07_segment.ipynb 42
+# %% ../nbs/07_segment.ipynb 44
 KINDS = ('auto', 'unet', 'tokens')
 
-# %% ../nbs/07_segment.ipynb 44
+# %% ../nbs/07_segment.ipynb 46
 class Segmenter(nn.Module):
     "A frozen image tower and a trainable head: 'unet' over the CNN stages or 'tokens' over ViT patch tokens."
     def __init__(self, tower: ImageTower, adaptor: AdaptorFusion | None = None, kind='auto', image_size=64, **head_kw):
@@ -238,7 +239,7 @@ class Segmenter(nn.Module):
         "Mask logits [B, 1, image_size, image_size]."
         return self.head(self.features(x))
 
-# %% ../nbs/07_segment.ipynb 48
+# %% ../nbs/07_segment.ipynb 50
 class _Cached(Dataset):
     "Cached frozen-tower tokens next to the masks of a `MaskDataset`."
     def __init__(self, tokens, ds): self.tokens, self.ds = tokens, ds
@@ -246,7 +247,7 @@ class _Cached(Dataset):
     def __getitem__(self, i):
         return dict(idx=i, tokens=torch.from_numpy(np.array(self.tokens[i], np.float32)), mask=self.ds[i]['mask'])
 
-# %% ../nbs/07_segment.ipynb 50
+# %% ../nbs/07_segment.ipynb 52
 def cached_tokens(seg: Segmenter, ds: MaskDataset, root=None):
     "The frozen tower's patch tokens [N, T, D] of `ds`'s images from the embedding cache (computed on first use)."
     if seg.kind != 'tokens':
@@ -256,15 +257,15 @@ def cached_tokens(seg: Segmenter, ds: MaskDataset, root=None):
         raise ValueError(f'cached tokens: grid {tuple(e.grid)}, the head expects {seg.head.grid}')
     return e.tokens
 
-# %% ../nbs/07_segment.ipynb 52
+# %% ../nbs/07_segment.ipynb 54
 def _loader(ds, tokens, batch_size, shuffle, seed=0):
     src = _Cached(tokens, ds) if tokens is not None else ds
     return DataLoader(src, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
-# %% ../nbs/07_segment.ipynb 54
+# %% ../nbs/07_segment.ipynb 56
 def _logits(seg, b): return seg.head(b['tokens']) if 'tokens' in b else seg(b['image'])
 
-# %% ../nbs/07_segment.ipynb 56
+# %% ../nbs/07_segment.ipynb 58
 @torch.no_grad()
 def predict(seg: Segmenter, ds: MaskDataset, tokens=None, batch_size=128) -> tuple:
     "Mask probabilities [N, 1, S, S] of `seg` on `ds` (from cached `tokens` when given) and the true masks."
@@ -273,7 +274,7 @@ def predict(seg: Segmenter, ds: MaskDataset, tokens=None, batch_size=128) -> tup
         ps.append(_logits(seg, b).sigmoid()); ms.append(b['mask'])
     return torch.cat(ps), torch.cat(ms)
 
-# %% ../nbs/07_segment.ipynb 58
+# %% ../nbs/07_segment.ipynb 60
 def train_head(seg: Segmenter, train_ds, valid_ds=None, epochs=10, lr=1e-2, weight_decay=1e-4, batch_size=64,
                focal_weight=10.0, train_adaptor=True, tokens=None, valid_tokens=None, seed=0,
                progress=True) -> pd.DataFrame:
@@ -304,7 +305,7 @@ def train_head(seg: Segmenter, train_ds, valid_ds=None, epochs=10, lr=1e-2, weig
         hist.append(rec); bar.set_postfix({k: f'{v:.3f}' for k, v in rec.items() if k in ('loss', 'valid_dice')})
     return pd.DataFrame(hist)
 
-# %% ../nbs/07_segment.ipynb 64
+# %% ../nbs/07_segment.ipynb 66
 def _fusion_shape(f: AdaptorFusion | None) -> dict | None:
     if f is None: return None
     layer = f.layers.layers[0]
@@ -312,7 +313,7 @@ def _fusion_shape(f: AdaptorFusion | None) -> dict | None:
                 num_layers=len(f.layers.layers), num_heads=layer.self_attn.num_heads,
                 mlp_ratio=layer.linear1.out_features // f.out_dim, dropout=layer.dropout.p)
 
-# %% ../nbs/07_segment.ipynb 66
+# %% ../nbs/07_segment.ipynb 68
 @patch
 def save_pretrained(self: Segmenter, save_dir, tower_source: dict, **info) -> Path:
     ("Write the head's weights (`head.safetensors`) and what rebuilds the segmenter (`segmenter.json`) to "
@@ -328,13 +329,13 @@ def save_pretrained(self: Segmenter, save_dir, tower_source: dict, **info) -> Pa
         (d/'segmenter.json').write_text(json.dumps(shareable(meta, dest), indent=1, default=str))
     return dest
 
-# %% ../nbs/07_segment.ipynb 68
+# %% ../nbs/07_segment.ipynb 70
 def _tower_from(src: dict, d: Path) -> ImageTower:
     if 'model_dir' in src: return DualEncoder.from_pretrained(anchored(src['model_dir'], d)).image
     if 'adaptor_dir' in src: return Adaptor.from_pretrained(anchored(src['adaptor_dir'], d)).image
     raise ValueError(f"tower source {src}: expected a 'model_dir' or 'adaptor_dir' entry")
 
-# %% ../nbs/07_segment.ipynb 70
+# %% ../nbs/07_segment.ipynb 72
 @patch(cls_method=True)
 def from_pretrained(cls: Segmenter, save_dir, tower: ImageTower | None = None) -> Segmenter:
     ("Rebuild a saved `Segmenter` in one call: its frozen tower (checked by fingerprint) and the head's weights, "
@@ -356,7 +357,7 @@ def from_pretrained(cls: Segmenter, save_dir, tower: ImageTower | None = None) -
     seg.meta = meta
     return seg.eval()
 
-# %% ../nbs/07_segment.ipynb 73
+# %% ../nbs/07_segment.ipynb 75
 def default_adaptor(model_dir='', **overrides) -> Path:
     ("The folder of an Adaptor (06_adaptor defaults plus `overrides`) trained once on `model_dir`'s towers into "
      "the cache.")
@@ -370,7 +371,7 @@ def default_adaptor(model_dir='', **overrides) -> Path:
         if not (out/'adaptor.json').exists(): adaptor_pretrain(cfg, out_dir=out, progress=False)
     return out
 
-# %% ../nbs/07_segment.ipynb 75
+# %% ../nbs/07_segment.ipynb 77
 def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
     ("(frozen image tower, AdaptorFusion or None, its image size, tower source) for the `model_dir` / `adaptor_dir` "
      "pair.")
@@ -389,9 +390,9 @@ def resolve_towers(model_dir='', adaptor_dir='') -> tuple:
                          f"not model_dir={model_dir!r}; pass model_dir='' to use the adaptor's own tower")
     return a.image, a.fusion, int(a.specs.get('image_size') or 0), dict(adaptor_dir=str(ad.resolve()))
 
-# %% ../nbs/07_segment.ipynb 77
+# %% ../nbs/07_segment.ipynb 79
 @dataclass
-class SegmentConfig(RunParams, ImageParams, DataParams):
+class SegmentConfig(BootstrapParams, RunParams, ImageParams, DataParams):
     "All parameters of a segmentation run; defaults are the tiny offline recipe on SynthCXR."
     # a model folder (a run's, transformers CLIP/SigLIP, open_clip) or hub id; '' = default_model()
     model_dir: str = ''
@@ -406,7 +407,7 @@ class SegmentConfig(RunParams, ImageParams, DataParams):
     lr: float = 1e-2               # peak AdamW learning rate of the one-cycle schedule
     weight_decay: float = 1e-4     # AdamW weight decay of the head (and of a trained adaptor)
     focal_weight: float = 10.0     # loss = focal_weight x focal loss + Dice loss
-    n_boot: int = 1000             # bootstrap resamples of the test images for the 95% Dice intervals
+    n_boot: int = 1000             # bootstrap resamples of the test set for the 95% Dice intervals
     seed: int = 0                  # seeds patient subsampling, head init, batch order and the bootstrap
     run_name: str = 'segment'
 
@@ -418,7 +419,7 @@ class SegmentConfig(RunParams, ImageParams, DataParams):
         if bad := [f for f in self.fractions if not 0 < f <= 1]:
             raise ValueError(f'parameter fractions: {bad} not in (0, 1]')
 
-# %% ../nbs/07_segment.ipynb 79
+# %% ../nbs/07_segment.ipynb 81
 def plot_masks(ds, probs, masks, dice, n=6, title=''):
     "Images of `ds` with the true mask (green outline) and the predicted mask at 0.5 (red fill), each with its Dice."
     import matplotlib.pyplot as plt
@@ -436,7 +437,7 @@ def plot_masks(ds, probs, masks, dice, n=6, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../nbs/07_segment.ipynb 81
+# %% ../nbs/07_segment.ipynb 83
 def shown(tab: pd.DataFrame) -> pd.DataFrame:
     "The Dice table as the run folder's Markdown shows it: each Dice with its 95% interval."
     f = lambda v, lo, hi: '' if pd.isna(v) else interval_cell(v, lo, hi)
@@ -446,7 +447,7 @@ def shown(tab: pd.DataFrame) -> pd.DataFrame:
                          'n': tab.n.astype(int).values, 'n with finding': tab.n_pos.astype(int).values},
                         index=tab.index.rename('model'))
 
-# %% ../nbs/07_segment.ipynb 83
+# %% ../nbs/07_segment.ipynb 85
 def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Result:
     ("Train a segmentation head over a frozen tower (adaptor in between) and evaluate it; write the run folder. Its "
      "`Result`: the segmenter's Dice as metrics, tables `dice` and `history`, the head.")
@@ -454,7 +455,7 @@ def segment(cfg: SegmentConfig | None = None, progress=True, **overrides) -> Res
     cfg = SegmentConfig.make(cfg, **overrides)
     with start_run(cfg, 'segment') as run: return _segment(cfg, run, progress)
 
-# %% ../nbs/07_segment.ipynb 85
+# %% ../nbs/07_segment.ipynb 87
 def _segment(cfg, run, progress) -> Result:
     "`segment`'s training and scoring, written to the run folder `run.out`."
     import matplotlib.pyplot as plt
@@ -481,16 +482,20 @@ def _segment(cfg, run, progress) -> Result:
         hists.append(hist.assign(fraction=frac, n_train=len(tr)))
         probs, masks = predict(seg, te, tok['te'])
         scores['segmenter' if frac == top else f'segmenter {frac:.0%}'] = d = dice_per_image(probs > 0.5, masks)
-    tab = dice_table({**scores, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed)
+    groups, unit = boot_groups([s.patient_id for s in split['test']], cfg.bootstrap_unit)
+    tab = dice_table({**scores, **baselines(masks)}, masks.flatten(1).any(1).numpy(), cfg.n_boot, cfg.seed,
+                     groups=groups)
     hist = pd.concat(hists, ignore_index=True)
     write_table(out, 'metrics', tab.rename_axis('model'), shown(tab),
                 title=f'Per-image Dice at 0.5 on the {cfg.dataset} test split, target {target!r} (an image without '
                       f'the finding scores 1 when nothing is predicted); `segmenter` is trained on {top:.0%} of the '
-                      f'training patients, the others on the fraction named:')
+                      f'training patients, the others on the fraction named; the intervals resample test {unit}s '
+                      f'(bootstrap_unit: {unit}):')
     hist.to_csv(out/'history.csv', index=False)
     fig = plot_masks(te, probs, masks, d, title=f'{target}: true (green), predicted (red)')
     fig.savefig(out/'masks.png', dpi=100); plt.close(fig)
     seg.save_pretrained(out/'head', source, target=target, dataset=cfg.dataset)
     run.record.update(studies=studies, target=target, tower_source=source, kind=seg.kind, image_size=size,
+                      bootstrap_unit=unit,
                       trainable_parameters=sum(p.numel() for p in seg.head.parameters() if p.requires_grad))
     return Result(out, tab.loc['segmenter'].to_dict(), dict(dice=tab, history=hist), out/'head', seg)
