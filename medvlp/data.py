@@ -19,9 +19,10 @@ from torchvision.transforms import v2
 
 # %% auto 0
 __all__ = ['CHEXPERT_LABELS', 'CHEXPERT5', 'MAX_PIXELS', 'LABEL_VALUES', 'PRESETS', 'cache_dir', 'check_choice', 'torch_threads',
-           'read_file', 'atomic_dir', 'Study', 'DataError', 'check_image', 'Studies', 'read_frame', 'write_skipped',
-           'checked_image', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom', 'augment', 'TwoViews',
-           'square', 'image_transform', 'seeded_hash', 'subsample', 'StudyDataset', 'Collate', 'train_tokenizer']
+           'read_file', 'hub_reachable', 'atomic_dir', 'Study', 'DataError', 'check_image', 'Studies', 'read_frame',
+           'write_skipped', 'checked_image', 'read_table', 'read_pairs_folder', 'load_image', 'write_test_dicom',
+           'augment', 'TwoViews', 'square', 'image_transform', 'seeded_hash', 'subsample', 'StudyDataset', 'Collate',
+           'train_tokenizer']
 
 # %% ../nbs/00_data.ipynb 6
 CHEXPERT_LABELS = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema',
@@ -61,6 +62,18 @@ def read_file(path, how=None):
 
 
 # %% ../nbs/00_data.ipynb 20
+def hub_reachable(timeout=3.0) -> bool:
+    "Whether the Hugging Face hub answers (never when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)."
+    import urllib.error, urllib.request
+    if any(os.environ.get(k, '').lower() in ('1', 'true', 'yes', 'on')
+           for k in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE')): return False
+    from huggingface_hub import constants
+    try: urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method='HEAD'), timeout=timeout).close()
+    except urllib.error.HTTPError: return True  # it answered
+    except OSError: return False
+    return True
+
+# %% ../nbs/00_data.ipynb 23
 @contextlib.contextmanager
 def atomic_dir(dest):
     ("A temporary folder beside `dest` to write into; on success it replaces `dest` by renames, on failure it is "
@@ -78,7 +91,7 @@ def atomic_dir(dest):
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 
-# %% ../nbs/00_data.ipynb 23
+# %% ../nbs/00_data.ipynb 26
 @dataclass
 class Study:
     "One study: image views, report sections, CheXpert-coded labels, ids and split."
@@ -94,20 +107,20 @@ class Study:
     @property
     def text(self) -> str: return ' '.join(t for t in self.texts if t)
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 29
 class DataError(ValueError):
     "Bad input data: the message names the file, row and column and what was expected; `path`, the file at fault."
     def __init__(self, msg, path=None): super().__init__(msg); self.path = path
 
-# %% ../nbs/00_data.ipynb 28
+# %% ../nbs/00_data.ipynb 31
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
-# %% ../nbs/00_data.ipynb 30
+# %% ../nbs/00_data.ipynb 33
 def _bomb(path, n, max_pixels):
     if n > max_pixels:
         raise DataError(f'{path}: {n} pixels, over max_pixels={max_pixels} (a decompression bomb?)', str(path))
 
-# %% ../nbs/00_data.ipynb 32
+# %% ../nbs/00_data.ipynb 35
 def check_image(path, decode=False, max_pixels=None):
     ("Raise a `DataError` naming `path` unless its header reads (format, size, DICOM pixel data); `decode`: every "
      "pixel too.")
@@ -130,10 +143,10 @@ def check_image(path, decode=False, max_pixels=None):
         raise DataError(f'{path}: over max_pixels={max_pixels} (a decompression bomb?): {e}', str(path)) from None
     except Exception as e: raise DataError(f'{path}: cannot read image ({type(e).__name__}: {e})', str(path)) from e
 
-# %% ../nbs/00_data.ipynb 36
+# %% ../nbs/00_data.ipynb 39
 LABEL_VALUES = {1.0, 0.0, -1.0}
 
-# %% ../nbs/00_data.ipynb 38
+# %% ../nbs/00_data.ipynb 41
 class Studies(list):
     ("A list of `Study` carrying the rows skipped (row, path, reason), the row counts and the tables a run folder "
      "writes.")
@@ -159,10 +172,10 @@ class Studies(list):
         return Studies(items, [*self.skipped, *skipped], self.rows_in, self.held_out + held_out, self.filtered,
                        self.label_table, self.split_counts)
 
-# %% ../nbs/00_data.ipynb 40
+# %% ../nbs/00_data.ipynb 43
 def _cols(x): return [] if x is None else [x] if isinstance(x, str) else list(x)
 
-# %% ../nbs/00_data.ipynb 42
+# %% ../nbs/00_data.ipynb 45
 def read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
     "The table at `path` (.csv, .jsonl or .json) with every cell a string, or a `DataError` naming the file."
     if not path.exists(): raise DataError(f'{path}: file not found', str(path))
@@ -179,20 +192,20 @@ def read_frame(path: Path, encoding='utf-8', sep=',') -> pd.DataFrame:
     except ValueError as e:
         raise DataError(f'{path}: cannot parse the table ({type(e).__name__}: {e})', str(path)) from None
 
-# %% ../nbs/00_data.ipynb 44
+# %% ../nbs/00_data.ipynb 47
 def _sep_hint(cols, sep=',') -> str:
     "When the header read as one column holding another separator, a hint naming it."
     if len(cols) != 1: return ''
     c = next((c for c in (';', '\t', '|', ',') if c != sep and c in str(cols[0])), None)
     return f'; the header is one column: is the separator {c!r}? (sep={c!r})' if c else ''
 
-# %% ../nbs/00_data.ipynb 46
+# %% ../nbs/00_data.ipynb 49
 def _str(v) -> str: return '' if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
-# %% ../nbs/00_data.ipynb 48
+# %% ../nbs/00_data.ipynb 51
 def _blank(v) -> bool: return _str(v).strip().lower() in ('', 'nan')  # a missing label, never a class
 
-# %% ../nbs/00_data.ipynb 50
+# %% ../nbs/00_data.ipynb 53
 def _label(v, path, row, col):
     if _blank(v): return float('nan')
     try: f = float(v)
@@ -201,13 +214,13 @@ def _label(v, path, row, col):
         raise DataError(f'{path}: row {row}, column {col!r}: label value {v!r} is not one of 1, 0, -1 or blank')
     return f
 
-# %% ../nbs/00_data.ipynb 52
+# %% ../nbs/00_data.ipynb 55
 def write_skipped(skipped, log):
     "Write the (row, path, reason) of each skipped row to the CSV `log`."
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(skipped, columns=['row', 'path', 'reason']).to_csv(log, index=False)
 
-# %% ../nbs/00_data.ipynb 54
+# %% ../nbs/00_data.ipynb 57
 def _noted(studies, path):
     "`studies`, with one warning when some repeat an earlier row's images and report (they are used, and counted)."
     if d := studies.duplicates():
@@ -215,13 +228,13 @@ def _noted(studies, path):
                       "'duplicates' in the run's row counts")
     return studies
 
-# %% ../nbs/00_data.ipynb 56
+# %% ../nbs/00_data.ipynb 59
 def checked_image(p, where, on_bad):
     "`check_image(p)` (a full decode when `on_bad='skip'`) with `where` (file and row) in front of the reason."
     try: check_image(p, decode=on_bad == 'skip')
     except DataError as e: raise DataError(f'{where}: {e}', str(p)) from None
 
-# %% ../nbs/00_data.ipynb 58
+# %% ../nbs/00_data.ipynb 61
 def _where(df, where) -> pd.Series:
     ("Row mask: each column `c` of `where` holds one of `where[c]` (a value or a list of values), compared as "
      "stripped text.")
@@ -231,7 +244,7 @@ def _where(df, where) -> pd.Series:
         keep &= df[c].map(lambda v: _str(v).strip()).isin({_str(v).strip() for v in ok})
     return keep
 
-# %% ../nbs/00_data.ipynb 60
+# %% ../nbs/00_data.ipynb 63
 def _classes(values, label_map=None, sep=None):
     ("Each value's stripped parts (split at `sep`; [''] if none), the value -> class map, the sorted classes and "
      "the table.")
@@ -243,7 +256,7 @@ def _classes(values, label_map=None, sep=None):
                          columns=['value', 'class', 'n'])
     return parts, vmap, sorted({c for c in vmap.values() if c}), table
 
-# %% ../nbs/00_data.ipynb 63
+# %% ../nbs/00_data.ipynb 66
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
                label_map=None, label_sep=None, where=None, meta=None) -> Studies:
@@ -295,7 +308,7 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
     return _noted(Studies(out, skipped, rows_in, filtered=None if where is None else rows_in - len(df),
                           label_table=table if label_column is not None else None), path)
 
-# %% ../nbs/00_data.ipynb 75
+# %% ../nbs/00_data.ipynb 78
 def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files=True) -> Studies:
     "Read `root/split/img_text_pair.json` + `root/split/imgs/` (the CLIP fine-tuning layout) into studies."
     root = Path(root).expanduser(); d = root/split; js = d/'img_text_pair.json'
@@ -322,7 +335,7 @@ def read_pairs_folder(root, split='train', on_bad='raise', log=None, check_files
     if log is not None and skipped: write_skipped(skipped, log)
     return _noted(Studies(out, skipped, rows_in=len(recs)), js)
 
-# %% ../nbs/00_data.ipynb 78
+# %% ../nbs/00_data.ipynb 81
 def _dicom_array(path) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -340,7 +353,7 @@ def _dicom_array(path) -> np.ndarray:
     if getattr(ds, 'PhotometricInterpretation', '') == 'MONOCHROME1': a = 1.0 - a
     return a
 
-# %% ../nbs/00_data.ipynb 80
+# %% ../nbs/00_data.ipynb 83
 def load_image(path, channels=1, size=None) -> torch.Tensor:
     ("Read PNG/JPEG (8/16-bit) or DICOM at `path` into a float tensor [C,H,W] in [0,1]; with `size`, JPEGs decode "
      "at the smallest DCT scale at least `size` on each side.")
@@ -367,7 +380,7 @@ def load_image(path, channels=1, size=None) -> torch.Tensor:
     if t.shape[0] == 1 and channels == 3: t = t.expand(3, -1, -1).contiguous()
     return t
 
-# %% ../nbs/00_data.ipynb 86
+# %% ../nbs/00_data.ipynb 89
 def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometric='MONOCHROME2', **tags):
     "Write a minimal 16-bit grayscale DICOM (for tests and fixtures) with the given rescale, window and tags."
     import pydicom
@@ -388,14 +401,14 @@ def write_test_dicom(path, arr, slope=1.0, intercept=0.0, window=None, photometr
     ds.save_as(path, enforce_file_format=True)
     return Path(path)
 
-# %% ../nbs/00_data.ipynb 91
+# %% ../nbs/00_data.ipynb 94
 # crop area and aspect ratio, rotation (degrees), shift and zoom, jitter strength and probability, blur probability
 PRESETS = dict(
     clip=dict(scale=(0.6, 1.0), ratio=(3/4, 4/3), degrees=5, jitter=(0.2, 1.0)),
     simclr=dict(scale=(0.3, 1.0), ratio=(3/4, 4/3), degrees=10, jitter=(0.4, 0.8), blur=0.5),
     cxr_clip=dict(scale=(0.7, 1.0), ratio=(0.9, 1.1), degrees=10, shift=0.0625, zoom=(0.9, 1.1), jitter=(0.2, 1.0)))
 
-# %% ../nbs/00_data.ipynb 93
+# %% ../nbs/00_data.ipynb 96
 def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 0.0), blur=0.0) -> list:
     ("One image's draws from `seed`: crop half-sizes and centre, angle, shift, zoom, brightness, contrast, blur sigma "
      "(0: none).")
@@ -409,7 +422,7 @@ def _draw(seed, scale, ratio, degrees, shift=0.0, zoom=(1.0, 1.0), jitter=(0.0, 
             if r.random() < jitter[1] else (1.0, 1.0))
     return [w, h, cx, cy, ang, tx, ty, z, b, c, r.uniform(0.1, 2.0) if r.random() < blur else 0.0]
 
-# %% ../nbs/00_data.ipynb 95
+# %% ../nbs/00_data.ipynb 98
 def _blur(x, sigma, k):
     "Gaussian blur of each image of `x` with its own `sigma` (0: unchanged), kernel size `k`, reflected borders."
     B, C, H, W = x.shape
@@ -422,7 +435,7 @@ def _blur(x, sigma, k):
     y = F.conv2d(F.conv2d(y, g[:, None, :, None], groups=B*C), g[:, None, None, :], groups=B*C)
     return y.reshape(B, C, H, W)
 
-# %% ../nbs/00_data.ipynb 97
+# %% ../nbs/00_data.ipynb 100
 def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
     ("The `preset` training augmentation of square images `x` [B, C, S, S] in [0, 1] (or integers over their type's "
      "range), image i's draws from `seeds[i]`, normalised.")
@@ -444,23 +457,23 @@ def augment(x, seeds, preset='clip', mean=0.5, std=0.5) -> torch.Tensor:
                                  device=x.device)[:, None, None]
     return (x - per(mean))/per(std)
 
-# %% ../nbs/00_data.ipynb 100
+# %% ../nbs/00_data.ipynb 103
 class TwoViews:
     "Apply a transform twice to the same image and return both views (SimCLR)."
     def __init__(self, tfm): self.tfm = tfm
     def __call__(self, x): return self.tfm(x), self.tfm(x)
     def __repr__(self): return f'TwoViews({self.tfm})'
 
-# %% ../nbs/00_data.ipynb 102
+# %% ../nbs/00_data.ipynb 105
 def square(size): return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
-# %% ../nbs/00_data.ipynb 104
+# %% ../nbs/00_data.ipynb 107
 class _Augment:
     "`augment` for one image [C,H,W], squared to `size` first, its seed drawn from torch's generator."
     def __init__(self, size, **kw): self.square, self.kw = square(size), kw
     def __call__(self, x): return augment(self.square(x)[None], [int(torch.randint(2**62, ()))], **self.kw)[0]
 
-# %% ../nbs/00_data.ipynb 106
+# %% ../nbs/00_data.ipynb 109
 def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, std=0.5):
     ("One image's transform (float [C,H,W] in [0,1]): resize + centre crop to `size`, `preset` augmentation when "
      "training, then normalisation.")
@@ -472,12 +485,12 @@ def image_transform(size=224, train=True, preset='clip', channels=1, mean=0.5, s
     t = _Augment(size, preset=preset, mean=per(mean), std=per(std))
     return TwoViews(t) if preset == 'simclr' else t
 
-# %% ../nbs/00_data.ipynb 109
+# %% ../nbs/00_data.ipynb 112
 def seeded_hash(seed, pid) -> str:
     "A hex sha256 of `seed` and `pid`: an order of patients (or anything) fixed by the seed, on every machine."
     return hashlib.sha256(f'{seed}:{pid}'.encode()).hexdigest()
 
-# %% ../nbs/00_data.ipynb 111
+# %% ../nbs/00_data.ipynb 114
 def subsample(studies, frac=1.0, seed=0):
     "Keep the studies of a deterministic `frac` (0,1] of the patients (patient-level, nested across fractions)."
     if not 0 < frac <= 1: raise ValueError(f'frac={frac!r}: expected a fraction in (0, 1], e.g. 0.01, 0.1 or 1.0')
@@ -488,7 +501,7 @@ def subsample(studies, frac=1.0, seed=0):
         kept = [s for s in studies if (s.patient_id or s.study_id) in keep]
     return studies.narrow(kept, held_out=len(studies) - len(kept)) if isinstance(studies, Studies) else kept
 
-# %% ../nbs/00_data.ipynb 114
+# %% ../nbs/00_data.ipynb 117
 class StudyDataset(Dataset):
     "Torch dataset over `Study` records: transformed image view(s), report text(s) and label vector."
     def __init__(self, studies, transform=None, label_names=None, views=1, sections=1, channels=1, seed=None,
@@ -521,11 +534,12 @@ class StudyDataset(Dataset):
         else: d['text'] = ' '.join(texts)
         return d
 
-# %% ../nbs/00_data.ipynb 116
+# %% ../nbs/00_data.ipynb 119
 class Collate:
-    ("Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded, truncated), each "
-     "distinct text once.")
-    def __init__(self, tokenizer=None, max_length=128): self.tok, self.max_length, self.ids = tokenizer, max_length, {}
+    ("Batch `StudyDataset` items: stack tensors, tokenize `text`/`text2` with `tokenizer` (padded to the longest, or "
+     "with `pad_to_max` to `max_length`; truncated), each distinct text once.")
+    def __init__(self, tokenizer=None, max_length=128, pad_to_max=False):
+        self.tok, self.max_length, self.pad_to_max, self.ids = tokenizer, max_length, pad_to_max, {}
     def _stack(self, xs):
         if isinstance(xs[0], (tuple, list)): return tuple(torch.stack(v) for v in zip(*xs))
         return torch.stack(xs)
@@ -536,7 +550,7 @@ class Collate:
         return self._pad([self.ids[t] for t in texts])  # int32 arrays: 4 bytes a token kept
     def _pad(self, seqs):  # as the tokenizer's `pad` does, on its side, a tenth of its time
         if self.tok.pad_token_id is None: raise ValueError(f'{type(self.tok).__name__}: no pad token to pad with')
-        n = max(map(len, seqs))
+        n = self.max_length if self.pad_to_max else max(map(len, seqs))
         ids = np.full((len(seqs), n), self.tok.pad_token_id, np.int64); mask = np.zeros_like(ids)
         for i, s in enumerate(seqs):
             at = slice(n - len(s), n) if self.tok.padding_side == 'left' else slice(0, len(s))
@@ -553,7 +567,7 @@ class Collate:
                 b['input_ids' + sfx], b['attention_mask' + sfx] = enc['input_ids'], enc['attention_mask']
         return b
 
-# %% ../nbs/00_data.ipynb 118
+# %% ../nbs/00_data.ipynb 121
 def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
     ("The words of `docs` (lists of words) held by fewer than `min_frequency` docs or, given each doc's patient, "
      "fewer than `min_patients` patients.")
@@ -562,7 +576,7 @@ def _rare(docs, min_frequency=1, patients=None, min_patients=1) -> set:
         for w in set(d): n[w] += 1; who.setdefault(w, set()).add(p)
     return {w for w in n if n[w] < min_frequency or len(who[w]) < min_patients}
 
-# %% ../nbs/00_data.ipynb 120
+# %% ../nbs/00_data.ipynb 123
 def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_patients=1) -> list:
     "`texts` without the words (pieces of `pre`, compared by `key`) that `_rare` finds."
     spans = [[(key(t[a:b]), a, b) for _, (a, b) in pre.pre_tokenize_str(t)] for t in texts]
@@ -570,7 +584,7 @@ def _drop_rare(texts, pre, min_frequency, key=str.strip, patients=None, min_pati
     return [t if not any(k in rare for k, _, _ in sp) else ''.join(t[a:b] for k, a, b in sp if k not in rare)
             for t, sp in zip(texts, spans)]
 
-# %% ../nbs/00_data.ipynb 122
+# %% ../nbs/00_data.ipynb 125
 def train_tokenizer(texts, kind='wordpiece', vocab_size=2000, out_dir=None, model_max_length=128, min_frequency=1,
                     min_patients=1):
     ("Train a WordPiece or byte-level BPE tokenizer on `texts` (strings, or (patient, text) pairs), from words in at "

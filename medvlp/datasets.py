@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_datasets.ipynb 3
 from __future__ import annotations
-import contextlib, hashlib, inspect, json, os, random, re, shutil, time, warnings
+import contextlib, csv, hashlib, inspect, json, math, os, random, re, shutil, tempfile, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom,
+from .data import (Study, Studies, DataError, read_table, read_pairs_folder, load_image, write_test_dicom, hub_reachable,
                          write_skipped, cache_dir, read_file, StudyDataset, Collate, CHEXPERT_LABELS, CHEXPERT5,
                          LABEL_VALUES, read_frame, seeded_hash, checked_image)
 
@@ -27,8 +27,8 @@ __all__ = ['DATASETS', 'SPLITS', 'UNCERTAIN_POLICIES', 'PROMPTS', 'VINDR_LABELS'
            'load_dataset', 'hash_split', 'apply_uncertainty', 'prompt_pools', 'labels_to_text', 'report_sections',
            'report_texts', 'rle_encode', 'rle_decode', 'image_size', 'annotation_masks', 'mimic_cxr', 'chexpert',
            'chexpert5x200', 'rsna_pneumonia', 'siim_pneumothorax', 'vindr_cxr', 'covidx', 'roco', 'cbis_ddsm',
-           'embed_text', 'embed', 'chestxray14', 'csv_table', 'pairs_folder', 'synthcxr', 'preprocess', 'ImageArray',
-           'image_array', 'cpus', 'loader_kwargs', 'loader_speed']
+           'embed_text', 'embed', 'chestxray14', 'csv_table', 'pairs_folder', 'hf_dataset', 'synthcxr', 'preprocess',
+           'ImageArray', 'image_array', 'cpus', 'loader_kwargs', 'loader_speed']
 
 # %% ../nbs/00_datasets.ipynb 6
 DATASETS = {}
@@ -886,7 +886,248 @@ def pairs_folder(root, split=None, on_bad='raise', log=None, check_files=True) -
     if log is not None and skipped: write_skipped(skipped, log)
     return Studies(out, skipped, rows_in=n)
 
-# %% ../nbs/00_datasets.ipynb 139
+# %% ../nbs/00_datasets.ipynb 141
+_HF_SOURCE = 'Hugging Face datasets: save_to_disk folders, Parquet / Arrow files, imagefolder'
+_HF_LAYOUT = """\
+<root> = a save_to_disk folder (a Dataset; or a DatasetDict: dataset_dict.json + one folder per split),
+         a .parquet / .arrow file or a folder of them (splits from their names: data/train-00000-of-00001.parquet),
+         or an imagefolder (<root>/[<split>/]metadata.jsonl: file_name, text and label columns; images beside it);
+images as HF Image features (bytes: written once to the cache) or file paths (relative to the folder or image_root)"""
+
+# %% ../nbs/00_datasets.ipynb 143
+_MAGIC = {b'\x89PNG': '.png', b'\xff\xd8\xff': '.jpg', b'GIF8': '.gif', b'II*\x00': '.tif', b'MM\x00*': '.tif',
+          b'BM': '.bmp'}
+
+def _image_ext(b: bytes, name=None) -> str:
+    "The file suffix of image bytes `b`: '.dcm' for DICOM, else by their magic number, else `name`'s ('.bin' if none)."
+    if b[128:132] == b'DICM' or Path(name or '').suffix.lower() in ('.dcm', '.dicom'): return '.dcm'
+    if b[:4] == b'RIFF' and b[8:12] == b'WEBP': return '.webp'
+    return next((e for m, e in _MAGIC.items() if b.startswith(m)), None) or Path(name or '').suffix.lower() or '.bin'
+
+# %% ../nbs/00_datasets.ipynb 146
+def _dicom_png(b: bytes, dst):
+    "DICOM bytes as a 16-bit grey PNG at `dst` of what `load_image` reads from them: pixels only, no header field."
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d)/'x.dcm').write_bytes(b)
+        try: x = load_image(Path(d)/'x.dcm')
+        except DataError as e:
+            raise DataError('DICOM bytes that cannot be read' + str(e).split(': cannot read image', 1)[-1]) from None
+    _save_png(Image.fromarray((x[0].double() * 65535).round().numpy().astype(np.uint16)), dst)
+
+# %% ../nbs/00_datasets.ipynb 149
+def _bytes_file(b: bytes, folder, name=None) -> str:
+    "Image bytes `b` as a file in `folder` named by their sha256, written once; DICOM as a 16-bit PNG of its pixels."
+    h, ext = hashlib.sha256(b).hexdigest(), _image_ext(b, name)
+    dst = Path(folder)/h[:2]/(h + ('.png' if ext == '.dcm' else ext))
+    if dst.exists(): return str(dst)
+    if ext == '.dcm': _dicom_png(b, dst); return str(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp'); tmp.write_bytes(b); os.replace(tmp, dst)
+    return str(dst)
+
+# %% ../nbs/00_datasets.ipynb 152
+def _hf_image(v, base, folder) -> str:
+    ("An image cell as a file path: an HF `Image` ({'bytes', 'path'}) by its bytes (written to `folder`) or its path; "
+     "a path relative to `base`; '' if none.")
+    if isinstance(v, dict):
+        if v.get('bytes'): return _bytes_file(v['bytes'], folder, v.get('path'))
+        v = v.get('path')
+    return str(Path(base)/str(v).strip()) if v is not None and str(v).strip() else ''
+
+# %% ../nbs/00_datasets.ipynb 155
+def _hf_text(v, names=None) -> str:
+    "A cell as the CSV adapter reads it: text; a class index as its name in `names`; True / False as 1 / 0; missing ''."
+    if v is None or (isinstance(v, float) and math.isnan(v)): return ''
+    if names is not None: return names[int(v)] if int(v) >= 0 else ''
+    return str(int(v)) if isinstance(v, bool) else str(v)
+
+# %% ../nbs/00_datasets.ipynb 158
+def _hf_kind(feat) -> str:
+    ("'image' for an HF `Image` feature, 'path' for a string, 'value' for another value or a class label, 'list' for "
+     "a list of those, else 'other'.")
+    import datasets as hd
+    if isinstance(feat, hd.Image): return 'image'
+    if isinstance(feat, hd.Value): return 'path' if feat.dtype in ('string', 'large_string') else 'value'
+    if isinstance(feat, hd.ClassLabel): return 'value'
+    sub = getattr(feat, 'feature', None)
+    return 'list' if sub is not None and _hf_kind(sub) in ('path', 'value') else 'other'
+
+# %% ../nbs/00_datasets.ipynb 161
+_HF_NEEDS = {'image': 'an image column holds HF Image features or file paths (text)',
+             'label': 'the label column holds values, class labels or lists of them',
+             'text': 'expected text, numbers or class labels (lists only in label_column)'}
+
+def _hf_reader(col, feat, role, base, folder, sep):
+    "The converter of column `col` in `role` ('image', 'label' or 'text') to text, or a DataError naming its type."
+    kind = _hf_kind(feat)
+    if kind not in {'image': ('image', 'path'), 'label': ('path', 'value', 'list')}.get(role, ('path', 'value')):
+        raise DataError(f'column {col!r} holds {feat}; {_HF_NEEDS[role]}')
+    if role == 'image': return lambda v: _hf_image(v, base, folder)
+    names = getattr(getattr(feat, 'feature', feat), 'names', None)  # a ClassLabel's
+    if kind == 'list': return lambda v: sep.join(_hf_text(x, names) for x in v or [])
+    return lambda v: _hf_text(v, names)
+
+# %% ../nbs/00_datasets.ipynb 164
+_HF_BUILDERS = ('parquet', 'arrow', 'imagefolder')
+
+def _hf_hub(name):
+    "Hub dataset `name`, when the hub answers, through one of `_HF_BUILDERS` (never a pickle, nor a loading script)."
+    import datasets as hd
+    if not hub_reachable(): raise DataError(
+        f'{name}: no such local file or folder, and the Hugging Face hub is not reachable to read it as a dataset id. '
+        f"On a machine with access: datasets.load_dataset({name!r}).save_to_disk('/data/{name.split('/')[-1]}'); copy "
+        f"that folder here and pass it as root (-p dataset hf -p data_root /data/{name.split('/')[-1]})")
+    try: b = hd.load_dataset_builder(name)
+    except Exception as e:
+        raise DataError(f'{name}: not a local path, nor a hub dataset ({type(e).__name__}: {e})') from None
+    if b.name not in _HF_BUILDERS:
+        raise DataError(f'{name}: stored as {b.name!r} files; the hf adapter reads {list(_HF_BUILDERS)} only')
+    b.download_and_prepare()
+    return b.as_dataset()
+
+# %% ../nbs/00_datasets.ipynb 167
+def _hf_builder(root) -> str:
+    "Which `datasets` reader reads local folder `root`: 'parquet' or 'arrow' by its files, else 'imagefolder'."
+    files = [Path(d)/f for d, _, fs in os.walk(root) for f in fs]
+    sufs = {p.suffix.lower() for p in files}
+    if '.parquet' in sufs: return 'parquet'
+    if '.arrow' in sufs: return 'arrow'
+    if any(p.name in ('metadata.jsonl', 'metadata.csv') for p in files): return 'imagefolder'
+    raise DataError(f'{root}: no dataset found (it has: {sorted(p.name for p in Path(root).iterdir())[:20]}).\n'
+                    f'Expected layout ({_HF_SOURCE}):\n{_HF_LAYOUT}')
+
+# %% ../nbs/00_datasets.ipynb 170
+def _hf_load(root: Path):
+    "The `datasets` object at `root`: a save_to_disk folder, a .parquet / .arrow file, a folder or a hub id."
+    import datasets as hd
+    s = str(root)
+    if not root.exists():
+        if root.is_absolute() or s.startswith('.') or s.count('/') > 1:
+            raise DataError(f'{root}: no such file or folder')
+        return _hf_hub(s)
+    if root.is_file() and root.suffix.lower() not in ('.parquet', '.arrow'):
+        raise DataError(f'{root}: unsupported file type {root.suffix!r}; expected .parquet or .arrow (or a folder)', s)
+    kw = dict(streaming=True, cache_dir=str(cache_dir('hf_datasets')))  # read in place: only lock files there
+    try:
+        if root.is_file(): return hd.load_dataset(root.suffix.lower()[1:], data_files=s, **kw)
+        if (root/'dataset_dict.json').exists() or (root/'state.json').exists(): return hd.load_from_disk(s)
+        return hd.load_dataset(_hf_builder(root), data_dir=s, **kw)
+    except DataError: raise
+    except Exception as e: raise DataError(f'{root}: cannot read it ({type(e).__name__}: {e})', s) from None
+
+# %% ../nbs/00_datasets.ipynb 173
+def _hf_open(root: Path) -> list:
+    "The dataset at `root` as [(split name, dataset)]; one part, named None, if its only split is 'train' or none."
+    d = _hf_load(root)
+    if not isinstance(d, dict): return [(None, d)]
+    return [(None, d['train'])] if list(d) == ['train'] else list(d.items())
+
+# %% ../nbs/00_datasets.ipynb 176
+def _hf_rows(ds, cols):
+    "The rows of `ds` (`cols` only, images undecoded: {'bytes', 'path'}) as dicts, read in batches."
+    import datasets as hd
+    ds = ds.select_columns(cols).with_format(None)
+    for c, f in ds.features.items():
+        if isinstance(f, hd.Image): ds = ds.cast_column(c, hd.Image(decode=False))
+    for b in ds.iter(batch_size=256): yield from (dict(zip(b, r)) for r in zip(*b.values()))
+
+# %% ../nbs/00_datasets.ipynb 179
+def _hf_cells(r, conv, where) -> dict:
+    "Row `r` converted column by column by `conv`; a DataError names the row (`where`) and the column."
+    out = {}
+    for c, f in conv.items():
+        try: out[c] = f(r[c])
+        except DataError as e: raise DataError(f'{where}, column {c!r}: {e}', e.path) from None
+    return out
+
+# %% ../nbs/00_datasets.ipynb 182
+_SPLIT, _STUDY = '__hf_split__', '__hf_study__'
+
+def _hf_roles(image, text, labels, patient, study, masks, split_column, label_column, where, meta) -> dict:
+    "Each column the options name, with its role: 'image' (images, masks), 'label' (`label_column`) or 'text'."
+    cols = lambda x: [] if x is None else [x] if isinstance(x, str) else list(x)
+    roles = {c: 'text' for c in [*cols(text), *cols(labels), *cols(patient), *cols(study), *cols(split_column),
+                                 *(where or {}), *cols(meta)]}
+    roles.update({c: 'label' for c in cols(label_column)})
+    roles.update({c: 'image' for c in [*cols(image), *(masks or {}).values()]})
+    return roles
+
+# %% ../nbs/00_datasets.ipynb 185
+def _hf_frame(parts, roles, src, on_bad, base, folder, sep):
+    "Every part's rows as text cells (+ split and study id), each row's name, and the rows skipped (`on_bad='skip'`)."
+    rows, names, skipped = [], [], []
+    for name, ds in parts:
+        at = f'{src}' + (f', split {name!r}' if name else '')
+        miss = [c for c in roles if c not in ds.column_names]
+        if miss: raise DataError(f'{at}: missing column(s) {miss}; the dataset has {ds.column_names}', str(src))
+        try: conv = {c: _hf_reader(c, ds.features[c], r, base, folder, sep) for c, r in roles.items()}
+        except DataError as e: raise DataError(f'{at}: {e}', str(src)) from None
+        try:
+            for i, r in enumerate(_hf_rows(ds, list(roles))):
+                where = f'split {name!r}, row {i}' if name else f'row {i}'
+                try: rows.append({**_hf_cells(r, conv, f'{src}: {where}'), _SPLIT: name or '',
+                                  _STUDY: f'{name}/{i}' if name else str(i)}); names.append(where)
+                except DataError as e:
+                    if on_bad == 'raise': raise
+                    skipped.append((where, e.path or '', str(e)))
+        except DataError: raise
+        except Exception as e: raise DataError(f'{at}: cannot read it ({type(e).__name__}: {e})', str(src)) from None
+    return pd.DataFrame(rows, columns=[*roles, _SPLIT, _STUDY]), names, skipped
+
+# %% ../nbs/00_datasets.ipynb 188
+def _hf_split_plan(parts, root, split_column) -> tuple:
+    "The split column `csv_table` reads, and each named part's split in `SPLITS` (a DataError names an unknown one)."
+    if split_column is not None: return split_column, {}
+    if parts[0][0] is not None: return _SPLIT, {n: canonical_split(n, f'{root}: DatasetDict') for n, _ in parts}
+    return ('split' if 'split' in parts[0][1].column_names else None), {}
+
+# %% ../nbs/00_datasets.ipynb 191
+def _renamed(msg, table, names, src) -> str:
+    "A message about the temporary `table` with its rows named as the dataset's (`names`) and `src` for its path."
+    msg = re.sub(re.escape(str(table)) + r': row (\d+)', lambda m: f'{src}: {names[int(m[1]) - 2]}', str(msg))
+    return msg.replace(str(table), str(src))
+
+# %% ../nbs/00_datasets.ipynb 194
+def _hf_read_back(df, names, root, **options) -> Studies:
+    "`df` written as a CSV and read by `csv_table` with `options`; its messages and skips name `root` and its rows."
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        table = Path(d)/'table.csv'; df.to_csv(table, index=False, quoting=csv.QUOTE_ALL)
+        try: st = csv_table(table, **options)
+        except DataError as e:
+            raise DataError(_renamed(e, table, names, root), e.path and _renamed(e.path, table, names, root)) from None
+    for w in ws: warnings.warn(_renamed(w.message, table, names, root), w.category, stacklevel=3)
+    st.skipped = [(names[r - 2], _renamed(p, table, names, root), _renamed(m, table, names, root))
+                  for r, p, m in st.skipped]
+    return st
+
+# %% ../nbs/00_datasets.ipynb 197
+@register('hf', source=_HF_SOURCE, layout=_HF_LAYOUT)
+def hf_dataset(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
+               split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
+               image_root=None, label_column=None, label_map=None, label_sep=None, where=None, meta=None,
+               cache=None) -> Studies:
+    "A Hugging Face dataset through the `csv` adapter's column mapping; its split names, else split as `csv` splits."
+    _choice('on_bad', on_bad, ('raise', 'skip'))
+    root = _root(root, 'hf'); parts = _hf_open(root)
+    split_column, canon = _hf_split_plan(parts, root, split_column)
+    roles = _hf_roles(image, text, labels, patient, study, masks, None if canon else split_column, label_column, where,
+                      meta)
+    base = Path(image_root).expanduser() if image_root is not None else root if root.is_dir() else root.parent
+    lists = label_column and any(_hf_kind(ds.features.get(label_column)) == 'list' for _, ds in parts)
+    df, names, pre = _hf_frame(parts, roles, root, on_bad, base,
+                               Path(cache) if cache is not None else cache_dir('hf_images'), label_sep or '|')
+    df[_SPLIT] = df[_SPLIT].map(canon)
+    st = _hf_read_back(df, names, root, image=image, text=text, labels=labels, patient=patient, study=study or _STUDY,
+                       masks=masks, split_column=split_column, fracs=fracs, seed=seed, check_files=check_files,
+                       on_bad=on_bad, label_column=label_column, label_map=label_map,
+                       label_sep=label_sep or ('|' if lists else None), where=where, meta=meta)
+    out = Studies(st, [*pre, *st.skipped], st.rows_in + len(pre), st.held_out, st.filtered, st.label_table,
+                  st.split_counts)
+    if log is not None and out.skipped: write_skipped(out.skipped, log)
+    return out
+
+# %% ../nbs/00_datasets.ipynb 207
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', public=True, layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
@@ -894,14 +1135,14 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     from medvlp.synthcxr import load_synthcxr
     return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
-# %% ../nbs/00_datasets.ipynb 145
+# %% ../nbs/00_datasets.ipynb 213
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 147
+# %% ../nbs/00_datasets.ipynb 215
 def _init_worker(): torch.set_num_threads(1)
 
-# %% ../nbs/00_datasets.ipynb 149
+# %% ../nbs/00_datasets.ipynb 217
 def _prep_one(task):
     "Worker: resize one image or mask into the cache; return None or the error message."
     src, dst, size, kind = task
@@ -923,7 +1164,7 @@ def _prep_one(task):
     except DataError as e: return str(e)
     except Exception as e: return f'{src}: cannot preprocess ({type(e).__name__}: {e})'
 
-# %% ../nbs/00_datasets.ipynb 151
+# %% ../nbs/00_datasets.ipynb 219
 def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=None, progress=True) -> Studies:
     ("Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies "
      "pointing there.")
@@ -956,11 +1197,11 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     if log is not None and bad: write_skipped(res.skipped, log)
     return res
 
-# %% ../nbs/00_datasets.ipynb 161
+# %% ../nbs/00_datasets.ipynb 229
 ARRAY_VERSION = 2  # 2: JPEGs decoded in draft mode (PNG, DICOM and 16-bit values unchanged)
 _DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 163
+# %% ../nbs/00_datasets.ipynb 231
 class ImageArray:
     ("Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats "
      "in [0, 1], or (`raw`) as the integers stored.")
@@ -982,7 +1223,7 @@ class ImageArray:
         if self.raw: return torch.from_numpy(np.array(a))  # a quarter of the bytes to stack and send; `augment` scales
         return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
 
-# %% ../nbs/00_datasets.ipynb 165
+# %% ../nbs/00_datasets.ipynb 233
 def _deep(path) -> bool:
     "Whether the image at `path` has more than 8 bits per sample (DICOM, 16-bit or float PNG/TIFF)."
     if Path(path).suffix.lower() in ('.dcm', '.dicom'): return True
@@ -990,7 +1231,7 @@ def _deep(path) -> bool:
         with Image.open(path) as im: return im.mode in _DEEP
     except Exception: return False  # unreadable: decoding it raises the DataError that names it
 
-# %% ../nbs/00_datasets.ipynb 167
+# %% ../nbs/00_datasets.ipynb 235
 def _decode_one(task):
     ("Worker: image `src` as `load_image` reads it (JPEGs at the DCT scale for `size`), short side resized to `size`, "
      "centre square, as integers of `dtype`.")
@@ -998,14 +1239,14 @@ def _decode_one(task):
     x = TF.center_crop(TF.resize(load_image(src, channels, size=size), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
 
-# %% ../nbs/00_datasets.ipynb 170
+# %% ../nbs/00_datasets.ipynb 238
 def _array_ok(folder, shape) -> bool:
     "Whether `folder` holds a whole array of `shape` and its list of paths."
     try: return (np.load(folder/'images.npy', mmap_mode='r').shape == shape
                  and len(json.loads((folder/'paths.json').read_text())) == shape[0])
     except Exception: return False
 
-# %% ../nbs/00_datasets.ipynb 172
+# %% ../nbs/00_datasets.ipynb 240
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
     dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
@@ -1025,7 +1266,7 @@ def _build_array(folder, paths, size, channels, workers, progress):
     (tmp/'paths.json').write_text(json.dumps(paths))
     os.replace(tmp, folder)
 
-# %% ../nbs/00_datasets.ipynb 174
+# %% ../nbs/00_datasets.ipynb 242
 def image_array(studies, size, channels=1, workers=2, cache=None, progress=True, raw=False) -> ImageArray:
     ("Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built "
      "on first use); `raw`: it loads images as the integers stored.")
@@ -1048,12 +1289,12 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True,
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
     return ImageArray(folder, raw)
 
-# %% ../nbs/00_datasets.ipynb 177
+# %% ../nbs/00_datasets.ipynb 245
 def cpus() -> int:
     "The CPUs this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
-# %% ../nbs/00_datasets.ipynb 179
+# %% ../nbs/00_datasets.ipynb 247
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, cpus())
@@ -1061,7 +1302,7 @@ def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw
 
-# %% ../nbs/00_datasets.ipynb 181
+# %% ../nbs/00_datasets.ipynb 249
 def loader_speed(studies, transform, num_workers=0, batch_size=8) -> float:
     ("Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up "
      "included).")
