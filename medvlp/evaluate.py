@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
-from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source
+from .models import DualEncoder, OPEN_CLIP_WEIGHTS, resolve_source, CHECKPOINTS
 from .datasets import DATASETS, SPLITS, load_dataset, hash_split
 from .data import image_transform
 from .runs import (Params, DataParams, ImageParams, RunParams, BootstrapParams, Result, run_dir, start_run,
@@ -440,6 +440,15 @@ def _task_md(task, d, long, table, ci) -> list:
              else '; intervals resample images (bootstrap_unit: image)'), '', _md_table(table, ci), '']
 
 # %% ../nbs/05_eval.ipynb 73
+def _published(mdir) -> list:
+    "The published figure of a `CHECKPOINTS` name, printed, as lines for metrics.md (none for any other model)."
+    if (c := CHECKPOINTS.get(str(mdir))) is None: return []
+    line = (f'Published figure of `{mdir}`: {c.published}. The figures below are measured here; they compare only '
+            'under the same data and protocol.')
+    print(line)
+    return [line, '']
+
+# %% ../nbs/05_eval.ipynb 76
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
@@ -478,7 +487,7 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         res[name] = m
         long.append(m.reset_index().assign(task=name, prompts=label))
     pd.concat(long)[['task', 'prompts', 'metric', 'value', 'ci_low', 'ci_high']].to_csv(out/'metrics.csv', index=False)
-    md = [f'# Evaluation of `{mdir}`', ''] + [line for task, m in zip(tasks, long)
+    md = [f'# Evaluation of `{mdir}`', '', *_published(mdir)] + [line for task, m in zip(tasks, long)
                                                for line in _task_md(task, data[task.name], m, res[task.name], cfg.ci)]
     if comp:
         res['prompts'] = pd.concat(comp).reset_index().set_index(['task', 'prompts', 'metric'])

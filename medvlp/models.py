@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb 3
 from __future__ import annotations
-import contextlib, copy, difflib, json, logging, math
+import contextlib, copy, difflib, json, logging, math, os
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 
@@ -20,16 +20,17 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, GPT2C
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from transformers.pytorch_utils import Conv1D
 
-from .data import atomic_dir, read_file, train_tokenizer
+from .data import atomic_dir, read_file, train_tokenizer, hub_reachable
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
-           'LORA_TARGETS', 'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'OPEN_CLIP_WEIGHTS', 'ImageTower',
-           'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code', 'TextTower',
-           'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig', 'source_kind',
-           'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model', 'parameter_report',
-           'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer', 'from_hf',
-           'from_open_clip', 'tiny_clip', 'AdaptorFusion']
+           'LORA_TARGETS', 'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS',
+           'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code',
+           'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig',
+           'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model',
+           'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer',
+           'from_hf', 'from_open_clip', 'tiny_clip', 'from_openai', 'checkpoint_folder', 'load_checkpoint',
+           'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -579,12 +580,55 @@ def _ssl_head(d_in, sizes) -> nn.Module:
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
 # %% ../nbs/01_models.ipynb 124
+@dataclass(frozen=True)
+class Checkpoint:
+    "A published starting point: where it lives, how it is read, its terms, its input and the figure it is known by."
+    source: str          # hub id (open_clip: hf-hub:org/name), or the file name its publisher ships
+    format: str          # hf (transformers CLIP/SigLIP) | open_clip | openai (an OpenAI-CLIP state dict .pt)
+    license: str
+    input: str           # size, channels, mean/std
+    published: str       # paper, protocol, figure
+    terms: str = ''      # a gated model's terms: accepted by the user on the hub, never by the kit
+    get: str = ''        # where to download it by hand, when the hub does not hold it
+    norm: tuple = ()     # (mean, std) for a file that carries no preprocessing of its own
+
+# %% ../nbs/01_models.ipynb 125
+_CLIP_NORM, _HALF = '3 x {} px, CLIP mean/std (0.481, 0.458, 0.408 / 0.269, 0.261, 0.276)', '3 x {} px, mean/std 0.5 / 0.5'
+CHECKPOINTS = {
+    'biomedclip': Checkpoint('hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224', 'open_clip', 'MIT',
+                             _CLIP_NORM.format(224), 'Zhang et al. 2023 (NEJM AI 2024): zero-shot accuracy RSNA '
+                             'pneumonia 78.95%, PCam 73.41% (no single headline figure)'),
+    'medsiglip': Checkpoint('google/medsiglip-448', 'hf', 'Health AI Developer Foundations terms of use',
+                            _HALF.format(448), 'Sellergren et al. 2025 (MedGemma report): zero-shot chest X-ray AUROC '
+                            '0.844, mean over 13 findings (ELIXR evaluation set)',
+                            terms='gated: accept the Health AI Developer Foundations terms on '
+                                  'https://huggingface.co/google/medsiglip-448 and log in (hf auth login) yourself'),
+    'pubmedclip': Checkpoint('flaviagiammarino/pubmed-clip-vit-base-patch32', 'hf', 'MIT', _CLIP_NORM.format(224),
+                             'Eslami et al. 2023 (EACL Findings): a VQA figure, up to 3% accuracy over MAML on '
+                             'VQA-RAD / SLAKE; no zero-shot figure'),
+    'chexzero': Checkpoint('best_64_5e-05_original_22000_0.864.pt', 'openai',
+                           'MIT (its README; its LICENSE file says Apache 2.0 with Commons Clause)',
+                           '3 x 224 px (grey repeated), mean/std 0.398 / 0.327 (101.49 / 83.44 of 255)',
+                           'Tiu et al. 2022 (Nat. Biomed. Eng.): zero-shot CheXpert test, mean AUROC of 5 findings 0.889, '
+                           '10-model ensemble (as cited; not checked against the paper here)',
+                           norm=((0.398, 0.398, 0.398), (0.3272, 0.3272, 0.3272)),
+                           get='the CheXzero weights linked from https://github.com/rajpurkarlab/CheXzero '
+                               '(Google Drive, "best_64_5e-05_original_22000_0.864.pt")'),
+    'clip-vit-b16': Checkpoint('openai/clip-vit-base-patch16', 'hf', 'MIT', _CLIP_NORM.format(224),
+                               'Radford et al. 2021: ImageNet zero-shot top-1 68.6% (open_clip measures 68.3%)'),
+    'siglip-base': Checkpoint('google/siglip-base-patch16-224', 'hf', 'Apache-2.0', _HALF.format(224),
+                              'Zhai et al. 2023: ImageNet zero-shot top-1 76.0% (as open_clip measures it)'),
+}
+
+# %% ../nbs/01_models.ipynb 128
 def source_kind(source) -> str:
-    ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id) "
-     "or 'open_clip'.")
+    ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id), "
+     "'open_clip' or 'openai' (a `.pt` state dict); a `CHECKPOINTS` name: its format.")
     s = str(source)
     if s.startswith('hf-hub:'): return 'open_clip'
+    if s in CHECKPOINTS: return CHECKPOINTS[s].format
     d = Path(s).expanduser()
+    if d.is_file() and d.suffix in ('.pt', '.pth'): return 'openai'   # an OpenAI-CLIP state dict (CheXzero's)
     if d.is_dir():
         refuse_code(d)
         if (d/'config.json').exists():
@@ -601,20 +645,20 @@ def source_kind(source) -> str:
                                 '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 126
+# %% ../nbs/01_models.ipynb 130
 def dual_encoder_folder(p) -> bool:
     ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
      "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
-# %% ../nbs/01_models.ipynb 128
+# %% ../nbs/01_models.ipynb 132
 def resolve_source(source) -> str:
-    "A model source as run records keep it: a local path made absolute, a hub id as given."
+    "A model source as run records keep it: a local path made absolute, a hub id or `CHECKPOINTS` name as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 131
+# %% ../nbs/01_models.ipynb 135
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
@@ -710,10 +754,12 @@ class DualEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, source, device='cpu'):
         ("A folder written by `save_pretrained` (no hub, no original weights needed), "
-         "or a published model (`source_kind`).")
+         "a published model (`source_kind`) or a `CHECKPOINTS` name.")
+        if str(source) in CHECKPOINTS: return load_checkpoint(str(source), device)
         kind = source_kind(source)
         if kind == 'hf': return from_hf(source, device)
         if kind == 'open_clip': return from_open_clip(source, device)
+        if kind == 'openai': return from_openai(source, device)
         d = Path(source).expanduser()
         cfg = DualEncoderConfig.load(d/'config.json')
         build = replace(cfg, image=dict(cfg.image, pretrained=False))  # the weights come from the folder
@@ -728,7 +774,7 @@ class DualEncoder(nn.Module):
         return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
                 f'proj={self.config.proj!r})')
 
-# %% ../nbs/01_models.ipynb 133
+# %% ../nbs/01_models.ipynb 137
 def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
                  **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
@@ -738,7 +784,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
-# %% ../nbs/01_models.ipynb 135
+# %% ../nbs/01_models.ipynb 139
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -749,7 +795,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 143
+# %% ../nbs/01_models.ipynb 147
 class SourceImageTower(nn.Module):
     ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
      "pooled as its source pools it.")
@@ -786,7 +832,7 @@ class SourceImageTower(nn.Module):
         return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
                 f'peft={self.peft_method!r})')
 
-# %% ../nbs/01_models.ipynb 145
+# %% ../nbs/01_models.ipynb 149
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
     ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
@@ -802,7 +848,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 147
+# %% ../nbs/01_models.ipynb 151
 class OpenClipTextTower(TextTower):
     ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
      "`forward(input_ids)` gives [B, out_dim].")
@@ -820,7 +866,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
-# %% ../nbs/01_models.ipynb 149
+# %% ../nbs/01_models.ipynb 153
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -828,7 +874,7 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
-# %% ../nbs/01_models.ipynb 151
+# %% ../nbs/01_models.ipynb 155
 def clip_tokenizer(context_length=77):
     ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
      "padded with 0 as open_clip pads.")
@@ -840,23 +886,23 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 153
+# %% ../nbs/01_models.ipynb 157
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
-# %% ../nbs/01_models.ipynb 155
+# %% ../nbs/01_models.ipynb 159
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
                 logit_bias_init=None if bias is None else float(bias.detach()))
 
-# %% ../nbs/01_models.ipynb 157
+# %% ../nbs/01_models.ipynb 161
 def _tower_name(source, kind) -> str:
     ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
      "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 159
+# %% ../nbs/01_models.ipynb 163
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     # as JSON has it (lists, not tuples)
@@ -865,7 +911,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 161
+# %% ../nbs/01_models.ipynb 165
 def _hf_preprocess(source, vision_config) -> dict:
     ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
      "else CLIP's defaults.")
@@ -877,7 +923,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
-# %% ../nbs/01_models.ipynb 163
+# %% ../nbs/01_models.ipynb 167
 def from_hf(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
      "or SigLIP model.")
@@ -903,7 +949,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 165
+# %% ../nbs/01_models.ipynb 169
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -919,7 +965,7 @@ def _open_clip_folder(source) -> Path:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
-# %% ../nbs/01_models.ipynb 167
+# %% ../nbs/01_models.ipynb 171
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
@@ -930,22 +976,10 @@ def _open_clip_tokenizer(folder, text_cfg):
                          f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
-# %% ../nbs/01_models.ipynb 169
-def from_open_clip(source, device='cpu') -> DualEncoder:
-    ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
-     "or `hf-hub:org/name` model.")
+# %% ../nbs/01_models.ipynb 173
+def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) -> DualEncoder:
+    "A `DualEncoder` of open_clip's model config `mc`, preprocessing `pc` and state dict `sd` (open_clip's key names)."
     from open_clip.model import convert_to_custom_text_state_dict
-    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
-    from safetensors.torch import load_file
-    d = _open_clip_folder(source)
-    j = read_file(d/'open_clip_config.json')
-    if 'model_cfg' not in j: raise ValueError(f"{d/'open_clip_config.json'}: no 'model_cfg'")
-    mc, pc = j['model_cfg'], merge_preprocess_dict(PreprocessCfg(), j.get('preprocess_cfg', {}))
-    w = next((d/f for f in OPEN_CLIP_WEIGHTS if (d/f).exists()), None)
-    if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} '
-                                          'beside open_clip_config.json')
-    sd = read_file(w, lambda p: load_file(str(p)) if p.suffix == '.safetensors' else
-                   torch.load(p, map_location='cpu', weights_only=True))
     if 'positional_embedding' in sd: sd = convert_to_custom_text_state_dict(sd)  # CLIP's built-in text -> a text tower
     common = dict(embed_dim=mc['embed_dim'], quick_gelu=mc.get('quick_gelu', False))
     vision, text = mc['vision_cfg'], mc['text_cfg']
@@ -959,9 +993,27 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
         **_scale_cfg(sd['logit_scale'], sd.get('logit_bias')))
     rename = lambda k: ('image.model.' + k[7:] if k.startswith('visual.') else
                         'text.model.' + k[5:] if k.startswith('text.') else k)
-    return _load_source(cfg, _open_clip_tokenizer(d, text), {rename(k): v for k, v in sd.items()}, device)
+    return _load_source(cfg, tokenizer, {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 171
+# %% ../nbs/01_models.ipynb 174
+def from_open_clip(source, device='cpu') -> DualEncoder:
+    ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
+     "or `hf-hub:org/name` model.")
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+    from safetensors.torch import load_file
+    d = _open_clip_folder(source)
+    j = read_file(d/'open_clip_config.json')
+    if 'model_cfg' not in j: raise ValueError(f"{d/'open_clip_config.json'}: no 'model_cfg'")
+    mc, pc = j['model_cfg'], merge_preprocess_dict(PreprocessCfg(), j.get('preprocess_cfg', {}))
+    w = next((d/f for f in OPEN_CLIP_WEIGHTS if (d/f).exists()), None)
+    if w is None: raise FileNotFoundError(f'{d}: no weights; expected one of {list(OPEN_CLIP_WEIGHTS)} '
+                                          'beside open_clip_config.json')
+    sd = read_file(w, lambda p: load_file(str(p)) if p.suffix == '.safetensors' else
+                   torch.load(p, map_location='cpu', weights_only=True))
+    return _open_clip_model(source, mc, pc, sd, _open_clip_tokenizer(d, mc['text_cfg']), device)
+
+
+# %% ../nbs/01_models.ipynb 176
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
               std=(0.26862954, 0.26130258, 0.27577711), vision=None, text=None, projection_dim=24) -> Path:
     ("Write a random transformers `CLIPModel` to `folder`, loadable as OpenAI's is: tiny (2 layers of width 32 per "
@@ -979,7 +1031,74 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 177
+# %% ../nbs/01_models.ipynb 182
+def _openai_cfg(sd: dict) -> dict:
+    "open_clip's model config of an OpenAI-CLIP state dict `sd`, from its tensors' shapes."
+    if 'visual.proj' not in sd or 'text_projection' not in sd:
+        raise ValueError('not an OpenAI-CLIP ViT state dict (no visual.proj / text_projection); a ResNet image tower '
+                         'is not supported')
+    depth = lambda prefix: len({k[len(prefix):].split('.')[0] for k in sd if k.startswith(prefix)})
+    conv, width = sd['visual.conv1.weight'], sd['ln_final.weight'].shape[0]
+    grid = round((sd['visual.positional_embedding'].shape[0] - 1) ** 0.5)
+    return dict(embed_dim=sd['text_projection'].shape[1], quick_gelu=True,
+                vision_cfg=dict(layers=depth('visual.transformer.resblocks.'), width=conv.shape[0],
+                                patch_size=conv.shape[-1], image_size=conv.shape[-1] * grid),
+                text_cfg=dict(context_length=sd['positional_embedding'].shape[0],
+                              vocab_size=sd['token_embedding.weight'].shape[0], width=width, heads=width // 64,
+                              layers=depth('transformer.resblocks.')))
+
+# %% ../nbs/01_models.ipynb 184
+def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
+    "A `DualEncoder` from an OpenAI-CLIP state dict file (`.pt`, as CheXzero ships it), read with `weights_only=True`."
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    sd = read_file(source, lambda p: torch.load(p, map_location='cpu', weights_only=True))
+    if not isinstance(sd, dict): raise ValueError(f'{source}: expected a state dict (torch.save(model.state_dict()))')
+    sd = {k: v for k, v in sd.get('state_dict', sd).items() if k not in ('input_resolution', 'context_length', 'vocab_size')}
+    try: mc = _openai_cfg(sd)
+    except (KeyError, ValueError) as e: raise ValueError(f'{source}: {e}') from None
+    pc = dict(size=mc['vision_cfg']['image_size'], mean=mean or OPENAI_CLIP_MEAN, std=std or OPENAI_CLIP_STD)
+    return _open_clip_model(source, mc, pc, sd, clip_tokenizer(mc['text_cfg']['context_length']), device)
+
+# %% ../nbs/01_models.ipynb 188
+def checkpoint_folder(name) -> Path:
+    "Where the files of `CHECKPOINTS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
+    if name not in CHECKPOINTS: raise _bad('checkpoint', name, sorted(CHECKPOINTS))
+    return Path(os.environ.get('MEDVLP_CACHE', Path.home()/'.cache'/'medvlp')).expanduser()/'checkpoints'/name
+
+def _placement(name) -> str:
+    c, d = CHECKPOINTS[name], checkpoint_folder(name)
+    what = (f'put {c.get} in {d}' if c.format == 'openai' else
+            f'download {c.source.removeprefix("hf-hub:")} (hf download {c.source.removeprefix("hf-hub:")} --local-dir {d}) '
+            'where the hub is reachable and copy that folder here')
+    return f'{name}: no local copy and the hub is not reachable; {what}' + (f' ({c.terms})' if c.terms else '')
+
+def _hub_cached(c: Checkpoint) -> Path | None:
+    "The folder of `c`'s files in the Hugging Face cache, when an earlier download left them there."
+    from huggingface_hub import try_to_load_from_cache
+    f = try_to_load_from_cache(c.source.removeprefix('hf-hub:'),
+                               'open_clip_config.json' if c.format == 'open_clip' else 'config.json')
+    return Path(f).parent if isinstance(f, str) else None
+
+# %% ../nbs/01_models.ipynb 189
+def load_checkpoint(name, device='cpu') -> DualEncoder:
+    ("`CHECKPOINTS[name]` as a `DualEncoder`: from `checkpoint_folder(name)` when its files are there, else the "
+     "Hugging Face cache, else the hub when it answers; otherwise an error saying where to place which files.")
+    c, d = CHECKPOINTS[name], checkpoint_folder(name)
+    if c.format == 'openai':
+        if not (pt := sorted(d.glob('*.pt'))): raise FileNotFoundError(_placement(name))
+        return from_openai(pt[0], device, *c.norm)
+    src = d if d.is_dir() and any(d.iterdir()) else _hub_cached(c) or (c.source if hub_reachable() else None)
+    if src is None: raise FileNotFoundError(_placement(name))
+    if src == c.source and c.terms: logging.getLogger('medvlp').warning('%s: %s', name, c.terms)
+    return DualEncoder.from_pretrained(src, device)
+
+# %% ../nbs/01_models.ipynb 193
+def checkpoints_table() -> pd.DataFrame:
+    "One row per `CHECKPOINTS` entry: name, format, source, license, input, published figure."
+    return pd.DataFrame([dict(name=k, format=c.format, source=c.source, license=c.license, input=c.input,
+                              published=c.published) for k, c in CHECKPOINTS.items()]).set_index('name')
+
+# %% ../nbs/01_models.ipynb 196
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")

@@ -24,7 +24,7 @@ from .cache import check_image_size, image_input, in_channels, tower_transform
 from .data import (Studies, StudyDataset, Collate, image_transform, augment, square, subsample, cache_dir,
                          write_skipped, read_file, CHEXPERT_LABELS, seeded_hash)
 from . import losses as L
-from .models import (DualEncoder, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code,
+from .models import (DualEncoder, CHECKPOINTS, IMAGE_POOLS, TEXT_POOLS, peft_update, count_parameters, refuse_code,
                            enable_checkpointing)
 from .datasets import load_dataset, image_array, loader_kwargs, cpus
 from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_dir, start_run, shareable,
@@ -546,6 +546,12 @@ def _stop(what, step, last_good):
                               f'{last_good or "none (no checkpoint written yet)"}')
 
 # %% ../nbs/02_pretrain.ipynb 97
+def _collate(model, cfg) -> Collate:
+    "The `Collate` of `model`'s text tower: `cfg.max_length` tokens at most (the tower's own, if fewer), padded as it pads."
+    t = model.text
+    return Collate(model.tokenizer, min(cfg.max_length, t.max_length or cfg.max_length), t.padding == 'max_length')
+
+# %% ../nbs/02_pretrain.ipynb 99
 def _setup(acc, cfg, run, studies) -> SimpleNamespace:
     ("Set-up: the run folder (stale checkpoints, skipped rows), the tokenizer, the model, its data, optimizer and "
      "schedule, a resumed state, the log.")
@@ -569,7 +575,7 @@ def _setup(acc, cfg, run, studies) -> SimpleNamespace:
         model = build_model(cfg, texts=patient_reports(studies), tokenizer=tok, total_steps=total)
         if acc.is_main_process and tok is None and model.tokenizer is not None: model.tokenizer.save_pretrained(tok_dir)
     dl = DataLoader(make_dataset(cfg, studies, model.image), batch_sampler=sampler,
-                    collate_fn=Collate(model.tokenizer, cfg.max_length),
+                    collate_fn=_collate(model, cfg),
                     # its own RNG: a new iterator after resume leaves dropout's alone
                     generator=torch.Generator().manual_seed(cfg.seed),
                     # workers only read images: the sampler and augmentation are here
@@ -593,7 +599,7 @@ def _setup(acc, cfg, run, studies) -> SimpleNamespace:
         loop.writer = SummaryWriter(str(out/'tb'))
     return loop
 
-# %% ../nbs/02_pretrain.ipynb 99
+# %% ../nbs/02_pretrain.ipynb 101
 def _resume(loop, ckpt):
     ("Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, and the log up to it (a metrics.csv "
      "cut short loses nothing).")
@@ -603,7 +609,7 @@ def _resume(loop, ckpt):
     loop.step, loop.hist = st['step'], st['history']
     loop.acc.print(f'resumed from {ckpt} at step {loop.step}')
 
-# %% ../nbs/02_pretrain.ipynb 101
+# %% ../nbs/02_pretrain.ipynb 103
 def _step(loop, b) -> tuple:
     ("One micro-batch: the loss terms, backward, and at an optimizer step the gradient norm (clipped), the step and "
      "the schedule; (terms, norm).")
@@ -624,7 +630,7 @@ def _step(loop, b) -> tuple:
         loop.opt.zero_grad()
     return terms, gnorm
 
-# %% ../nbs/02_pretrain.ipynb 103
+# %% ../nbs/02_pretrain.ipynb 105
 def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
     ("Log the step's terms (averaged over processes) to the history, the progress bar's caption, TensorBoard and "
      "metrics.csv.")
@@ -639,17 +645,21 @@ def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
     if acc.is_main_process: pd.DataFrame(loop.hist).to_csv(loop.out/'metrics.csv', index=False)
     return rec
 
-# %% ../nbs/02_pretrain.ipynb 105
+# %% ../nbs/02_pretrain.ipynb 107
 CARD_MARK = '<!-- medvlp model card: evaluation runs append below -->'
 
 def write_model_card(folder, cfg, studies, metrics) -> Path:
     "Write `folder/README.md`: the model card of a pretraining run of `cfg` on `studies` ending with `metrics`."
     from medvlp.runs import data_record
     d = data_record(studies)
-    hub = cfg.init_from if cfg.init_from and not Path(cfg.init_from).exists() and '/' in cfg.init_from else ''
+    named = CHECKPOINTS.get(cfg.init_from)   # a registry name: its hub id and license
+    hub = (named.source.removeprefix('hf-hub:') if named and '/' in named.source else cfg.init_from
+           if cfg.init_from and not Path(cfg.init_from).exists() and '/' in cfg.init_from else '')
     start = (f'`{hub}` (the hub)' if hub else 'a local checkpoint' if cfg.init_from else
              f'{cfg.image_tower} and {cfg.text_tower} towers from random initialisation')
-    header = dict(library_name='medvlp', license='apache-2.0' if cfg.dataset == 'synthcxr' and not cfg.init_from else 'other',
+    lic = ({'MIT': 'mit', 'Apache-2.0': 'apache-2.0'}.get(named.license.split(' ')[0], 'other') if named else
+           'apache-2.0' if cfg.dataset == 'synthcxr' and not cfg.init_from else 'other')
+    header = dict(library_name='medvlp', license=lic,
                   tags=['medvlp', 'vision-language', 'medical-imaging', 'zero-shot-image-classification', cfg.method],
                   **({'base_model': hub} if hub else {}))
     splits = ', '.join(f'{k} {v}' for k, v in (d['splits'] or {}).items()) or 'as the dataset splits them'
@@ -679,7 +689,7 @@ def add_to_card(folder, title, lines) -> bool:
         return True
     except OSError: return False
 
-# %% ../nbs/02_pretrain.ipynb 108
+# %% ../nbs/02_pretrain.ipynb 110
 def _finish(loop, run, studies, t_start) -> dict:
     ("Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write "
      "metrics and figures.")
@@ -710,7 +720,7 @@ def _finish(loop, run, studies, t_start) -> dict:
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 110
+# %% ../nbs/02_pretrain.ipynb 112
 def _fit(acc, cfg, run, studies, t_start) -> dict:
     ("The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a "
      "checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or "
@@ -739,7 +749,7 @@ def _fit(acc, cfg, run, studies, t_start) -> dict:
     bar.close()
     return _finish(loop, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 112
+# %% ../nbs/02_pretrain.ipynb 114
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -758,7 +768,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 114
+# %% ../nbs/02_pretrain.ipynb 116
 DEFAULT_THREADS = 2  # CPU threads of the default model's training, wherever it is made (the same model on every machine)
 
 def _train_apart(cfg, out: Path):
@@ -776,7 +786,7 @@ def _train_apart(cfg, out: Path):
     if rc: raise RuntimeError(f'training the default model failed (exit {rc}); the end of {log}:\n'
                               + ''.join(log.read_text().splitlines(keepends=True)[-15:]))
 
-# %% ../nbs/02_pretrain.ipynb 115
+# %% ../nbs/02_pretrain.ipynb 117
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
@@ -790,7 +800,7 @@ def default_model(**overrides) -> Path:
         if not (out/'metrics.json').exists(): _train_apart(cfg, out)
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 117
+# %% ../nbs/02_pretrain.ipynb 119
 def frozen_model(model_dir='', image_size=None):
     ("(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source "
      "`DualEncoder.from_pretrained` reads ('' = default).")
@@ -799,7 +809,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size or model.image.image_size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 121
+# %% ../nbs/02_pretrain.ipynb 123
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -819,18 +829,18 @@ def _open_clip_model(model, cfg):
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 123
+# %% ../nbs/02_pretrain.ipynb 125
 # dense bf16 tensor cores
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}
 
-# %% ../nbs/02_pretrain.ipynb 125
+# %% ../nbs/02_pretrain.ipynb 127
 def peak_tflops(device) -> float | None:
     "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
     if torch.device(device).type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
-# %% ../nbs/02_pretrain.ipynb 127
+# %% ../nbs/02_pretrain.ipynb 129
 def count_flops(fn) -> float:
     ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products, convolutions and "
      "attention, forward and backward).")
@@ -842,7 +852,7 @@ def count_flops(fn) -> float:
     with FlopCounterMode(display=False, custom_mapping=cpu) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 130
+# %% ../nbs/02_pretrain.ipynb 132
 def _loop_row(cfg, steps, rounds) -> float:
     ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
      "steps after the first.")
@@ -852,7 +862,7 @@ def _loop_row(cfg, steps, rounds) -> float:
                      zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
-# %% ../nbs/02_pretrain.ipynb 132
+# %% ../nbs/02_pretrain.ipynb 134
 @contextmanager
 def bench_setup(cfg):
     ("(accelerator, model, batch, step) for `cfg`: the model in training mode on the device, its first training batch, "
@@ -863,7 +873,7 @@ def bench_setup(cfg):
         studies = load_studies(cfg)
         model = build_model(cfg, texts=patient_reports(studies)).to(acc.device).train()
         ds = make_dataset(cfg, studies, model.image)
-        b = augment_batch(_to(Collate(model.tokenizer, cfg.max_length)([ds[i] for i in range(cfg.batch_size)]),
+        b = augment_batch(_to(_collate(model, cfg)([ds[i] for i in range(cfg.batch_size)]),
                               acc.device), cfg, model.image, 0)
         fused = dict(fused=True) if acc.device.type == 'cuda' else {}
         opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
@@ -874,7 +884,7 @@ def bench_setup(cfg):
         yield acc, model, b, step
     finally: _reset_accelerate()
 
-# %% ../nbs/02_pretrain.ipynb 134
+# %% ../nbs/02_pretrain.ipynb 136
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
      "loop.")
@@ -909,7 +919,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
                                   gflop_per_pair=rows[0]['gflop_per_pair']))
         return _bench_frame(rows, acc, cfg, model).round(4)
 
-# %% ../nbs/02_pretrain.ipynb 136
+# %% ../nbs/02_pretrain.ipynb 138
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -923,7 +933,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
-# %% ../nbs/02_pretrain.ipynb 138
+# %% ../nbs/02_pretrain.ipynb 140
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -939,7 +949,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 144
+# %% ../nbs/02_pretrain.ipynb 146
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "

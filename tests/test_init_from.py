@@ -249,3 +249,36 @@ def test_kit_tower_in_colour(synth_root, tmp_path):
     assert man['image_input'] == dict(size=32, channels=3, mean=0.5, std=0.5)
     acc, *_ = zero_shot_5x200(model, PretrainConfig.make(**p))
     assert acc == res.metrics['zero_shot_5x200_acc']
+
+
+def test_a_registry_name_from_its_placed_file(tmp_path, monkeypatch, capsys):
+    "CheXzero by name (issue 28), its .pt placed by hand: evaluate prints the published figure beside its own, init_from fine-tunes from it"
+    from open_clip.model import CLIP, CLIPVisionCfg, CLIPTextCfg
+    from medvlp.models import checkpoint_folder
+    from medvlp.evaluate import evaluate
+    from medvlp.pretrain import pretrain
+    monkeypatch.setenv('MEDVLP_CACHE', str(tmp_path/'cache'))
+    torch.manual_seed(0)
+    oa = CLIP(32, CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=32),
+              CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1), quick_gelu=True)
+    checkpoint_folder('chexzero').mkdir(parents=True)
+    torch.save(oa.state_dict(), checkpoint_folder('chexzero')/'best_64_5e-05_original_22000_0.864.pt')
+    pairs = _colour_pairs(tmp_path/'pairs')
+    res = evaluate(model_dir='chexzero', dataset='pairs_folder', data_root=str(pairs), split='train', tasks=['retrieval'],
+                   n_boot=0, output_dir=str(tmp_path/'eval'))
+    assert 'Published figure of `chexzero`' in capsys.readouterr().out
+    md = (tmp_path/'eval'/'metrics.md').read_text()
+    assert md.startswith('# Evaluation of `chexzero`') and 'mean AUROC of 5 findings 0.889' in md, md[:400]
+    assert 0 <= res.metrics['retrieval']['image_to_text_R@1'] <= 1
+    run = pretrain(init_from='chexzero', dataset='pairs_folder', data_root=str(pairs), image_size=32, batch_size=12, max_steps=3,
+                   warmup_steps=1, zero_shot=False, output_dir=str(tmp_path/'run'))
+    assert run.metrics['steps'] == 3 and DualEncoder.from_pretrained(run.model_dir).image.mean[0] == pytest.approx(0.398)
+    assert 'license: mit' in (run.model_dir/'README.md').read_text()
+
+
+def test_the_readme_lists_every_starting_point():
+    "The README's table of starting points is the registry's (issue 28)."
+    from conftest import ROOT
+    from medvlp.models import checkpoints_table
+    from medvlp.runs import markdown_table
+    assert markdown_table(checkpoints_table().drop(columns='source')) in (ROOT/'README.md').read_text()
