@@ -32,11 +32,11 @@ from .runs import (Params, DataParams, ImageParams, RunParams, Result, Run, run_
 from .zeroshot import ZS_PROMPTS, zero_shot_scores
 
 # %% auto 0
-__all__ = ['METHODS', 'CHOICES', 'CKPT_FILES', 'RUNTIME_PARAMS', 'CARD_MARK', 'DEFAULT_THREADS', 'PEAK_TFLOPS', 'Method',
-           'PretrainConfig', 'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch', 'patient_reports',
-           'build_model', 'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'zero_shot_5x200',
-           'pretrain', 'write_model_card', 'add_to_card', 'save_figures', 'default_model', 'frozen_model',
-           'peak_tflops', 'count_flops', 'bench_setup', 'benchmark', 'scaling']
+__all__ = ['METHODS', 'CHOICES', 'TRACKERS', 'CKPT_FILES', 'RUNTIME_PARAMS', 'CARD_MARK', 'DEFAULT_THREADS', 'PEAK_TFLOPS',
+           'Method', 'PretrainConfig', 'GlobalBatchSampler', 'load_studies', 'make_dataset', 'augment_batch',
+           'patient_reports', 'build_model', 'compute_loss', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint',
+           'zero_shot_5x200', 'pretrain', 'write_model_card', 'add_to_card', 'save_figures', 'default_model',
+           'frozen_model', 'peak_tflops', 'count_flops', 'bench_setup', 'benchmark', 'scaling']
 
 # %% ../nbs/02_pretrain.ipynb 6
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ CHOICES = dict(
 )
 
 # %% ../nbs/02_pretrain.ipynb 13
+# Accelerate's trackers (accelerate.tracking) and the pip package of each; mlflow-skinny is enough to log to MLflow
+TRACKERS = dict(tensorboard='tensorboard', wandb='wandb', mlflow='mlflow', aim='aim', comet_ml='comet-ml',
+                clearml='clearml', dvclive='dvclive', swanlab='swanlab', trackio='trackio')
+
+# %% ../nbs/02_pretrain.ipynb 16
 @dataclass
 class PretrainConfig(RunParams, ImageParams, DataParams):
     "All parameters of a pretraining run; defaults are the tiny offline recipe on SynthCXR."
@@ -138,7 +143,9 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
     resume: bool = True                # continue from the latest checkpoint in output_dir
     ckpt_every: int = 50               # optimizer steps between checkpoints (output_dir/checkpoints)
     keep_ckpts: int = 2                # newest checkpoints kept; older ones are deleted
-    log_every: int = 5                 # optimizer steps between logged metrics (metrics.csv, TensorBoard)
+    log_every: int = 5                 # optimizer steps between logged metrics (metrics.csv and the trackers)
+    # experiment trackers (TRACKERS): tensorboard (the run folder's tb/), mlflow, wandb, ...; [] = none
+    report_to: list = field(default_factory=lambda: ['tensorboard'])
     zero_shot: bool = True             # evaluate zero-shot 5x200 at the end
 
     _choices = CHOICES
@@ -158,8 +165,10 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
         if self.batch_size % (self.num_processes*self.accum_steps):
             raise ValueError(f'batch_size={self.batch_size} must divide by num_processes*accum_steps='
                              f'{self.num_processes*self.accum_steps}')
+        if bad := [t for t in self.report_to if t not in tuple(TRACKERS)]:
+            raise ValueError(f'parameter report_to={self.report_to!r}: {bad} not among {tuple(TRACKERS)}')
 
-# %% ../nbs/02_pretrain.ipynb 18
+# %% ../nbs/02_pretrain.ipynb 21
 class GlobalBatchSampler(Sampler):
     "Per-epoch seeded global batches, each split into contiguous per-process slices; drops the last partial batch."
     def __init__(self, n, batch_size, rank=0, world=1, seed=0):
@@ -175,13 +184,13 @@ class GlobalBatchSampler(Sampler):
         for b in range(self.start, self.n//self.bs):
             yield perm[b*self.bs + self.rank*per: b*self.bs + (self.rank + 1)*per]
 
-# %% ../nbs/02_pretrain.ipynb 21
+# %% ../nbs/02_pretrain.ipynb 24
 def load_studies(cfg, split='train'):
     "The studies of `cfg.dataset` for `split` (SynthCXR by default), after patient-level `data_pct` subsampling."
     st = load_dataset(cfg.dataset, cfg.data_root or None, split=split, **cfg.data_options)
     return subsample(st, cfg.data_pct, seed=cfg.seed) if split == 'train' else st
 
-# %% ../nbs/02_pretrain.ipynb 23
+# %% ../nbs/02_pretrain.ipynb 26
 def make_dataset(cfg, studies, tower, train=True):
     ("The `StudyDataset` with the views and sections the method needs (`METHODS`): for training, square images at the "
      "tower's size that `augment_batch` augments; else the evaluation transform.")
@@ -192,7 +201,7 @@ def make_dataset(cfg, studies, tower, train=True):
     return StudyDataset(studies, square(size) if images is None else None, label_names=CHEXPERT_LABELS, views=m.views,
                         sections=m.sections, channels=in_channels(tower), images=images)
 
-# %% ../nbs/02_pretrain.ipynb 25
+# %% ../nbs/02_pretrain.ipynb 28
 def augment_batch(b, cfg, tower, epoch) -> dict:
     ("Batch `b` with its images augmented on their device as `cfg.method` trains on them; image i's draws depend on "
      "(seed, epoch, i) only.")
@@ -205,7 +214,7 @@ def augment_batch(b, cfg, tower, epoch) -> dict:
     if 'image2' in b: b['image2'] = aug(b['image2'], 3, m.preset)
     return b
 
-# %% ../nbs/02_pretrain.ipynb 27
+# %% ../nbs/02_pretrain.ipynb 30
 def _peft_spec(cfg, method, total_steps=None):
     if method == 'none': return None
     spec = dict(method=method)
@@ -217,13 +226,13 @@ def _peft_spec(cfg, method, total_steps=None):
         if method != 'ia3': spec.update(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     return spec
 
-# %% ../nbs/02_pretrain.ipynb 29
+# %% ../nbs/02_pretrain.ipynb 32
 def patient_reports(studies) -> list:
     ("(patient, report) of each study, so that a trained tokenizer counts patients (a study without a patient id is "
      "its own).")
     return [(s.patient_id or s.study_id, s.text) for s in studies]
 
-# %% ../nbs/02_pretrain.ipynb 31
+# %% ../nbs/02_pretrain.ipynb 34
 def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
     ("The `DualEncoder` that `cfg` describes (or loads, `init_from`); tiny text presets get a tokenizer trained on "
      "`texts`; AdaLoRA plans over `total_steps`.")
@@ -245,7 +254,7 @@ def build_model(cfg, texts=None, tokenizer=None, total_steps=None):
                         logit_scale_init=cfg.logit_scale_init, logit_scale_max=cfg.logit_scale_max or None,
                         **METHODS[cfg.method].model(cfg))
 
-# %% ../nbs/02_pretrain.ipynb 33
+# %% ../nbs/02_pretrain.ipynb 36
 def compute_loss(model, b, cfg) -> dict:
     "The loss terms of `cfg.method` on batch `b`; 'loss' is the total."
     dist = dict(local_loss=cfg.local_loss, gather_with_grad=cfg.gather_with_grad)
@@ -253,16 +262,16 @@ def compute_loss(model, b, cfg) -> dict:
     out = METHODS[cfg.method].loss(o, b, cfg, dist)
     return out if isinstance(out, dict) else {'loss': out}
 
-# %% ../nbs/02_pretrain.ipynb 35
+# %% ../nbs/02_pretrain.ipynb 38
 CKPT_FILES = r'model\.safetensors|optimizer\.safetensors|trainer_state\.json|rng_\d+\.safetensors|rng_\d+\.json'
 
-# %% ../nbs/02_pretrain.ipynb 37
+# %% ../nbs/02_pretrain.ipynb 40
 def latest_checkpoint(out: Path):
     "The newest complete checkpoint folder under `out/checkpoints`, or None."
     ck = sorted((out/'checkpoints').glob('step_*[0-9]')) if (out/'checkpoints').exists() else []
     return ck[-1] if ck else None
 
-# %% ../nbs/02_pretrain.ipynb 39
+# %% ../nbs/02_pretrain.ipynb 42
 def _tensors_json(d: dict, prefix=''):
     "Split a nested state dict into flat {key: tensor} and the JSON-able rest (tensors replaced by their key)."
     ts = {}
@@ -273,7 +282,7 @@ def _tensors_json(d: dict, prefix=''):
         return v
     return ts, walk(d, prefix)
 
-# %% ../nbs/02_pretrain.ipynb 41
+# %% ../nbs/02_pretrain.ipynb 44
 def _from_tensors_json(ts: dict, j):
     "Inverse of `_tensors_json`."
     if isinstance(j, dict):
@@ -282,7 +291,7 @@ def _from_tensors_json(ts: dict, j):
     return j
 
 
-# %% ../nbs/02_pretrain.ipynb 44
+# %% ../nbs/02_pretrain.ipynb 47
 def _rng_state() -> tuple:
     "This process's RNG states (torch CPU/CUDA, numpy, python) as tensors + JSON."
     import random
@@ -293,7 +302,7 @@ def _rng_state() -> tuple:
     v, st, g = random.getstate()
     return ts, dict(numpy=[int(pos), int(gauss), float(cached)], python=[v, list(st), g])
 
-# %% ../nbs/02_pretrain.ipynb 46
+# %% ../nbs/02_pretrain.ipynb 49
 def _set_rng_state(ts, j):
     import random
     torch.set_rng_state(ts['torch'])
@@ -303,7 +312,7 @@ def _set_rng_state(ts, j):
     np.random.set_state(('MT19937', ts['numpy'].numpy().astype(np.uint32), pos, gauss, cached))
     v, st, g = j['python']; random.setstate((v, tuple(st), g))
 
-# %% ../nbs/02_pretrain.ipynb 48
+# %% ../nbs/02_pretrain.ipynb 51
 def _bad_weights(acc, model) -> list:
     ("Names of `model`'s non-finite floating tensors (this process's shard of a sharded model), the same answer on "
      "every process.")
@@ -313,7 +322,7 @@ def _bad_weights(acc, model) -> list:
         bad = ['(another shard)']
     return bad
 
-# %% ../nbs/02_pretrain.ipynb 50
+# %% ../nbs/02_pretrain.ipynb 53
 def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, keep: int = 2) -> Path:
     "Write model, optimizer, scheduler and every process's RNG state as safetensors + JSON, atomically; prune old ones."
     from safetensors.torch import save_file, save_model
@@ -341,7 +350,7 @@ def save_checkpoint(acc, model, opt, sched, out: Path, step: int, state: dict, k
     acc.wait_for_everyone()
     return final
 
-# %% ../nbs/02_pretrain.ipynb 52
+# %% ../nbs/02_pretrain.ipynb 55
 def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     ("Restore what `save_checkpoint` wrote (nothing is unpickled; a file a checkpoint never holds is refused); the "
      "trainer state.")
@@ -375,7 +384,7 @@ def load_checkpoint(acc, model, opt, sched, ckpt: Path) -> dict:
     return st
 
 
-# %% ../nbs/02_pretrain.ipynb 54
+# %% ../nbs/02_pretrain.ipynb 57
 def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     ("Zero-shot 5x200 (SynthCXR's, or CheXpert's from `cfg.data_root`) through `medvlp.zeroshot`: (accuracy, y_true, "
      "y_pred, class names).")
@@ -388,7 +397,7 @@ def zero_shot_5x200(model, cfg, batch_size=128, prompts=None):
     pred = zero_shot_scores(model, dl, classes, prompts).argmax(1)
     return float((pred == y).mean()), y, pred, classes
 
-# %% ../nbs/02_pretrain.ipynb 57
+# %% ../nbs/02_pretrain.ipynb 60
 def _param_groups(model, wd):
     decay, no = [], []
     for n, p in model.named_parameters():
@@ -396,19 +405,19 @@ def _param_groups(model, wd):
         (no if p.ndim < 2 or 'logit' in n or 'embed' in n or 'norm' in n or 'bias' in n else decay).append(p)
     return [dict(params=decay, weight_decay=wd), dict(params=no, weight_decay=0.0)]
 
-# %% ../nbs/02_pretrain.ipynb 59
+# %% ../nbs/02_pretrain.ipynb 62
 def _launched(): return int(os.environ.get('WORLD_SIZE', '1')) > 1
 
-# %% ../nbs/02_pretrain.ipynb 61
+# %% ../nbs/02_pretrain.ipynb 64
 def _to(b, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
 
-# %% ../nbs/02_pretrain.ipynb 63
+# %% ../nbs/02_pretrain.ipynb 66
 def _sharded(model) -> bool:
     from torch.distributed.fsdp import FSDPModule
     return isinstance(model, FSDPModule)
 
-# %% ../nbs/02_pretrain.ipynb 65
+# %% ../nbs/02_pretrain.ipynb 68
 def _shard(net, device) -> list:
     ("Shard `net` (on `device`) over the processes with torch's FSDP2: each tower block, then the rest; the scalar "
      "parameters it cannot shard stay whole (returned).")
@@ -422,13 +431,13 @@ def _shard(net, device) -> list:
     fully_shard(net, ignored_params=set(whole))
     return whole
 
-# %% ../nbs/02_pretrain.ipynb 67
+# %% ../nbs/02_pretrain.ipynb 70
 def _average_grads(params, world):
     "Average the gradients of `params` (those FSDP left whole) over the processes, as DDP and FSDP average the rest."
     for p in params:
         if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
 
-# %% ../nbs/02_pretrain.ipynb 69
+# %% ../nbs/02_pretrain.ipynb 72
 def _grad_norm(acc, model, max_norm) -> torch.Tensor:
     ("The gradients' total norm, before they are clipped to `max_norm` (if > 0): Accelerate's, or over a sharded "
      "model's shards.")
@@ -439,41 +448,42 @@ def _grad_norm(acc, model, max_norm) -> torch.Tensor:
         for g in gs: g.mul_(float(torch.clamp(max_norm/(norm + 1e-6), max=1.0)))
     return norm
 
-# %% ../nbs/02_pretrain.ipynb 71
+# %% ../nbs/02_pretrain.ipynb 74
 def _full(t): return t.full_tensor() if hasattr(t, 'full_tensor') else t
 
-# %% ../nbs/02_pretrain.ipynb 73
+# %% ../nbs/02_pretrain.ipynb 76
 def _full_state(model) -> dict:
     "The whole state dict of sharded `model`, gathered into the main process's CPU memory (every process must call it)."
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, StateDictOptions
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-# %% ../nbs/02_pretrain.ipynb 75
+# %% ../nbs/02_pretrain.ipynb 78
 def _full_optim_state(model, opt) -> dict:
     "The whole optimizer state of sharded `model`, keyed by parameter name, in the main process's CPU memory."
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, StateDictOptions
     return get_optimizer_state_dict(model, getattr(opt, 'optimizer', opt),
                                     options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-# %% ../nbs/02_pretrain.ipynb 77
+# %% ../nbs/02_pretrain.ipynb 80
 def _workers(cfg, acc) -> int:
     ("DataLoader workers: `cfg.num_workers`, or when -1 none on a CPU (the step needs every core) and the CPUs shared "
      "out up to 8 per GPU.")
     if cfg.num_workers >= 0: return cfg.num_workers
     return 0 if acc.device.type == 'cpu' else max(1, min(8, cpus()//acc.num_processes - 1))
 
-# %% ../nbs/02_pretrain.ipynb 79
+# %% ../nbs/02_pretrain.ipynb 82
 def _accelerator(cfg, **kw) -> Accelerator:
     "The `Accelerator` for `cfg.precision`; `cpu=True` without CUDA, so that torchrun on CPUs sets up gloo."
     return Accelerator(mixed_precision={'fp32': 'no', 'bf16': 'bf16', 'fp16': 'fp16'}[cfg.precision],
                        cpu=not torch.cuda.is_available(), dynamo_backend='inductor' if cfg.compile else 'no', **kw)
 
 
-# %% ../nbs/02_pretrain.ipynb 81
+# %% ../nbs/02_pretrain.ipynb 84
 def pretrain(cfg=None, **overrides) -> Result:
     ("Train a dual encoder as `cfg` (a `PretrainConfig`, a dict or a YAML path) says; returns its `Result` (tables: "
      "`history`, the logged metrics per step).")
     cfg = PretrainConfig.make(cfg, **overrides)
+    _check_trackers(cfg.report_to)  # a tracker that is not installed fails here, before anything runs
     out = run_dir(cfg)
     if cfg.num_processes > 1 and not _launched():
         from accelerate import notebook_launcher
@@ -484,22 +494,23 @@ def pretrain(cfg=None, **overrides) -> Result:
         if not _launched(): _reset_accelerate()
     return _result(out)
 
-# %% ../nbs/02_pretrain.ipynb 83
+# %% ../nbs/02_pretrain.ipynb 86
 def _reset_accelerate():
     "Forget this process's Accelerate state, so a later run may use other settings or `notebook_launcher`."
     from accelerate.state import AcceleratorState
     AcceleratorState._reset_state(reset_partial_state=True)
 
-# %% ../nbs/02_pretrain.ipynb 85
+# %% ../nbs/02_pretrain.ipynb 88
 def _result(out):
     m = read_file(out/'metrics.json')
     return Result(out, m, dict(history=pd.read_csv(out/'metrics.csv')), out/'model')
 
-# %% ../nbs/02_pretrain.ipynb 87
+# %% ../nbs/02_pretrain.ipynb 90
 RUNTIME_PARAMS = (  # parameters that change how a run is carried out, not what it learns: resume and reuse ignore them
-    'resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot')
+    'resume', 'num_workers', 'compile', 'log_every', 'ckpt_every', 'keep_ckpts', 'output_dir', 'run_name', 'zero_shot',
+    'report_to')
 
-# %% ../nbs/02_pretrain.ipynb 89
+# %% ../nbs/02_pretrain.ipynb 92
 def _check_resume(out, cfg):
     "Refuse to continue a run whose saved parameters differ from `cfg` in anything that changes training."
     if not (cfg.resume and latest_checkpoint(out)): return
@@ -509,11 +520,13 @@ def _check_resume(out, cfg):
                               'pass resume=False to start over, or use another run_name')
 
 
-# %% ../nbs/02_pretrain.ipynb 91
+# %% ../nbs/02_pretrain.ipynb 94
 def _train(cfg):
-    "One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`."
-    t_start = time.time()
-    acc = _accelerator(cfg, gradient_accumulation_steps=cfg.accum_steps)
+    ("One process's part of a run: check the data, take the run folder's lock (main process), then `_fit`; the "
+     "trackers end with it, also on an error.")
+    t_start, out = time.time(), run_dir(cfg)
+    acc = _accelerator(cfg, gradient_accumulation_steps=cfg.accum_steps, log_with=_log_with(cfg, out),
+                       project_dir=str(out))
     if _launched() and acc.num_processes == 1:
         raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but Accelerate set up a single process; "
                            "check the launcher")
@@ -523,10 +536,11 @@ def _train(cfg):
     GlobalBatchSampler(len(studies), cfg.batch_size//cfg.accum_steps)  # so does a dataset smaller than a batch
     with ExitStack() as stack:
         run = _start_together(acc, stack, cfg)
+        stack.push(lambda *exc: _end_trackers(acc, *exc))  # before the run folder's manifest and lock
         acc.wait_for_everyone()
         return _fit(acc, cfg, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 93
+# %% ../nbs/02_pretrain.ipynb 96
 def _start_together(acc, stack, cfg) -> Run:
     ("`start_run` on the main process, entered on `stack`; if it refuses the folder, every process fails with its "
      "reason instead of waiting for it.")
@@ -540,21 +554,21 @@ def _start_together(acc, stack, cfg) -> Run:
     if why: raise RuntimeError(f'the main process did not start the run: {why}')
     return run
 
-# %% ../nbs/02_pretrain.ipynb 95
+# %% ../nbs/02_pretrain.ipynb 98
 def _stop(what, step, last_good):
     return FloatingPointError(f'{what} at step {step}: run stopped; the last good checkpoint is '
                               f'{last_good or "none (no checkpoint written yet)"}')
 
-# %% ../nbs/02_pretrain.ipynb 97
+# %% ../nbs/02_pretrain.ipynb 100
 def _collate(model, cfg) -> Collate:
     "The `Collate` of `model`'s text tower: `cfg.max_length` tokens at most (the tower's own, if fewer), padded as it pads."
     t = model.text
     return Collate(model.tokenizer, min(cfg.max_length, t.max_length or cfg.max_length), t.padding == 'max_length')
 
-# %% ../nbs/02_pretrain.ipynb 99
+# %% ../nbs/02_pretrain.ipynb 102
 def _setup(acc, cfg, run, studies) -> SimpleNamespace:
     ("Set-up: the run folder (stale checkpoints, skipped rows), the tokenizer, the model, its data, optimizer and "
-     "schedule, a resumed state, the log.")
+     "schedule, a resumed state, the trackers.")
     out = run.out
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if acc.is_main_process:
@@ -592,24 +606,22 @@ def _setup(acc, cfg, run, studies) -> SimpleNamespace:
     opt = acc.prepare(opt)
     loop = SimpleNamespace(acc=acc, cfg=cfg, out=out, model=model, wrapped=wrapped, unsharded=unsharded, opt=opt,
                            sched=sched, dl=dl, sampler=sampler, steps_per_epoch=steps_per_epoch, total=total, step=0,
-                           hist=[], last_good=resume_from, writer=None)
+                           hist=[], last_good=resume_from, trackers={})
     if resume_from: _resume(loop, resume_from)
-    if acc.is_main_process:
-        from torch.utils.tensorboard import SummaryWriter
-        loop.writer = SummaryWriter(str(out/'tb'))
+    _start_trackers(loop)
     return loop
 
-# %% ../nbs/02_pretrain.ipynb 101
+# %% ../nbs/02_pretrain.ipynb 104
 def _resume(loop, ckpt):
-    ("Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, and the log up to it (a metrics.csv "
-     "cut short loses nothing).")
+    ("Continue from checkpoint `ckpt`: weights, optimizer, schedule, RNG, step, the log up to it (a metrics.csv "
+     "cut short loses nothing) and the trackers' runs.")
     st = load_checkpoint(loop.acc, loop.model, loop.opt, loop.sched, ckpt)
     if 'history' not in st: raise ValueError(f'{ckpt}: no training log in its trainer_state.json (an older medvlp '
                                              'wrote it); pass resume=False to start over')
-    loop.step, loop.hist = st['step'], st['history']
+    loop.step, loop.hist, loop.trackers = st['step'], st['history'], st.get('trackers', {})
     loop.acc.print(f'resumed from {ckpt} at step {loop.step}')
 
-# %% ../nbs/02_pretrain.ipynb 103
+# %% ../nbs/02_pretrain.ipynb 106
 def _step(loop, b) -> tuple:
     ("One micro-batch: the loss terms, backward, and at an optimizer step the gradient norm (clipped), the step and "
      "the schedule; (terms, norm).")
@@ -630,22 +642,85 @@ def _step(loop, b) -> tuple:
         loop.opt.zero_grad()
     return terms, gnorm
 
-# %% ../nbs/02_pretrain.ipynb 105
+# %% ../nbs/02_pretrain.ipynb 108
 def _log(loop, terms, gnorm, epoch, pairs_per_s) -> dict:
-    ("Log the step's terms (averaged over processes) to the history, the progress bar's caption, TensorBoard and "
+    ("Log the step's terms (averaged over processes) to the history, the progress bar's caption, the trackers and "
      "metrics.csv.")
     acc = loop.acc
     vals = {k: acc.reduce(v.detach().float(), 'mean').item() for k, v in terms.items()}
     rec = dict(step=loop.step, epoch=epoch, lr=loop.sched.get_last_lr()[0],
                logit_scale=loop.model.logit_scale.exp().item(), grad_norm=gnorm.item(), pairs_per_s=pairs_per_s, **vals)
     loop.hist.append(rec)
-    if loop.writer:
-        for k, v in rec.items():
-            if k not in ('step', 'epoch'): loop.writer.add_scalar(f'train/{k}', v, loop.step)
+    acc.log({f'train/{k}': v for k, v in rec.items() if k != 'step'}, step=loop.step)  # (the main process's trackers)
     if acc.is_main_process: pd.DataFrame(loop.hist).to_csv(loop.out/'metrics.csv', index=False)
     return rec
 
-# %% ../nbs/02_pretrain.ipynb 107
+# %% ../nbs/02_pretrain.ipynb 111
+def _check_trackers(names):
+    "Fail, before anything runs, for each tracker of `names` that is not installed, naming the package to install."
+    import accelerate.utils as au  # Accelerate's own checks, by which it keeps a tracker or leaves it out
+    if missing := [n for n in dict.fromkeys(names) if not getattr(au, f'is_{n}_available')()]:
+        raise ModuleNotFoundError(f'report_to={list(names)}: {", ".join(missing)} not installed; '
+                                  + ', '.join(f'pip install {TRACKERS[n]}' for n in missing))
+
+# %% ../nbs/02_pretrain.ipynb 114
+def _log_with(cfg, out):
+    "Accelerate's `log_with` for `cfg.report_to` in run folder `out`; None for no tracker."
+    from accelerate.tracking import TensorBoardTracker
+    return [TensorBoardTracker('tb', str(out)) if n == 'tensorboard' else n
+            for n in dict.fromkeys(cfg.report_to)] or None
+
+# %% ../nbs/02_pretrain.ipynb 117
+def _flat(d: dict, prefix='') -> dict:
+    "`d` with nested keys joined by '.', and a list, an empty dict or None as its JSON."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out |= _flat(v, f'{prefix}{k}.')
+        else: out[f'{prefix}{k}'] = v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
+    return out
+
+# %% ../nbs/02_pretrain.ipynb 120
+def _start_trackers(loop):
+    ("Start `loop.cfg.report_to`'s trackers, or continue the runs `loop.trackers` names (a resumed run's); "
+     "`loop.trackers` becomes {tracker: its run id, or None}.")
+    acc, cfg, old = loop.acc, loop.cfg, loop.trackers
+    params = _flat(shareable(asdict(cfg), loop.out))
+    kw = dict(mlflow=dict(run_name=cfg.run_name), wandb=dict(name=cfg.run_name))
+    if old.get('mlflow'): kw['mlflow']['run_id'] = old['mlflow']
+    if old.get('wandb'): kw['wandb'] |= dict(id=old['wandb'], resume='allow')
+    acc.init_trackers(cfg.run_name, config=None if old else params, init_kwargs=kw)
+    for t in acc.trackers:  # the main process's (none elsewhere)
+        if old and t.name not in old: t.store_init_configuration(params)
+    ids = dict(mlflow=lambda r: r.info.run_id, wandb=lambda r: r.id)
+    loop.trackers = {t.name: ids[t.name](t.tracker) if t.name in ids else None for t in acc.trackers}
+
+# %% ../nbs/02_pretrain.ipynb 123
+def _log_figures(acc, out, step) -> list:
+    "Log the PNG figures in run folder `out` at `step` to the trackers that take them; the names of those trackers."
+    if not acc.is_main_process: return []
+    from PIL import Image
+    figs = {f'figures/{p.stem}': p for p in sorted(Path(out).glob('*.png'))}
+    done = []
+    for t in acc.trackers:
+        if t.name in ('tensorboard', 'wandb'):
+            images = {k: np.asarray(Image.open(p).convert('RGB'))[None] for k, p in figs.items()}  # 1 x H x W x 3
+            t.log_images(images, step=step, **(dict(dataformats='NHWC') if t.name == 'tensorboard' else {}))
+        elif t.name == 'mlflow':
+            for p in figs.values(): t.log_artifact(str(p), 'figures')
+        else: continue
+        done.append(t.name)
+    return done
+
+# %% ../nbs/02_pretrain.ipynb 126
+def _end_trackers(acc, exc_type=None, *exc):
+    "End the trackers' runs, as a run with the exception `exc_type` (None: none) ends."
+    if exc_type is None: return acc.end_training()
+    for t in acc.trackers:
+        if t.name == 'mlflow':
+            import mlflow; mlflow.end_run('FAILED')
+        t.finish()
+
+# %% ../nbs/02_pretrain.ipynb 129
 CARD_MARK = '<!-- medvlp model card: evaluation runs append below -->'
 
 def write_model_card(folder, cfg, studies, metrics) -> Path:
@@ -655,7 +730,8 @@ def write_model_card(folder, cfg, studies, metrics) -> Path:
     named = CHECKPOINTS.get(cfg.init_from)   # a registry name: its hub id and license
     hub = (named.source.removeprefix('hf-hub:') if named and '/' in named.source else cfg.init_from
            if cfg.init_from and not Path(cfg.init_from).exists() and '/' in cfg.init_from else '')
-    start = (f'`{hub}` (the hub)' if hub else 'a local checkpoint' if cfg.init_from else
+    start = (f'`{cfg.init_from}` ({named.source}, {named.license})' if named else f'`{hub}` (the hub)' if hub else
+             'a local checkpoint' if cfg.init_from else
              f'{cfg.image_tower} and {cfg.text_tower} towers from random initialisation')
     lic = ({'MIT': 'mit', 'Apache-2.0': 'apache-2.0'}.get(named.license.split(' ')[0], 'other') if named else
            'apache-2.0' if cfg.dataset == 'synthcxr' and not cfg.init_from else 'other')
@@ -689,10 +765,10 @@ def add_to_card(folder, title, lines) -> bool:
         return True
     except OSError: return False
 
-# %% ../nbs/02_pretrain.ipynb 110
+# %% ../nbs/02_pretrain.ipynb 132
 def _finish(loop, run, studies, t_start) -> dict:
     ("Check the final weights like a checkpoint's, gather a sharded model whole, save it, score it zero-shot, write "
-     "metrics and figures.")
+     "metrics and figures (also to the trackers).")
     acc, cfg, model, out = loop.acc, loop.cfg, loop.model, loop.out
     if bad := _bad_weights(acc, model):  # no model/ is written
         raise _stop(f'non-finite weights ({len(bad)} tensors, e.g. {bad[:3]})', loop.step, loop.last_good)
@@ -716,11 +792,11 @@ def _finish(loop, run, studies, t_start) -> dict:
         image = dict(size=cfg.image_size or model.image.image_size, **image_input(model.image))
         run.record.update(studies=studies, wall_s=metrics['wall_s'], image_input=image, num_processes=acc.num_processes)
         save_figures(out)
-        loop.writer.close()
+        _log_figures(acc, out, loop.step)
     acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/02_pretrain.ipynb 112
+# %% ../nbs/02_pretrain.ipynb 134
 def _fit(acc, cfg, run, studies, t_start) -> dict:
     ("The training run in named steps: `_setup`, then per micro-batch `_step`, `_log` every `log_every` steps and a "
      "checkpoint every `ckpt_every`, then `_finish`. `model` is the DualEncoder, `wrapped` what trains it (DDP, or "
@@ -743,13 +819,14 @@ def _fit(acc, cfg, run, studies, t_start) -> dict:
                 t_log, n_log = time.time(), 0
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.0f}")
             if loop.step % cfg.ckpt_every == 0 and loop.step < loop.total:
-                loop.last_good = save_checkpoint(acc, loop.model, loop.opt, loop.sched, loop.out, loop.step,
-                                                 dict(epoch=epoch, history=loop.hist), cfg.keep_ckpts)
+                state = dict(epoch=epoch, history=loop.hist, trackers=loop.trackers)  # (trackers: their run ids)
+                loop.last_good = save_checkpoint(acc, loop.model, loop.opt, loop.sched, loop.out, loop.step, state,
+                                                 cfg.keep_ckpts)
             if loop.step >= loop.total: break
     bar.close()
     return _finish(loop, run, studies, t_start)
 
-# %% ../nbs/02_pretrain.ipynb 114
+# %% ../nbs/02_pretrain.ipynb 136
 def save_figures(out: Path):
     "Write loss / logit-scale curves and the zero-shot confusion matrix of the run in `out` as PNG files."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -768,7 +845,7 @@ def save_figures(out: Path):
         ax.set(xlabel='predicted', ylabel='true', title=f'zero-shot 5x200, accuracy {np.trace(cm)/cm.sum():.3f}')
         fig.tight_layout(); fig.savefig(out/'zero_shot_confusion.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/02_pretrain.ipynb 116
+# %% ../nbs/02_pretrain.ipynb 138
 DEFAULT_THREADS = 2  # CPU threads of the default model's training, wherever it is made (the same model on every machine)
 
 def _train_apart(cfg, out: Path):
@@ -786,21 +863,22 @@ def _train_apart(cfg, out: Path):
     if rc: raise RuntimeError(f'training the default model failed (exit {rc}); the end of {log}:\n'
                               + ''.join(log.read_text().splitlines(keepends=True)[-15:]))
 
-# %% ../nbs/02_pretrain.ipynb 117
+# %% ../nbs/02_pretrain.ipynb 139
 def default_model(**overrides) -> Path:
     "The model folder of the default pretraining (plus `overrides`), trained once into the cache and reused."
     from filelock import FileLock
     import hashlib, medvlp
     cfg = PretrainConfig.make(**overrides)
     from medvlp.synthcxr import VERSION   # a new corpus version is new data: the model is trained again
-    key = hashlib.sha256(json.dumps([medvlp.__version__, asdict(cfg)] + ([VERSION] if cfg.dataset == 'synthcxr' else []),
+    params = {k: v for k, v in asdict(cfg).items() if k != 'report_to'}  # trackers do not change the model
+    key = hashlib.sha256(json.dumps([medvlp.__version__, params] + ([VERSION] if cfg.dataset == 'synthcxr' else []),
                                     sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('models', f'{cfg.run_name}-{key}')
     with FileLock(str(out) + '.lock'):
         if not (out/'metrics.json').exists(): _train_apart(cfg, out)
     return out/'model'
 
-# %% ../nbs/02_pretrain.ipynb 119
+# %% ../nbs/02_pretrain.ipynb 141
 def frozen_model(model_dir='', image_size=None):
     ("(DualEncoder in eval mode with frozen parameters, its evaluation image transform) for `model_dir`: any source "
      "`DualEncoder.from_pretrained` reads ('' = default).")
@@ -809,7 +887,7 @@ def frozen_model(model_dir='', image_size=None):
     model.image_size = image_size or model.image.image_size
     return model, tower_transform(model.image, model.image_size)
 
-# %% ../nbs/02_pretrain.ipynb 123
+# %% ../nbs/02_pretrain.ipynb 145
 def _open_clip_model(model, cfg):
     "open_clip's `CustomTextCLIP` (TimmModel + HFTextEncoder heads) around copies of `model`'s two trunks."
     import copy, tempfile
@@ -829,18 +907,18 @@ def _open_clip_model(model, cfg):
     return oc
 
 
-# %% ../nbs/02_pretrain.ipynb 125
+# %% ../nbs/02_pretrain.ipynb 147
 # dense bf16 tensor cores
 PEAK_TFLOPS = {'H200': 989, 'H100': 989, 'A100': 312, 'L40S': 362, 'A10G': 70, 'L4': 121, 'B200': 2250}
 
-# %% ../nbs/02_pretrain.ipynb 127
+# %% ../nbs/02_pretrain.ipynb 149
 def peak_tflops(device) -> float | None:
     "The dense bf16 peak (TFLOP/s) of a CUDA `device`, from its name; None for a CPU or an unknown GPU."
     if torch.device(device).type != 'cuda': return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
-# %% ../nbs/02_pretrain.ipynb 129
+# %% ../nbs/02_pretrain.ipynb 151
 def count_flops(fn) -> float:
     ("The floating-point operations of one call of `fn` (torch's FLOP counter: matrix products, convolutions and "
      "attention, forward and backward).")
@@ -852,7 +930,7 @@ def count_flops(fn) -> float:
     with FlopCounterMode(display=False, custom_mapping=cpu) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/02_pretrain.ipynb 132
+# %% ../nbs/02_pretrain.ipynb 154
 def _loop_row(cfg, steps, rounds) -> float:
     ("Pairs/s of `pretrain` itself (data from disk, augmentation, logging): the median of `rounds` windows of `steps` "
      "steps after the first.")
@@ -862,7 +940,7 @@ def _loop_row(cfg, steps, rounds) -> float:
                      zero_shot=False).history
     return float(h.pairs_per_s.iloc[1:].median())
 
-# %% ../nbs/02_pretrain.ipynb 134
+# %% ../nbs/02_pretrain.ipynb 156
 @contextmanager
 def bench_setup(cfg):
     ("(accelerator, model, batch, step) for `cfg`: the model in training mode on the device, its first training batch, "
@@ -884,7 +962,7 @@ def bench_setup(cfg):
         yield acc, model, b, step
     finally: _reset_accelerate()
 
-# %% ../nbs/02_pretrain.ipynb 136
+# %% ../nbs/02_pretrain.ipynb 158
 def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3, **overrides) -> pd.DataFrame:
     ("Pairs/s, memory and FLOPs of the training step on one batch vs the bare towers, open_clip's step, and the whole "
      "loop.")
@@ -919,7 +997,7 @@ def benchmark(cfg=None, steps=10, warmup=3, open_clip=True, loop=True, rounds=3,
                                   gflop_per_pair=rows[0]['gflop_per_pair']))
         return _bench_frame(rows, acc, cfg, model).round(4)
 
-# %% ../nbs/02_pretrain.ipynb 138
+# %% ../nbs/02_pretrain.ipynb 160
 def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
     "Median seconds of `steps` calls of each of `fns`, after `warmup` calls, over interleaved `rounds`."
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -933,7 +1011,7 @@ def _timed(fns: dict, steps, warmup, rounds, device) -> dict:
             sync(); secs[name].append(time.perf_counter() - t0)
     return {name: float(np.median(s)) for name, s in secs.items()}
 
-# %% ../nbs/02_pretrain.ipynb 140
+# %% ../nbs/02_pretrain.ipynb 162
 def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
     "The benchmark's rows as a table: each against the step and the bare towers, TFLOP/s and MFU, with its settings."
     df = pd.DataFrame(rows).set_index('step')
@@ -949,7 +1027,7 @@ def _bench_frame(rows, acc, cfg, model) -> pd.DataFrame:
                     torch_threads=torch.get_num_threads())
     return df
 
-# %% ../nbs/02_pretrain.ipynb 146
+# %% ../nbs/02_pretrain.ipynb 168
 def scaling(cfg=None, batch_sizes=(16, 32, 64), image_sizes=(32, 64), steps=3, warmup=1, world=8,
             **overrides) -> pd.DataFrame:
     ("Pairs/s and memory of the training step by batch and image size; similarity-matrix MiB per process on `world` "
