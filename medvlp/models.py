@@ -24,13 +24,13 @@ from .data import atomic_dir, read_file, train_tokenizer, hub_reachable
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
-           'LORA_TARGETS', 'IA3_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS',
-           'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens', 'refuse_code',
-           'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update', 'DualEncoderConfig',
-           'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder', 'create_model',
-           'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower', 'clip_tokenizer',
-           'from_hf', 'from_open_clip', 'tiny_clip', 'from_openai', 'checkpoint_folder', 'load_checkpoint',
-           'checkpoints_table', 'AdaptorFusion']
+           'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'CHECKPOINTS',
+           'OPEN_CLIP_WEIGHTS', 'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens',
+           'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
+           'DualEncoderConfig', 'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder',
+           'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower',
+           'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'from_openai', 'checkpoint_folder',
+           'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -430,33 +430,68 @@ IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.f
 _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet': 'resnet'}
 
 # %% ../nbs/01_models.ipynb 90
-def _arch(tower) -> str:
-    base = tower.trunk
-    if isinstance(tower, TextTower): return base.config.model_type
-    return _TIMM_FAMILY.get(type(base).__name__, type(base).__name__.lower())
-
-# %% ../nbs/01_models.ipynb 92
-def _layers(tower) -> dict:
-    "The layers peft can adapt, by name."
-    return {n: m for n, m in tower.trunk.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, Conv1D))}
+# defaults for open_clip's own transformer towers: (target_modules, feedforward_modules) by method
+OPEN_CLIP_TARGETS = {'lora': (['attn'], None), 'adalora': (['c_fc', 'c_proj'], None),
+                     'ia3': (['mlp.c_proj'], ['mlp.c_proj'])}
 
 # %% ../nbs/01_models.ipynb 94
+from peft.tuners.lora.layer import MultiheadAttention as _LoraMHA
+
+class _ExactLoraMHA(_LoraMHA):
+    "peft's LoRA on `nn.MultiheadAttention`, with the frozen weights put back exactly after each call."
+    def forward(self, query, *args, **kwargs):
+        if self.merged or self.disable_adapters: return super().forward(query, *args, **kwargs)
+        base = self.get_base_layer(); out_proj = base.out_proj.get_base_layer()
+        w_in, w_out = base.in_proj_weight.data, out_proj.weight.data  # merging makes new tensors: these stay as they are
+        try: return super().forward(query, *args, **kwargs)
+        finally: base.in_proj_weight.data, out_proj.weight.data = w_in, w_out
+
+# %% ../nbs/01_models.ipynb 97
+def _arch(tower) -> str:
+    base = tower.trunk
+    if (type(base).__module__.startswith('open_clip.') and
+            type(base).__name__ in ('VisionTransformer', 'TextTransformer')): return 'open_clip'
+    if type(base).__name__ == 'TimmModel': base = base.trunk  # open_clip's wrapper of a timm model
+    if isinstance(tower, TextTower): return base.config.model_type  # open_clip's HFTextEncoder keeps its config
+    return _TIMM_FAMILY.get(type(base).__name__, type(base).__name__.lower())
+
+# %% ../nbs/01_models.ipynb 100
+def _layers(tower) -> dict:
+    "The layers peft can adapt, by name."
+    mods = dict(tower.trunk.named_modules())
+    unused = {f'{n}.out_proj' for n, m in mods.items() if isinstance(m, nn.MultiheadAttention)}  # its forward skips it
+    return {n: m for n, m in mods.items()
+            if isinstance(m, (nn.Linear, nn.Conv2d, Conv1D, nn.MultiheadAttention)) and n not in unused}
+
+# %% ../nbs/01_models.ipynb 103
 def _targets(tower, targets, method):
     "Check `targets` against the tower's layers; the error lists the layer names that exist."
     layers = _layers(tower)
+    names = sorted({n.split('.')[-1] for n in layers})
+    mha = sorted({n.split('.')[-1] for n, m in layers.items() if isinstance(m, nn.MultiheadAttention)})
     for t in targets:
-        if not any(n == t or n.endswith('.' + t) for n in layers):
+        hits = [m for n, m in layers.items() if n == t or n.endswith('.' + t)]
+        if not hits:
+            why = (f"; nn.MultiheadAttention never calls its {t!r}: target the attention module {mha}, whose LoRA "
+                   'adapts q, k, v and out_proj' if mha and t.split('.')[-1] == 'out_proj' else '')
             raise ValueError(f'target_modules: {t!r} matches no layer of {tower.name!r} ({method}); '
-                             f'expected names from {sorted({n.split(".")[-1] for n in layers})}')
+                             f'expected names from {names}{why}')
+        if method != 'lora' and any(isinstance(m, nn.MultiheadAttention) for m in hits):
+            raise ValueError(f'target_modules: {t!r} is nn.MultiheadAttention, which peft adapts with LoRA only, not '
+                             f'{method}; expected names from {[n for n in names if n not in mha]}')
     return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
 
-# %% ../nbs/01_models.ipynb 96
+# %% ../nbs/01_models.ipynb 106
 def _default_targets(tower, method):
-    "Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower."
+    ("Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower "
+     "and for open_clip's transformers.")
     from peft.utils.constants import (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FF)
     arch, ia3 = _arch(tower), method == 'ia3'
+    if arch == 'open_clip':
+        targets, ff = OPEN_CLIP_TARGETS[method]
+        return list(targets), ff and list(ff)
     if isinstance(tower, TextTower):
         if ia3 and arch in IA3_MAP: return list(IA3_MAP[arch]), list(IA3_FF.get(arch, []))
         if not ia3 and arch in LORA_MAP: return list(LORA_MAP[arch]), None
@@ -465,7 +500,7 @@ def _default_targets(tower, method):
     raise ValueError(f'target_modules: no default for {arch!r} ({tower.name!r}); pass target_modules= with names from '
                      f'{sorted({n.split(".")[-1] for n in _layers(tower)})}')
 
-# %% ../nbs/01_models.ipynb 98
+# %% ../nbs/01_models.ipynb 109
 def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=None, feedforward_modules=None,
                num_virtual_tokens=20, init_text=None, unlocked=0, total_step=1000, **peft_kwargs):
     "Make `tower` parameter-efficient with `method` (one of `PEFT_METHODS`), in place; returns the tower."
@@ -492,6 +527,7 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
             if method == 'lora':
                 cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                                  fan_in_fan_out=conv1d, **task, **peft_kwargs)
+                cfg._register_custom_module({nn.MultiheadAttention: _ExactLoraMHA})  # open_clip's attention
             elif method == 'adalora':
                 cfg = AdaLoraConfig(target_r=r, init_r=peft_kwargs.pop('init_r', max(r, round(1.5 * r))),
                                     lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
@@ -511,13 +547,13 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
     tower.peft_method = method
     return tower
 
-# %% ../nbs/01_models.ipynb 100
+# %% ../nbs/01_models.ipynb 111
 def count_parameters(module: nn.Module) -> dict:
     "Trainable and total parameter counts of `module` (shared parameters counted once)."
     ps = list(module.parameters())
     return dict(trainable=sum(p.numel() for p in ps if p.requires_grad), total=sum(p.numel() for p in ps))
 
-# %% ../nbs/01_models.ipynb 102
+# %% ../nbs/01_models.ipynb 113
 def peft_update(model: nn.Module, step: int):
     ("Let every AdaLoRA adapter in `model` re-allocate its ranks after optimiser step `step` "
      "(a no-op for other methods).")
@@ -525,10 +561,10 @@ def peft_update(model: nn.Module, step: int):
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel':
             m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 112
+# %% ../nbs/01_models.ipynb 123
 PROJECTIONS = ('linear', 'mlp', 'none')
 
-# %% ../nbs/01_models.ipynb 114
+# %% ../nbs/01_models.ipynb 125
 @dataclass
 class DualEncoderConfig:
     "Everything needed to rebuild a `DualEncoder`; round-trips through JSON."
@@ -556,30 +592,30 @@ class DualEncoderConfig:
     @classmethod
     def load(cls, path): return cls.from_dict(read_file(path))
 
-# %% ../nbs/01_models.ipynb 116
+# %% ../nbs/01_models.ipynb 127
 def _steps(p) -> list:
     "A tower spec's `peft` entry as a list of `apply_peft` keyword dicts."
     if p is None: return []
     if isinstance(p, str): return [dict(method=p)]
     return [dict(p)] if isinstance(p, dict) else [dict(s) for s in p]
 
-# %% ../nbs/01_models.ipynb 118
+# %% ../nbs/01_models.ipynb 129
 def _projection(d_in, cfg: DualEncoderConfig) -> nn.Module:
     if cfg.proj == 'none': return nn.Identity()
     if cfg.proj == 'linear': return nn.Linear(d_in, cfg.emb_dim, bias=cfg.proj_bias)
     h = cfg.proj_hidden or d_in
     return nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, cfg.emb_dim, bias=cfg.proj_bias))
 
-# %% ../nbs/01_models.ipynb 120
+# %% ../nbs/01_models.ipynb 131
 def _ssl_head(d_in, sizes) -> nn.Module:
     layers, d = [], d_in
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
-# %% ../nbs/01_models.ipynb 122
+# %% ../nbs/01_models.ipynb 133
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
-# %% ../nbs/01_models.ipynb 124
+# %% ../nbs/01_models.ipynb 135
 @dataclass(frozen=True)
 class Checkpoint:
     "A published starting point: where it lives, how it is read, its terms, its input and the figure it is known by."
@@ -592,7 +628,7 @@ class Checkpoint:
     get: str = ''        # where to download it by hand, when the hub does not hold it
     norm: tuple = ()     # (mean, std) for a file that carries no preprocessing of its own
 
-# %% ../nbs/01_models.ipynb 125
+# %% ../nbs/01_models.ipynb 136
 _CLIP_NORM, _HALF = '3 x {} px, CLIP mean/std (0.481, 0.458, 0.408 / 0.269, 0.261, 0.276)', '3 x {} px, mean/std 0.5 / 0.5'
 CHECKPOINTS = {
     'biomedclip': Checkpoint('hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224', 'open_clip', 'MIT',
@@ -620,7 +656,7 @@ CHECKPOINTS = {
                               'Zhai et al. 2023: ImageNet zero-shot top-1 76.0% (as open_clip measures it)'),
 }
 
-# %% ../nbs/01_models.ipynb 128
+# %% ../nbs/01_models.ipynb 139
 def source_kind(source) -> str:
     ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id), "
      "'open_clip' or 'openai' (a `.pt` state dict); a `CHECKPOINTS` name: its format.")
@@ -645,20 +681,20 @@ def source_kind(source) -> str:
                                 '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 130
+# %% ../nbs/01_models.ipynb 141
 def dual_encoder_folder(p) -> bool:
     ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
      "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
-# %% ../nbs/01_models.ipynb 132
+# %% ../nbs/01_models.ipynb 143
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id or `CHECKPOINTS` name as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 135
+# %% ../nbs/01_models.ipynb 146
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
@@ -774,7 +810,7 @@ class DualEncoder(nn.Module):
         return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
                 f'proj={self.config.proj!r})')
 
-# %% ../nbs/01_models.ipynb 137
+# %% ../nbs/01_models.ipynb 148
 def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
                  **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
@@ -784,7 +820,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
-# %% ../nbs/01_models.ipynb 139
+# %% ../nbs/01_models.ipynb 150
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -795,7 +831,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 147
+# %% ../nbs/01_models.ipynb 158
 class SourceImageTower(nn.Module):
     ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
      "pooled as its source pools it.")
@@ -832,7 +868,7 @@ class SourceImageTower(nn.Module):
         return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
                 f'peft={self.peft_method!r})')
 
-# %% ../nbs/01_models.ipynb 149
+# %% ../nbs/01_models.ipynb 160
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
     ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
@@ -848,7 +884,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 151
+# %% ../nbs/01_models.ipynb 162
 class OpenClipTextTower(TextTower):
     ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
      "`forward(input_ids)` gives [B, out_dim].")
@@ -866,7 +902,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
-# %% ../nbs/01_models.ipynb 153
+# %% ../nbs/01_models.ipynb 164
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -874,7 +910,7 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
-# %% ../nbs/01_models.ipynb 155
+# %% ../nbs/01_models.ipynb 166
 def clip_tokenizer(context_length=77):
     ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
      "padded with 0 as open_clip pads.")
@@ -886,23 +922,23 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 157
+# %% ../nbs/01_models.ipynb 168
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
-# %% ../nbs/01_models.ipynb 159
+# %% ../nbs/01_models.ipynb 170
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
                 logit_bias_init=None if bias is None else float(bias.detach()))
 
-# %% ../nbs/01_models.ipynb 161
+# %% ../nbs/01_models.ipynb 172
 def _tower_name(source, kind) -> str:
     ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
      "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 163
+# %% ../nbs/01_models.ipynb 174
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     # as JSON has it (lists, not tuples)
@@ -911,7 +947,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 165
+# %% ../nbs/01_models.ipynb 176
 def _hf_preprocess(source, vision_config) -> dict:
     ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
      "else CLIP's defaults.")
@@ -923,7 +959,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
-# %% ../nbs/01_models.ipynb 167
+# %% ../nbs/01_models.ipynb 178
 def from_hf(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
      "or SigLIP model.")
@@ -949,7 +985,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 169
+# %% ../nbs/01_models.ipynb 180
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -965,7 +1001,7 @@ def _open_clip_folder(source) -> Path:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
-# %% ../nbs/01_models.ipynb 171
+# %% ../nbs/01_models.ipynb 182
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
@@ -976,7 +1012,7 @@ def _open_clip_tokenizer(folder, text_cfg):
                          f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
-# %% ../nbs/01_models.ipynb 173
+# %% ../nbs/01_models.ipynb 184
 def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) -> DualEncoder:
     "A `DualEncoder` of open_clip's model config `mc`, preprocessing `pc` and state dict `sd` (open_clip's key names)."
     from open_clip.model import convert_to_custom_text_state_dict
@@ -995,7 +1031,7 @@ def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) ->
                         'text.model.' + k[5:] if k.startswith('text.') else k)
     return _load_source(cfg, tokenizer, {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 174
+# %% ../nbs/01_models.ipynb 185
 def from_open_clip(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
      "or `hf-hub:org/name` model.")
@@ -1013,7 +1049,7 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     return _open_clip_model(source, mc, pc, sd, _open_clip_tokenizer(d, mc['text_cfg']), device)
 
 
-# %% ../nbs/01_models.ipynb 176
+# %% ../nbs/01_models.ipynb 187
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
               std=(0.26862954, 0.26130258, 0.27577711), vision=None, text=None, projection_dim=24) -> Path:
     ("Write a random transformers `CLIPModel` to `folder`, loadable as OpenAI's is: tiny (2 layers of width 32 per "
@@ -1031,7 +1067,7 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 182
+# %% ../nbs/01_models.ipynb 193
 def _openai_cfg(sd: dict) -> dict:
     "open_clip's model config of an OpenAI-CLIP state dict `sd`, from its tensors' shapes."
     if 'visual.proj' not in sd or 'text_projection' not in sd:
@@ -1047,7 +1083,7 @@ def _openai_cfg(sd: dict) -> dict:
                               vocab_size=sd['token_embedding.weight'].shape[0], width=width, heads=width // 64,
                               layers=depth('transformer.resblocks.')))
 
-# %% ../nbs/01_models.ipynb 184
+# %% ../nbs/01_models.ipynb 195
 def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     "A `DualEncoder` from an OpenAI-CLIP state dict file (`.pt`, as CheXzero ships it), read with `weights_only=True`."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -1059,7 +1095,7 @@ def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     pc = dict(size=mc['vision_cfg']['image_size'], mean=mean or OPENAI_CLIP_MEAN, std=std or OPENAI_CLIP_STD)
     return _open_clip_model(source, mc, pc, sd, clip_tokenizer(mc['text_cfg']['context_length']), device)
 
-# %% ../nbs/01_models.ipynb 188
+# %% ../nbs/01_models.ipynb 201
 def checkpoint_folder(name) -> Path:
     "Where the files of `CHECKPOINTS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
     if name not in CHECKPOINTS: raise _bad('checkpoint', name, sorted(CHECKPOINTS))
@@ -1079,7 +1115,7 @@ def _hub_cached(c: Checkpoint) -> Path | None:
                                'open_clip_config.json' if c.format == 'open_clip' else 'config.json')
     return Path(f).parent if isinstance(f, str) else None
 
-# %% ../nbs/01_models.ipynb 189
+# %% ../nbs/01_models.ipynb 202
 def load_checkpoint(name, device='cpu') -> DualEncoder:
     ("`CHECKPOINTS[name]` as a `DualEncoder`: from `checkpoint_folder(name)` when its files are there, else the "
      "Hugging Face cache, else the hub when it answers; otherwise an error saying where to place which files.")
@@ -1092,13 +1128,13 @@ def load_checkpoint(name, device='cpu') -> DualEncoder:
     if src == c.source and c.terms: logging.getLogger('medvlp').warning('%s: %s', name, c.terms)
     return DualEncoder.from_pretrained(src, device)
 
-# %% ../nbs/01_models.ipynb 193
+# %% ../nbs/01_models.ipynb 206
 def checkpoints_table() -> pd.DataFrame:
     "One row per `CHECKPOINTS` entry: name, format, source, license, input, published figure."
     return pd.DataFrame([dict(name=k, format=c.format, source=c.source, license=c.license, input=c.input,
                               published=c.published) for k, c in CHECKPOINTS.items()]).set_index('name')
 
-# %% ../nbs/01_models.ipynb 196
+# %% ../nbs/01_models.ipynb 209
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")
