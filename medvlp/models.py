@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb 3
 from __future__ import annotations
-import contextlib, copy, difflib, json, logging, math, os
+import contextlib, copy, difflib, json, logging, math
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, GPT2C
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from transformers.pytorch_utils import Conv1D
 
-from .data import atomic_dir, read_file, train_tokenizer, hub_reachable
+from .data import atomic_dir, read_file, train_tokenizer, hub_reachable, cache_dir
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
@@ -1099,7 +1099,7 @@ def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
 def checkpoint_folder(name) -> Path:
     "Where the files of `CHECKPOINTS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
     if name not in CHECKPOINTS: raise _bad('checkpoint', name, sorted(CHECKPOINTS))
-    return Path(os.environ.get('MEDVLP_CACHE', Path.home()/'.cache'/'medvlp')).expanduser()/'checkpoints'/name
+    return cache_dir('checkpoints')/name
 
 def _placement(name) -> str:
     c, d = CHECKPOINTS[name], checkpoint_folder(name)
