@@ -206,12 +206,12 @@ def _str(v) -> str: return '' if v is None or (isinstance(v, float) and math.isn
 def _blank(v) -> bool: return _str(v).strip().lower() in ('', 'nan')  # a missing label, never a class
 
 # %% ../nbs/00_data.ipynb 53
-def _label(v, path, row, col):
+def _label(v, at, col):
     if _blank(v): return float('nan')
     try: f = float(v)
     except ValueError: f = None
     if f not in LABEL_VALUES:
-        raise DataError(f'{path}: row {row}, column {col!r}: label value {v!r} is not one of 1, 0, -1 or blank')
+        raise DataError(f'{at}, column {col!r}: label value {v!r} is not one of 1, 0, -1 or blank')
     return f
 
 # %% ../nbs/00_data.ipynb 55
@@ -259,12 +259,14 @@ def _classes(values, label_map=None, sep=None):
 # %% ../nbs/00_data.ipynb 66
 def read_table(path, image='image', text='text', labels=None, patient=None, study=None, split=None, masks=None,
                root=None, check_files=True, on_bad='raise', log=None, encoding='utf-8', sep=',', label_column=None,
-               label_map=None, label_sep=None, where=None, meta=None) -> Studies:
-    "Read a CSV/JSONL table of studies through a column mapping into a list of `Study` (`meta`: columns kept as text)."
+               label_map=None, label_sep=None, where=None, meta=None, frame=None, rows=None) -> Studies:
+    ("Read a CSV/JSONL table of studies through a column mapping into a list of `Study` (`meta`: columns kept as "
+     "text); `frame`: the table already read as text cells (`path` then names it in messages), `rows`: a name per row "
+     "for messages and the skip log (default: its line in the file).")
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad={on_bad!r}: expected 'raise' or 'skip'")
     if label_column is None and (label_map is not None or label_sep):
         raise ValueError('label_map and label_sep need a label_column')
-    path = Path(path).expanduser(); df = read_frame(path, encoding, sep)
+    path = Path(path).expanduser(); df = read_frame(path, encoding, sep) if frame is None else frame
     root = Path(root).expanduser() if root is not None else path.parent
     imgs, txts, labs, masks = _cols(image), _cols(text), _cols(labels), dict(masks or {})
     wanted = (imgs + txts + labs + _cols(patient) + _cols(study) + _cols(split) + list(masks.values())
@@ -279,19 +281,20 @@ def read_table(path, image='image', text='text', labels=None, patient=None, stud
         if both: raise DataError(f'{path}: {label_column!r} has classes {both} that are also label columns', str(path))
     out, skipped = [], []
     for j, (i, r) in enumerate(zip(df.index, df.to_dict('records'))):
-        row = i + 2 if path.suffix.lower() == '.csv' else i + 1  # as a person counts lines in the file
+        row = rows[i] if rows is not None else i + 2 if path.suffix.lower() == '.csv' else i + 1  # a person's count
+        at = f'{path}: {row}' if rows is not None else f'{path}: row {row}'
         try:
             ims = [str(root/r[c]) for c in imgs if str(r[c]).strip()]
-            if not ims: raise DataError(f'{path}: row {row}, column {imgs[0]!r}: no image path')
+            if not ims: raise DataError(f'{at}, column {imgs[0]!r}: no image path')
             if check_files:
-                for p in ims: checked_image(p, f'{path}: row {row}', on_bad)
+                for p in ims: checked_image(p, at, on_bad)
             tx = [str(r[c]).strip() for c in txts]
-            if txts and not any(tx): raise DataError(f'{path}: row {row}, column(s) {txts}: empty report')
-            lab = {c: _label(r[c], path, row, c) for c in labs}
+            if txts and not any(tx): raise DataError(f'{at}, column(s) {txts}: empty report')
+            lab = {c: _label(r[c], at, c) for c in labs}
             if label_column is not None:
                 bad = next((p for p in parts[j] if not vmap.get(p)), None)
                 if bad is not None: raise DataError(
-                    f'{path}: row {row}, column {label_column!r}: ' + (f'value {bad!r} maps to no class' if bad else
+                    f'{at}, column {label_column!r}: ' + (f'value {bad!r} maps to no class' if bad else
                     'no label (blank or NaN)') + f'; allowed values: {[v for v, c in vmap.items() if c]}')
                 got = {vmap[p] for p in parts[j]}
                 lab.update({c: float(c in got) for c in classes})

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_datasets.ipynb 3
 from __future__ import annotations
-import contextlib, csv, hashlib, inspect, json, math, os, random, re, shutil, tempfile, time, warnings
+import contextlib, hashlib, inspect, json, math, os, random, re, shutil, tempfile, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -850,16 +850,17 @@ image paths relative to the table's folder or image_root""")
 def csv_table(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
               split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
               encoding='utf-8', sep=',', image_root=None, label_column=None, label_map=None, label_sep=None,
-              where=None, meta=None) -> Studies:
+              where=None, meta=None, frame=None, rows=None) -> Studies:
     ("Any table of studies through a column mapping; its split column, or a patient-level split by `fracs`; `meta`: "
-     "columns kept (e.g. sex, site) for subgroups.")
+     "columns kept (e.g. sex, site) for subgroups; `frame`, `rows`: a table already read, as `read_table` takes it.")
     root = _root(root, 'csv')
-    if root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
-    if split_column is None and 'split' in read_frame(root, encoding, sep).columns: split_column = 'split'
+    if frame is None and root.is_dir(): root = _require(root, 'csv', [('studies.csv', 'studies.jsonl')])[0]
+    cols = read_frame(root, encoding, sep).columns if frame is None else frame.columns
+    if split_column is None and 'split' in cols: split_column = 'split'
     st = read_table(root, image=image, text=text, labels=labels, patient=patient, study=study, split=split_column,
                     masks=masks, root=image_root, check_files=check_files, on_bad=on_bad, log=log, encoding=encoding,
                     sep=sep, label_column=label_column, label_map=label_map, label_sep=label_sep, where=where,
-                    meta=meta)
+                    meta=meta, frame=frame, rows=rows)
     for s in st:
         s.split = (canonical_split(s.split, f'{root}: study {s.study_id}, column {split_column!r}') if split_column
                    else hash_split(s.patient_id or s.study_id, fracs, seed))
@@ -1081,27 +1082,7 @@ def _hf_split_plan(parts, root, split_column) -> tuple:
     if parts[0][0] is not None: return _SPLIT, {n: canonical_split(n, f'{root}: DatasetDict') for n, _ in parts}
     return ('split' if 'split' in parts[0][1].column_names else None), {}
 
-# %% ../nbs/00_datasets.ipynb 191
-def _renamed(msg, table, names, src) -> str:
-    "A message about the temporary `table` with its rows named as the dataset's (`names`) and `src` for its path."
-    msg = re.sub(re.escape(str(table)) + r': row (\d+)', lambda m: f'{src}: {names[int(m[1]) - 2]}', str(msg))
-    return msg.replace(str(table), str(src))
-
-# %% ../nbs/00_datasets.ipynb 194
-def _hf_read_back(df, names, root, **options) -> Studies:
-    "`df` written as a CSV and read by `csv_table` with `options`; its messages and skips name `root` and its rows."
-    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(record=True) as ws:
-        warnings.simplefilter('always')
-        table = Path(d)/'table.csv'; df.to_csv(table, index=False, quoting=csv.QUOTE_ALL)
-        try: st = csv_table(table, **options)
-        except DataError as e:
-            raise DataError(_renamed(e, table, names, root), e.path and _renamed(e.path, table, names, root)) from None
-    for w in ws: warnings.warn(_renamed(w.message, table, names, root), w.category, stacklevel=3)
-    st.skipped = [(names[r - 2], _renamed(p, table, names, root), _renamed(m, table, names, root))
-                  for r, p, m in st.skipped]
-    return st
-
-# %% ../nbs/00_datasets.ipynb 197
+# %% ../nbs/00_datasets.ipynb 193
 @register('hf', source=_HF_SOURCE, layout=_HF_LAYOUT)
 def hf_dataset(root, split=None, image='image', text='text', labels=None, patient=None, study=None, masks=None,
                split_column=None, fracs=(0.8, 0.1, 0.1), seed=0, check_files=True, on_bad='raise', log=None,
@@ -1113,21 +1094,21 @@ def hf_dataset(root, split=None, image='image', text='text', labels=None, patien
     split_column, canon = _hf_split_plan(parts, root, split_column)
     roles = _hf_roles(image, text, labels, patient, study, masks, None if canon else split_column, label_column, where,
                       meta)
-    base = Path(image_root).expanduser() if image_root is not None else root if root.is_dir() else root.parent
+    base = (Path(image_root).expanduser() if image_root is not None else root if root.is_dir() else root.parent).resolve()
     lists = label_column and any(_hf_kind(ds.features.get(label_column)) == 'list' for _, ds in parts)
     df, names, pre = _hf_frame(parts, roles, root, on_bad, base,
                                Path(cache) if cache is not None else cache_dir('hf_images'), label_sep or '|')
     df[_SPLIT] = df[_SPLIT].map(canon)
-    st = _hf_read_back(df, names, root, image=image, text=text, labels=labels, patient=patient, study=study or _STUDY,
-                       masks=masks, split_column=split_column, fracs=fracs, seed=seed, check_files=check_files,
-                       on_bad=on_bad, label_column=label_column, label_map=label_map,
-                       label_sep=label_sep or ('|' if lists else None), where=where, meta=meta)
+    st = csv_table(root, image=image, text=text, labels=labels, patient=patient, study=study or _STUDY, masks=masks,
+                   split_column=split_column, fracs=fracs, seed=seed, check_files=check_files, on_bad=on_bad,
+                   label_column=label_column, label_map=label_map, label_sep=label_sep or ('|' if lists else None),
+                   where=where, meta=meta, frame=df, rows=names)
     out = Studies(st, [*pre, *st.skipped], st.rows_in + len(pre), st.held_out, st.filtered, st.label_table,
                   st.split_counts)
     if log is not None and out.skipped: write_skipped(out.skipped, log)
     return out
 
-# %% ../nbs/00_datasets.ipynb 207
+# %% ../nbs/00_datasets.ipynb 203
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', public=True, layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
@@ -1135,14 +1116,14 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     from medvlp.synthcxr import load_synthcxr
     return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
-# %% ../nbs/00_datasets.ipynb 213
+# %% ../nbs/00_datasets.ipynb 209
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 215
+# %% ../nbs/00_datasets.ipynb 211
 def _init_worker(): torch.set_num_threads(1)
 
-# %% ../nbs/00_datasets.ipynb 217
+# %% ../nbs/00_datasets.ipynb 213
 def _prep_one(task):
     "Worker: resize one image or mask into the cache; return None or the error message."
     src, dst, size, kind = task
@@ -1164,7 +1145,7 @@ def _prep_one(task):
     except DataError as e: return str(e)
     except Exception as e: return f'{src}: cannot preprocess ({type(e).__name__}: {e})'
 
-# %% ../nbs/00_datasets.ipynb 219
+# %% ../nbs/00_datasets.ipynb 215
 def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=None, progress=True) -> Studies:
     ("Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies "
      "pointing there.")
@@ -1197,11 +1178,11 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     if log is not None and bad: write_skipped(res.skipped, log)
     return res
 
-# %% ../nbs/00_datasets.ipynb 229
+# %% ../nbs/00_datasets.ipynb 225
 ARRAY_VERSION = 2  # 2: JPEGs decoded in draft mode (PNG, DICOM and 16-bit values unchanged)
 _DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 231
+# %% ../nbs/00_datasets.ipynb 227
 class ImageArray:
     ("Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats "
      "in [0, 1], or (`raw`) as the integers stored.")
@@ -1223,7 +1204,7 @@ class ImageArray:
         if self.raw: return torch.from_numpy(np.array(a))  # a quarter of the bytes to stack and send; `augment` scales
         return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
 
-# %% ../nbs/00_datasets.ipynb 233
+# %% ../nbs/00_datasets.ipynb 229
 def _deep(path) -> bool:
     "Whether the image at `path` has more than 8 bits per sample (DICOM, 16-bit or float PNG/TIFF)."
     if Path(path).suffix.lower() in ('.dcm', '.dicom'): return True
@@ -1231,7 +1212,7 @@ def _deep(path) -> bool:
         with Image.open(path) as im: return im.mode in _DEEP
     except Exception: return False  # unreadable: decoding it raises the DataError that names it
 
-# %% ../nbs/00_datasets.ipynb 235
+# %% ../nbs/00_datasets.ipynb 231
 def _decode_one(task):
     ("Worker: image `src` as `load_image` reads it (JPEGs at the DCT scale for `size`), short side resized to `size`, "
      "centre square, as integers of `dtype`.")
@@ -1239,14 +1220,14 @@ def _decode_one(task):
     x = TF.center_crop(TF.resize(load_image(src, channels, size=size), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
 
-# %% ../nbs/00_datasets.ipynb 238
+# %% ../nbs/00_datasets.ipynb 234
 def _array_ok(folder, shape) -> bool:
     "Whether `folder` holds a whole array of `shape` and its list of paths."
     try: return (np.load(folder/'images.npy', mmap_mode='r').shape == shape
                  and len(json.loads((folder/'paths.json').read_text())) == shape[0])
     except Exception: return False
 
-# %% ../nbs/00_datasets.ipynb 240
+# %% ../nbs/00_datasets.ipynb 236
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
     dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
@@ -1266,7 +1247,7 @@ def _build_array(folder, paths, size, channels, workers, progress):
     (tmp/'paths.json').write_text(json.dumps(paths))
     os.replace(tmp, folder)
 
-# %% ../nbs/00_datasets.ipynb 242
+# %% ../nbs/00_datasets.ipynb 238
 def image_array(studies, size, channels=1, workers=2, cache=None, progress=True, raw=False) -> ImageArray:
     ("Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built "
      "on first use); `raw`: it loads images as the integers stored.")
@@ -1289,12 +1270,12 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True,
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
     return ImageArray(folder, raw)
 
-# %% ../nbs/00_datasets.ipynb 245
+# %% ../nbs/00_datasets.ipynb 241
 def cpus() -> int:
     "The CPUs this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
-# %% ../nbs/00_datasets.ipynb 247
+# %% ../nbs/00_datasets.ipynb 243
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, cpus())
@@ -1302,7 +1283,7 @@ def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw
 
-# %% ../nbs/00_datasets.ipynb 249
+# %% ../nbs/00_datasets.ipynb 245
 def loader_speed(studies, transform, num_workers=0, batch_size=8) -> float:
     ("Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up "
      "included).")

@@ -13,9 +13,8 @@ from .zeroshot import (ZS_PROMPTS, PROMPT_KINDS, CLASSES_5X200, CLASSES_RSNA, CL
                              text_classifier, zero_shot_scores)
 from .runs import markdown_table, interval_cell, write_table
 from .metrics import (TASKS, score_matrices, float_tensor, bootstrap_ci, classification_metrics, confusion,
-                            retrieval_ranks, retrieval_metrics, boot_groups, subgroup_metrics, calibration_metrics,
-                            calibration_pairs, reliability, fit_temperature, apply_temperature, choose_threshold,
-                            operating_point)
+                            retrieval_ranks, retrieval_metrics, boot_groups, subgroup_metrics, calibration_pairs,
+                            reliability, apply_temperature, temperature_calibration, choose_threshold, operating_point)
 
 # %% auto 0
 __all__ = ['KINDS', 'PRESETS', 'EvalTask', 'eval_task', 'task_data', 'study_embeddings', 'text_embeddings', 'plot_roc',
@@ -337,10 +336,9 @@ def _clinical(task, studies, y, s, groups, score_fn, cfg) -> tuple:
     if len(set(np.asarray(yv).tolist())) < 2 or not len(te):
         return f'the validation set ({source}) needs two classes and the test set a study'
     yt, st, gt = y[te], s[te], None if groups is None else [groups[i] for i in te]
-    t = fit_temperature(yv, sv, task.kind)
     kw = dict(n_boot=cfg.n_boot, seed=cfg.seed, ci=cfg.ci, groups=gt)
-    cal = pd.concat({w: calibration_metrics(yt, p, task.kind, **kw) for w, p in
-                     (('before', st), ('after', apply_temperature(st, t)))}, names=['temperature']).reset_index()
+    cal, t = temperature_calibration(yv, sv, yt, st, task.kind, **kw)
+    cal = cal.reset_index()
     cal = cal.assign(task=task.name, fitted_temperature=t, validation=source, n_test=len(te))
     rel = {w: reliability(*calibration_pairs(yt, p, task.kind)) for w, p in (('before', st), ('after', apply_temperature(st, t)))}
     if task.kind != 'binary': return cal, None, rel

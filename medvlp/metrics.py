@@ -15,8 +15,8 @@ TASKS = ('multiclass', 'binary', 'multilabel')  # what a score matrix can be
 __all__ = ['TASKS', 'BOOTSTRAP_UNITS', 'ECE_BINS', 'AGE_BINS', 'percentile_interval', 'bootstrap_ci', 'group_codes',
            'boot_groups', 'bootstrap_counts', 'weighted_auroc', 'score_matrices', 'weighted_metrics',
            'classification_metrics', 'calibration_pairs', 'reliability', 'calibration_metrics', 'apply_temperature',
-           'fit_temperature', 'choose_threshold', 'operating_point', 'subgroup_values', 'subgroup_metrics', 'confusion',
-           'float_tensor', 'retrieval_ranks', 'retrieval_metrics']
+           'fit_temperature', 'temperature_calibration', 'choose_threshold', 'operating_point', 'subgroup_values',
+           'subgroup_metrics', 'confusion', 'float_tensor', 'retrieval_ranks', 'retrieval_metrics']
 
 # %% ../nbs/00_metrics.ipynb 6
 def _boot_index(n, n_boot, seed) -> np.ndarray:
@@ -206,6 +206,15 @@ def fit_temperature(y_true, probs, task='multiclass') -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method='bounded').x))
 
 # %% ../nbs/00_metrics.ipynb 43
+def temperature_calibration(y_valid, p_valid, y_test, p_test, task, n_boot=1000, seed=0, ci=0.95, groups=None):
+    ("(`calibration_metrics` of `p_test` before and after the temperature fitted on (`y_valid`, `p_valid`), rows "
+     "(temperature: before | after, metric); the temperature).")
+    t = fit_temperature(y_valid, p_valid, task)
+    kw = dict(n_boot=n_boot, seed=seed, ci=ci, groups=groups)
+    return pd.concat({w: calibration_metrics(y_test, p, task, **kw) for w, p in
+                      (('before', p_test), ('after', apply_temperature(p_test, t)))}, names=['temperature']), t
+
+# %% ../nbs/00_metrics.ipynb 46
 def choose_threshold(y_valid, s_valid, specificity=None, sensitivity=None) -> float:
     "The score threshold on validation reaching `specificity` (or `sensitivity`) with the best of the other."
     if (specificity is None) == (sensitivity is None): raise ValueError('pass one of specificity or sensitivity')
@@ -224,7 +233,7 @@ def operating_point(y_true, scores, threshold, n_boot=1000, seed=0, ci=0.95, gro
     rows = {k: (v[0], *percentile_interval(v[1:], ci)) for k, v in m.items()}
     return pd.DataFrame.from_dict(rows, orient='index', columns=['value', 'ci_low', 'ci_high']).rename_axis('metric')
 
-# %% ../nbs/00_metrics.ipynb 46
+# %% ../nbs/00_metrics.ipynb 49
 AGE_BINS = ([0, 40, 60, 75, 200], ['<40', '40-59', '60-74', '75+'])
 
 def subgroup_values(values) -> np.ndarray:
@@ -235,7 +244,7 @@ def subgroup_values(values) -> np.ndarray:
         return pd.cut(num, AGE_BINS[0], right=False, labels=AGE_BINS[1]).astype(object).fillna('').to_numpy(object)
     return v.to_numpy(object)
 
-# %% ../nbs/00_metrics.ipynb 48
+# %% ../nbs/00_metrics.ipynb 51
 def subgroup_metrics(y_true, scores, classes, task, attributes: dict, n_boot=1000, seed=0, ci=0.95, groups=None,
                      metrics=('accuracy', 'auroc_macro'), threshold=0.5) -> pd.DataFrame:
     ("Each group's `metrics` of each attribute (name -> a value per row) with intervals, and the worst group's gap to "
@@ -259,7 +268,7 @@ def subgroup_metrics(y_true, scores, classes, task, attributes: dict, n_boot=100
                              worst=worst))
     return pd.DataFrame(rows, columns=['attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high', 'worst'])
 
-# %% ../nbs/00_metrics.ipynb 52
+# %% ../nbs/00_metrics.ipynb 55
 def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
     "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
     if task == 'multilabel':
@@ -268,12 +277,12 @@ def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.D
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
 
-# %% ../nbs/00_metrics.ipynb 58
+# %% ../nbs/00_metrics.ipynb 61
 def float_tensor(x) -> torch.Tensor:
     "`x` (a tensor or array-like) as a float32 CPU tensor, detached."
     return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
-# %% ../nbs/00_metrics.ipynb 60
+# %% ../nbs/00_metrics.ipynb 63
 @torch.no_grad()
 def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
     "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
@@ -296,7 +305,7 @@ def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chun
     ranks = torch.cat(ranks).numpy()
     return (ranks, torch.cat(top).numpy()) if topk else ranks
 
-# %% ../nbs/00_metrics.ipynb 64
+# %% ../nbs/00_metrics.ipynb 67
 def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95,
                       gt=None, groups=None) -> pd.DataFrame:
     ("Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries (whole `groups` "

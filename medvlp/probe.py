@@ -19,8 +19,7 @@ from .data import CHEXPERT5, DataError, subsample, load_image, image_transform, 
 from .datasets import load_dataset
 from .cache import embed_images, tower_fingerprint, in_channels, tower_transform
 from .pretrain import frozen_model
-from .metrics import (classification_metrics, boot_groups, calibration_metrics, fit_temperature,
-                            apply_temperature, ECE_BINS)
+from .metrics import classification_metrics, boot_groups, temperature_calibration, ECE_BINS
 from .runs import (Params, BootstrapParams, DataParams, ImageParams, RunParams, Result, start_run, markdown_table, interval_cell,
                          data_record)
 
@@ -240,11 +239,8 @@ CALIBRATION = ('ece', 'ece_t', 'brier', 'brier_t')
 
 def _calibration(c, d, scores, va) -> pd.DataFrame:
     "Calibration rows (metric -> value, ci_low, ci_high) of one head's test `scores`, `va` its validation scores."
-    t = fit_temperature(d.y_va, va, 'multiclass')
-    kw = dict(n_boot=c.n_boot, seed=0, groups=d.groups)
-    m = pd.concat([calibration_metrics(d.y_te, scores, 'multiclass', **kw),
-                   calibration_metrics(d.y_te, apply_temperature(scores, t), 'multiclass', **kw).rename(
-                       index=lambda k: f'{k}_t')])
+    cal, t = temperature_calibration(d.y_va, va, d.y_te, scores, 'multiclass', n_boot=c.n_boot, groups=d.groups)
+    m = pd.concat([cal.loc['before'], cal.loc['after'].rename(index=lambda k: f'{k}_t')])
     m.loc['temperature'] = [t, np.nan, np.nan]
     return m
 

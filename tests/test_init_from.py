@@ -30,6 +30,18 @@ def _check(name, ours, ref):
     MAX_DIFF[name] = d
     assert d < TOL, f'{name}: max difference {d} (relative where values exceed 1)'
 
+def _fit(m, batch, steps, lr=1e-2):
+    "CLIP loss of `m` on `batch` (in eval mode) before and after `steps` AdamW steps of its trainable parameters."
+    def loss():
+        out = m(batch); return clip_loss(out['image_emb'], out['text_emb'], out['logit_scale'])
+    m.eval()
+    with torch.no_grad(): before = loss().item()
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=lr)
+    m.train()
+    for _ in range(steps): opt.zero_grad(); loss().backward(); opt.step()
+    m.eval()
+    with torch.no_grad(): return before, loss().item()
+
 def _roundtrip(m, x, enc, tmp_path):
     "save_pretrained then from_pretrained gives identical embeddings."
     m.save_pretrained(tmp_path/'rt')
@@ -169,15 +181,7 @@ def test_lora_on_hf_clip(hf_clip):
     assert peft_count == 2 * 2 * 3 * 8 * 64
     torch.manual_seed(0)
     batch = dict(image=torch.randn(4, 3, 32, 32), **m.text.tokenize(TEXTS))
-    def loss():
-        out = m(batch); return clip_loss(out['image_emb'], out['text_emb'], out['logit_scale'])
-    m.eval()
-    with torch.no_grad(): before = loss().item()
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
-    m.train()
-    for _ in range(5): opt.zero_grad(); loss().backward(); opt.step()
-    m.eval()
-    with torch.no_grad(): after = loss().item()
+    before, after = _fit(m, batch, 5)
     assert after < before - 0.05, (before, after)
 
 def test_report_max_diff():

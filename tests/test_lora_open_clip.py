@@ -2,8 +2,7 @@
 import copy
 import pytest, torch
 from medvlp.models import DualEncoder, count_parameters
-from medvlp.losses import clip_loss
-from test_init_from import _open_clip_folder, TEXTS
+from test_init_from import _open_clip_folder, _fit, TEXTS
 
 torch.set_num_threads(1)
 
@@ -58,14 +57,7 @@ def test_lora_on_open_clip_towers(tmp_path, fmt):
     for a, b in zip(_embed(m, batch), _embed(base, batch)): assert torch.equal(a, b)   # LoRA's B = 0: the base model exactly
 
     frozen = {k: v.clone() for k, v in m.state_dict().items() if 'lora_' not in k and k != 'logit_scale'}
-    def loss():
-        out = m(batch); return clip_loss(out['image_emb'], out['text_emb'], out['logit_scale'])
-    with torch.no_grad(): before = loss().item()
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
-    m.train()
-    for _ in range(20): opt.zero_grad(); loss().backward(); opt.step()
-    m.eval()
-    with torch.no_grad(): after = loss().item()
+    before, after = _fit(m, batch, 20)
     assert after < before - 0.1, (before, after)
     # the base weights did not move, not even by rounding (peft merges LoRA into them around each call and subtracts it
     # after, which moves them by an ulp here and there: `_ExactLoraMHA` puts the originals back)
