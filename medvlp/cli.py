@@ -89,8 +89,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument('--force', action='store_true')
     tc = sub.add_parser('tiny-clip', help="write a tiny random transformers CLIP (medvlp.models.tiny_clip), the "
                                           "offline stand-in for openai/clip-vit-base-patch16 in "
-                                          "params/tiny/clip_finetune_*.yaml")
-    tc.add_argument('--folder', default='outputs/tiny_clip')
+                                          "params/tiny/clip_finetune_*.yaml; --like biomedclip: a BiomedCLIP-shaped "
+                                          "open_clip model (tiny_biomedclip) for params/tiny/biomedclip_lora.yaml")
+    tc.add_argument('--like', choices=['clip', 'biomedclip'], default='clip')
+    tc.add_argument('--folder', default=None, help='default: outputs/tiny_clip, or outputs/tiny_biomedclip')
     gc = sub.add_parser('gpu-check', help="the prepared GPU check of params/gpu_benchmark.yaml, about 8 minutes on one "
                                          "GPU (medvlp.real_size.gpu_check): gpu_check.json and gpu_check.md in --out")
     gc.add_argument('--out', default='outputs/gpu_check')
@@ -133,8 +135,9 @@ def run(argv=None):
         from medvlp.runs import markdown_table
         print(markdown_table(c := gpu_check(a.out, a.dry_run)), f'{a.out}/gpu_check.md', sep='\n'); return c
     if a.command == 'tiny-clip':
-        from medvlp.models import tiny_clip
-        print(d := tiny_clip(a.folder)); return d
+        from medvlp.models import tiny_clip, tiny_biomedclip
+        make = tiny_biomedclip if a.like == 'biomedclip' else tiny_clip
+        print(d := make(a.folder or f'outputs/tiny_{a.like}')); return d
     from medvlp.synthcxr import generate_synthcxr
     root = generate_synthcxr(root=a.root, n_studies=a.n_studies, size=a.size, seed=a.seed, workers=a.workers,
                              force=a.force)

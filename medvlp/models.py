@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb 3
 from __future__ import annotations
-import contextlib, copy, difflib, json, logging, math
+import contextlib, copy, difflib, json, logging, math, warnings
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 
@@ -29,8 +29,8 @@ __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_C
            'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
            'DualEncoderConfig', 'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder',
            'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower',
-           'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'from_openai', 'checkpoint_folder',
-           'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
+           'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip', 'from_openai',
+           'checkpoint_folder', 'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -538,6 +538,9 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
         elif method == 'prefix': cfg = PrefixTuningConfig(num_virtual_tokens=num_virtual_tokens, **task, **peft_kwargs)
         else: cfg = PromptTuningConfig(num_virtual_tokens=num_virtual_tokens, **task, **peft_kwargs)
         tower.model = get_peft_model(tower.model, cfg)
+        if method == 'lora' and dropout and any(isinstance(m, _LoraMHA) for m in tower.model.modules()): warnings.warn(
+            f'{tower.name}: lora_dropout={dropout} does not reach its nn.MultiheadAttention targets (peft adds their '
+            'adapters to the weights around each call, so no input is dropped); other targets take it')
         if method == 'prompt' and init_text:
             ids = tower.tokenizer(init_text, add_special_tokens=False)['input_ids']
             ids = torch.tensor((ids * (num_virtual_tokens // max(len(ids), 1) + 1))[:num_virtual_tokens])
@@ -1067,7 +1070,29 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 193
+# %% ../nbs/01_models.ipynb 191
+def tiny_biomedclip(folder, seed=0) -> Path:
+    ("Write a random open_clip model shaped as BiomedCLIP to `folder`: timm's `test_vit` (160 px) in open_clip's "
+     "`TimmModel`, a 2-layer BERT of width 32 (config in `folder/bert`) in its `HFTextEncoder`; nothing downloaded.")
+    import open_clip
+    from safetensors.torch import save_file
+    d = Path(folder).expanduser().resolve(); d.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(DEFAULT_CORPUS, 'wordpiece', 300, model_max_length=16)
+    tok.save_pretrained(d)   # open_clip reads a local folder's tokenizer beside open_clip_config.json
+    BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               max_position_embeddings=64, pad_token_id=tok.pad_token_id).save_pretrained(d/'bert')
+    mc = dict(embed_dim=16, vision_cfg=dict(timm_model_name='test_vit', timm_model_pretrained=False, timm_pool='',
+                                            timm_proj='linear', image_size=160),
+              text_cfg=dict(hf_model_name=str(d/'bert'), hf_tokenizer_name=str(d/'bert'), hf_proj_type='mlp',
+                            hf_pooler_type='cls_last_hidden_state_pooler', context_length=16, hf_model_pretrained=False))
+    torch.manual_seed(seed)
+    oc = open_clip.model.CustomTextCLIP(**mc)
+    pre = dict(size=160, mean=[0.5] * 3, std=[0.5] * 3)
+    (d/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=mc, preprocess_cfg=pre)))
+    save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(d/'open_clip_model.safetensors'))
+    return d
+
+# %% ../nbs/01_models.ipynb 196
 def _openai_cfg(sd: dict) -> dict:
     "open_clip's model config of an OpenAI-CLIP state dict `sd`, from its tensors' shapes."
     if 'visual.proj' not in sd or 'text_projection' not in sd:
@@ -1083,7 +1108,7 @@ def _openai_cfg(sd: dict) -> dict:
                               vocab_size=sd['token_embedding.weight'].shape[0], width=width, heads=width // 64,
                               layers=depth('transformer.resblocks.')))
 
-# %% ../nbs/01_models.ipynb 195
+# %% ../nbs/01_models.ipynb 198
 def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     "A `DualEncoder` from an OpenAI-CLIP state dict file (`.pt`, as CheXzero ships it), read with `weights_only=True`."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -1095,7 +1120,7 @@ def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     pc = dict(size=mc['vision_cfg']['image_size'], mean=mean or OPENAI_CLIP_MEAN, std=std or OPENAI_CLIP_STD)
     return _open_clip_model(source, mc, pc, sd, clip_tokenizer(mc['text_cfg']['context_length']), device)
 
-# %% ../nbs/01_models.ipynb 201
+# %% ../nbs/01_models.ipynb 204
 def checkpoint_folder(name) -> Path:
     "Where the files of `CHECKPOINTS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
     if name not in CHECKPOINTS: raise _bad('checkpoint', name, sorted(CHECKPOINTS))
@@ -1115,7 +1140,7 @@ def _hub_cached(c: Checkpoint) -> Path | None:
                                'open_clip_config.json' if c.format == 'open_clip' else 'config.json')
     return Path(f).parent if isinstance(f, str) else None
 
-# %% ../nbs/01_models.ipynb 202
+# %% ../nbs/01_models.ipynb 205
 def load_checkpoint(name, device='cpu') -> DualEncoder:
     ("`CHECKPOINTS[name]` as a `DualEncoder`: from `checkpoint_folder(name)` when its files are there, else the "
      "Hugging Face cache, else the hub when it answers; otherwise an error saying where to place which files.")
@@ -1128,13 +1153,13 @@ def load_checkpoint(name, device='cpu') -> DualEncoder:
     if src == c.source and c.terms: logging.getLogger('medvlp').warning('%s: %s', name, c.terms)
     return DualEncoder.from_pretrained(src, device)
 
-# %% ../nbs/01_models.ipynb 206
+# %% ../nbs/01_models.ipynb 209
 def checkpoints_table() -> pd.DataFrame:
     "One row per `CHECKPOINTS` entry: name, format, source, license, input, published figure."
     return pd.DataFrame([dict(name=k, format=c.format, source=c.source, license=c.license, input=c.input,
                               published=c.published) for k, c in CHECKPOINTS.items()]).set_index('name')
 
-# %% ../nbs/01_models.ipynb 209
+# %% ../nbs/01_models.ipynb 212
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")

@@ -1,7 +1,7 @@
 "LoRA on open_clip towers (nn.MultiheadAttention), in both open_clip formats the kit loads: an open_clip folder and an OpenAI-CLIP state dict (CheXzero's)."
 import copy
 import pytest, torch
-from medvlp.models import DualEncoder, count_parameters
+from medvlp.models import DualEncoder, count_parameters, tiny_biomedclip
 from test_init_from import _open_clip_folder, _fit, TEXTS
 
 torch.set_num_threads(1)
@@ -75,9 +75,10 @@ def test_lora_on_open_clip_towers(tmp_path, fmt):
 
 
 def test_open_clip_targets_and_errors(tmp_path):
-    "The MLP joins LoRA on request; AdaLoRA and IA3 default to the MLP; out_proj alone and IA3 on attention are refused, naming what works."
+    "The MLP joins LoRA on request (dropout reaches it, not the attention: said); AdaLoRA and IA3 default to the MLP; out_proj alone and IA3 on attention are refused, naming what works."
     m = DualEncoder.from_pretrained(_openai_pt(tmp_path/'src'))
-    m.apply_peft('image', 'lora', r=4, target_modules=['attn', 'c_fc', 'c_proj'])
+    with pytest.warns(UserWarning, match=r"lora_dropout=0.1 does not reach its nn.MultiheadAttention targets"):
+        m.apply_peft('image', 'lora', r=4, target_modules=['attn', 'c_fc', 'c_proj'])
     assert m.image.model.peft_config['default'].target_modules == {'attn', 'c_fc', 'c_proj'}
     # per block: attention 6 x r x 64, c_fc (64 -> 256) and c_proj (256 -> 64) r x (64 + 256) each
     assert m.image.model.get_nb_trainable_parameters()[0] == 2 * (6 * 4 * 64 + 2 * 4 * 320)
@@ -93,41 +94,31 @@ def test_open_clip_targets_and_errors(tmp_path):
         m.apply_peft('text', 'ia3', target_modules=['attn'])
 
 
-def _biomedclip_like(d):
-    "A BiomedCLIP-shaped open_clip folder: a timm ViT in open_clip's TimmModel, a BERT in its HFTextEncoder (all local)."
-    import json, open_clip
-    from safetensors.torch import save_file
-    from transformers import BertConfig
-    from medvlp.data import train_tokenizer
-    from medvlp.models import DEFAULT_CORPUS
-    d.mkdir()
-    tok = train_tokenizer(DEFAULT_CORPUS, 'wordpiece', 300, model_max_length=16)
-    tok.save_pretrained(d)   # open_clip's local-dir tokenizer is read beside open_clip_config.json
-    BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-               max_position_embeddings=64, pad_token_id=tok.pad_token_id).save_pretrained(d/'bert')
-    mc = dict(embed_dim=16,
-              vision_cfg=dict(timm_model_name='test_vit', timm_model_pretrained=False, timm_pool='', timm_proj='linear',
-                              image_size=160),
-              text_cfg=dict(hf_model_name=str(d/'bert'), hf_tokenizer_name=str(d/'bert'), hf_proj_type='mlp',
-                            hf_pooler_type='cls_last_hidden_state_pooler', context_length=16, hf_model_pretrained=False))
-    torch.manual_seed(0)
-    oc = open_clip.model.CustomTextCLIP(**mc)
-    (d/'open_clip_config.json').write_text(json.dumps(dict(model_cfg=mc, preprocess_cfg=dict(size=160, mean=[0.5] * 3, std=[0.5] * 3))))
-    save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(d/'open_clip_model.safetensors'))
-    return d
-
-
 def test_lora_reaches_biomedclip_shaped_towers(tmp_path):
-    "BiomedCLIP's towers are open_clip's wrappers of a timm ViT and a transformers BERT: LoRA's defaults are those models' own (qkv; query, value)."
-    base = DualEncoder.from_pretrained(_biomedclip_like(tmp_path/'bm')).eval().requires_grad_(False)
+    "BiomedCLIP's towers are open_clip's wrappers of a timm ViT and a transformers BERT: embeds as open_clip does; LoRA's defaults are those models' own (qkv; query, value); trains, base unmoved; reloads."
+    import open_clip
+    src = tiny_biomedclip(tmp_path/'bm')
+    base = DualEncoder.from_pretrained(src).eval().requires_grad_(False)
     assert (type(base.image.trunk).__name__, type(base.text.trunk).__name__) == ('TimmModel', 'HFTextEncoder')
+    torch.manual_seed(0)
+    batch = dict(image=torch.randn(4, 3, 160, 160), **base.text.tokenize(TEXTS))
+    oc, _ = open_clip.create_model_from_pretrained(f'local-dir:{src}')
+    with torch.no_grad():
+        ref = (oc.eval().encode_image(batch['image'], normalize=True), oc.encode_text(batch['input_ids'], normalize=True))
+    for a, b in zip(_embed(base, batch), ref): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     m = copy.deepcopy(base)
     for tower in ('image', 'text'): m.apply_peft(tower, 'lora', r=8)
     assert m.image.model.peft_config['default'].target_modules == {'qkv'}
     assert m.text.model.peft_config['default'].target_modules == {'query', 'value'}
     assert m.image.model.get_nb_trainable_parameters()[0] == 6 * 8 * (64 + 192)      # test_vit: 6 blocks, qkv 64 -> 192
     assert m.text.model.get_nb_trainable_parameters()[0] == 2 * 2 * 8 * (32 + 32)    # BERT: 2 layers, query and value 32 -> 32
-    assert count_parameters(m)['trainable'] == sum(t.model.get_nb_trainable_parameters()[0] for t in (m.image, m.text))
-    batch = dict(image=torch.randn(2, 3, 160, 160), **m.text.tokenize(TEXTS[:2]))
+    assert count_parameters(m)['trainable'] == sum(t.model.get_nb_trainable_parameters()[0] for t in (m.image, m.text))  # scale frozen with the base
     m.eval()
     for a, b in zip(_embed(m, batch), _embed(base, batch)): assert torch.equal(a, b)
+    frozen = {k: v.clone() for k, v in m.state_dict().items() if 'lora_' not in k and k != 'logit_scale'}
+    before, after = _fit(m, batch, 20)
+    assert after < before - 0.1, (before, after)
+    assert [k for k, v in frozen.items() if not torch.equal(m.state_dict()[k], v)] == []
+    m.save_pretrained(tmp_path/'rt')
+    m2 = DualEncoder.from_pretrained(tmp_path/'rt')
+    for a, b in zip(_embed(m2, batch), _embed(m, batch)): assert torch.equal(a, b)
