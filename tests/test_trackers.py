@@ -1,14 +1,25 @@
 """Experiment trackers through Accelerate (`report_to`): mlflow gets the run's parameters, the metrics of its
 metrics.csv and its figures, and a run that failed resumes into the same mlflow run; TensorBoard stays in the run
-folder's tb/; wandb (offline) gets the same; a tracker that is not installed fails before anything is written, naming
+folder's tb/; wandb (offline) gets the same, and its resumed run continues under the same id; a tracker that is not installed fails before anything is written, naming
 its package."""
-import json, struct
+import json, struct, time
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_params
+
+
+def _fail_at_step(P, monkeypatch, k):
+    "Make pretraining's k-th loss call raise, as a crash would; returns the real loss to put back."
+    real = P.compute_loss
+    def fail(model, b, c, n=[0]):
+        n[0] += 1
+        if n[0] == k: raise RuntimeError('planted failure')
+        return real(model, b, c)
+    monkeypatch.setattr(P, 'compute_loss', fail)
+    return real
 
 
 def test_mlflow_gets_params_metrics_and_figures_and_a_resumed_run_continues_it(tmp_path, synth_root, monkeypatch):
@@ -21,12 +32,7 @@ def test_mlflow_gets_params_metrics_and_figures_and_a_resumed_run_continues_it(t
     out = tmp_path / 'run'
     cfg = P.PretrainConfig.make(**tiny_params(synth_root, out, max_steps=6, log_every=2, run_name='trk',
                                               report_to=['tensorboard', 'mlflow']))
-    real = P.compute_loss
-    def fail_at_step_5(model, b, c, n=[0]):
-        n[0] += 1
-        if n[0] == 5: raise RuntimeError('planted failure')
-        return real(model, b, c)
-    monkeypatch.setattr(P, 'compute_loss', fail_at_step_5)
+    real = _fail_at_step(P, monkeypatch, 5)
     with pytest.raises(RuntimeError, match='planted failure'): P.pretrain(cfg)   # after the checkpoint of step 4
     client = MlflowClient()
     exp = client.get_experiment_by_name('trk').experiment_id
@@ -80,19 +86,26 @@ def _wandb_records(path, block=32768):
             yield r
 
 
-def test_wandb_offline_gets_params_metrics_and_figures(tmp_path, synth_root, monkeypatch):
+def test_wandb_offline_gets_params_metrics_and_figures_and_a_resumed_run_continues_it(tmp_path, synth_root, monkeypatch):
     pytest.importorskip('wandb')
     import medvlp.pretrain as P
     for k, v in dict(WANDB_MODE='offline', WANDB_DIR=str(tmp_path), WANDB_SILENT='true').items(): monkeypatch.setenv(k, v)
     out = tmp_path / 'run'
     cfg = P.PretrainConfig.make(**tiny_params(synth_root, out, max_steps=6, log_every=2, run_name='trkwb',
                                               report_to=['wandb']))
-    P.pretrain(cfg)
+    real = _fail_at_step(P, monkeypatch, 5)
+    with pytest.raises(RuntimeError, match='planted failure'): P.pretrain(cfg)   # after the checkpoint of step 4
+    monkeypatch.setattr(P, 'compute_loss', real)
+    time.sleep(1)                          # wandb names offline folders to the second: the resumed run's is another
+    P.pretrain(cfg)                                                              # resumes at step 4
     assert not (out / 'tb').exists()
-    [f] = (tmp_path / 'wandb').glob('offline-run-*/run-*.wandb')
-    rs = list(_wandb_records(f))
-    [run] = [r.run for r in rs if r.WhichOneof('record_type') == 'run']
-    assert (run.project, run.display_name) == ('trkwb', 'trkwb')
+    files = sorted((tmp_path / 'wandb').glob('offline-run-*/run-*.wandb'))      # one per process, in time order
+    assert len(files) == 2, files
+    assert files[0].name == files[1].name                                        # run-<the same id>.wandb
+    rs = [list(_wandb_records(f)) for f in files]
+    runs = [[r.run for r in x if r.WhichOneof('record_type') == 'run'][0] for x in rs]
+    assert [(r.project, r.display_name) for r in runs] == [('trkwb', 'trkwb')] * 2 and runs[0].run_id == runs[1].run_id
+    rs = rs[0] + rs[1]
     config = {i.key: json.loads(i.value_json) for r in rs if r.WhichOneof('record_type') == 'config' for i in r.config.update}
     assert config['lr'] == cfg.lr and config['report_to'] == '["wandb"]' and config['output_dir'] == '.'
     hist = [{i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in r.history.item}   # ('train/loss': nested)
@@ -103,4 +116,4 @@ def test_wandb_offline_gets_params_metrics_and_figures(tmp_path, synth_root, mon
     for col in h.columns.drop('step'):
         np.testing.assert_allclose([x[f'train/{col}'] for x in rows], h[col].values, rtol=1e-12, err_msg=col)
     [fig] = [x for x in hist if 'figures/curves/filenames' in x]
-    assert fig['_step'] == 6 and (f.parent / 'files' / fig['figures/curves/filenames'][0]).exists()
+    assert fig['_step'] == 6 and (files[1].parent / 'files' / fig['figures/curves/filenames'][0]).exists()
