@@ -972,7 +972,8 @@ def _hf_reader(col, feat, role, base, folder, sep):
 _HF_BUILDERS = ('parquet', 'arrow', 'imagefolder')
 
 def _hf_hub(name):
-    "Hub dataset `name`, when the hub answers, through one of `_HF_BUILDERS` (never a pickle, nor a loading script)."
+    ("Hub dataset `name`, when the hub answers, streamed through one of `_HF_BUILDERS` (never a pickle, nor a loading "
+     "script).")
     import datasets as hd
     if not hub_reachable(): raise DataError(
         f'{name}: no such local file or folder, and the Hugging Face hub is not reachable to read it as a dataset id. '
@@ -983,8 +984,7 @@ def _hf_hub(name):
         raise DataError(f'{name}: not a local path, nor a hub dataset ({type(e).__name__}: {e})') from None
     if b.name not in _HF_BUILDERS:
         raise DataError(f'{name}: stored as {b.name!r} files; the hf adapter reads {list(_HF_BUILDERS)} only')
-    b.download_and_prepare()
-    return b.as_dataset()
+    return b.as_streaming_dataset()
 
 # %% ../nbs/00_datasets.ipynb 167
 def _hf_builder(root) -> str:
@@ -1108,7 +1108,7 @@ def hf_dataset(root, split=None, image='image', text='text', labels=None, patien
     if log is not None and out.skipped: write_skipped(out.skipped, log)
     return out
 
-# %% ../nbs/00_datasets.ipynb 203
+# %% ../nbs/00_datasets.ipynb 205
 @register('synthcxr', source='the embedded SynthCXR benchmark (medvlp.synthcxr)', public=True, layout="""
 <root>/ as written by medvlp.synthcxr (root=None: the default corpus in the cache, generated on first use)""")
 def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
@@ -1116,14 +1116,14 @@ def synthcxr(root=None, split=None, subset='studies', **options) -> Studies:
     from medvlp.synthcxr import load_synthcxr
     return _in_split(load_synthcxr(root=root, subset=subset, **options), split)
 
-# %% ../nbs/00_datasets.ipynb 209
+# %% ../nbs/00_datasets.ipynb 211
 PREP_VERSION = 1
 _GRAY = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 211
+# %% ../nbs/00_datasets.ipynb 213
 def _init_worker(): torch.set_num_threads(1)
 
-# %% ../nbs/00_datasets.ipynb 213
+# %% ../nbs/00_datasets.ipynb 215
 def _prep_one(task):
     "Worker: resize one image or mask into the cache; return None or the error message."
     src, dst, size, kind = task
@@ -1145,7 +1145,7 @@ def _prep_one(task):
     except DataError as e: return str(e)
     except Exception as e: return f'{src}: cannot preprocess ({type(e).__name__}: {e})'
 
-# %% ../nbs/00_datasets.ipynb 215
+# %% ../nbs/00_datasets.ipynb 217
 def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=None, progress=True) -> Studies:
     ("Resize every image (short side `size`, 16-bit PNG) and mask once into a fingerprinted cache; return studies "
      "pointing there.")
@@ -1178,11 +1178,11 @@ def preprocess(studies, size=512, workers=2, cache=None, on_bad='raise', log=Non
     if log is not None and bad: write_skipped(res.skipped, log)
     return res
 
-# %% ../nbs/00_datasets.ipynb 225
+# %% ../nbs/00_datasets.ipynb 227
 ARRAY_VERSION = 2  # 2: JPEGs decoded in draft mode (PNG, DICOM and 16-bit values unchanged)
 _DEEP = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 
-# %% ../nbs/00_datasets.ipynb 227
+# %% ../nbs/00_datasets.ipynb 229
 class ImageArray:
     ("Decoded images in a memory-mapped [N, C, S, S] array in `folder`; `load(path)` gives image `path` as floats "
      "in [0, 1], or (`raw`) as the integers stored.")
@@ -1204,7 +1204,7 @@ class ImageArray:
         if self.raw: return torch.from_numpy(np.array(a))  # a quarter of the bytes to stack and send; `augment` scales
         return torch.from_numpy(a.astype(np.float32)) / np.iinfo(a.dtype).max
 
-# %% ../nbs/00_datasets.ipynb 229
+# %% ../nbs/00_datasets.ipynb 231
 def _deep(path) -> bool:
     "Whether the image at `path` has more than 8 bits per sample (DICOM, 16-bit or float PNG/TIFF)."
     if Path(path).suffix.lower() in ('.dcm', '.dicom'): return True
@@ -1212,7 +1212,7 @@ def _deep(path) -> bool:
         with Image.open(path) as im: return im.mode in _DEEP
     except Exception: return False  # unreadable: decoding it raises the DataError that names it
 
-# %% ../nbs/00_datasets.ipynb 231
+# %% ../nbs/00_datasets.ipynb 233
 def _decode_one(task):
     ("Worker: image `src` as `load_image` reads it (JPEGs at the DCT scale for `size`), short side resized to `size`, "
      "centre square, as integers of `dtype`.")
@@ -1220,14 +1220,14 @@ def _decode_one(task):
     x = TF.center_crop(TF.resize(load_image(src, channels, size=size), size, antialias=True), size).clamp(0, 1)
     return (x * np.iinfo(dtype).max).round().numpy().astype(dtype)
 
-# %% ../nbs/00_datasets.ipynb 234
+# %% ../nbs/00_datasets.ipynb 236
 def _array_ok(folder, shape) -> bool:
     "Whether `folder` holds a whole array of `shape` and its list of paths."
     try: return (np.load(folder/'images.npy', mmap_mode='r').shape == shape
                  and len(json.loads((folder/'paths.json').read_text())) == shape[0])
     except Exception: return False
 
-# %% ../nbs/00_datasets.ipynb 236
+# %% ../nbs/00_datasets.ipynb 238
 def _build_array(folder, paths, size, channels, workers, progress):
     "Decode `paths` into `folder`/images.npy (+ paths.json), written beside and renamed into place."
     dtype = np.uint16 if any(_deep(p) for p in paths) else np.uint8
@@ -1247,7 +1247,7 @@ def _build_array(folder, paths, size, channels, workers, progress):
     (tmp/'paths.json').write_text(json.dumps(paths))
     os.replace(tmp, folder)
 
-# %% ../nbs/00_datasets.ipynb 238
+# %% ../nbs/00_datasets.ipynb 240
 def image_array(studies, size, channels=1, workers=2, cache=None, progress=True, raw=False) -> ImageArray:
     ("Every image of `studies` decoded, resized and centre-cropped to `size` once, in a memory-mapped array (built "
      "on first use); `raw`: it loads images as the integers stored.")
@@ -1270,12 +1270,12 @@ def image_array(studies, size, channels=1, workers=2, cache=None, progress=True,
         if not (folder/'images.npy').exists(): _build_array(folder, paths, size, channels, workers, progress)
     return ImageArray(folder, raw)
 
-# %% ../nbs/00_datasets.ipynb 241
+# %% ../nbs/00_datasets.ipynb 243
 def cpus() -> int:
     "The CPUs this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
-# %% ../nbs/00_datasets.ipynb 243
+# %% ../nbs/00_datasets.ipynb 245
 def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_workers=True) -> dict:
     "DataLoader settings that keep the towers fed: workers, pinned memory on CUDA, persistent workers, prefetch."
     if num_workers is None: num_workers = min(8, cpus())
@@ -1283,7 +1283,7 @@ def loader_kwargs(num_workers=None, device='cpu', prefetch_factor=4, persistent_
     if num_workers > 0: kw.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return kw
 
-# %% ../nbs/00_datasets.ipynb 245
+# %% ../nbs/00_datasets.ipynb 247
 def loader_speed(studies, transform, num_workers=0, batch_size=8) -> float:
     ("Images per second a DataLoader decodes and transforms from `studies` with `num_workers` workers (start-up "
      "included).")
