@@ -24,13 +24,13 @@ from .data import atomic_dir, read_file, train_tokenizer, hub_reachable, cache_d
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
-           'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS', 'CHECKPOINTS',
-           'OPEN_CLIP_WEIGHTS', 'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index', 'pool_tokens',
-           'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters', 'peft_update',
-           'DualEncoderConfig', 'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder',
-           'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower',
-           'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip', 'from_openai',
-           'checkpoint_folder', 'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
+           'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'HF_DUAL_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS',
+           'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index',
+           'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters',
+           'peft_update', 'DualEncoderConfig', 'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source',
+           'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower',
+           'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip',
+           'from_openai', 'checkpoint_folder', 'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -433,6 +433,10 @@ _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet':
 # defaults for open_clip's own transformer towers: (target_modules, feedforward_modules) by method
 OPEN_CLIP_TARGETS = {'lora': (['attn'], None), 'adalora': (['c_fc', 'c_proj'], None),
                      'ia3': (['mlp.c_proj'], ['mlp.c_proj'])}
+# and for both towers of transformers' CLIP and SigLIP, which peft's tables lack: attention q, k, v (IA3: k, v, fc2)
+HF_DUAL_TARGETS = {'lora': (['q_proj', 'k_proj', 'v_proj'], None), 'adalora': (['q_proj', 'k_proj', 'v_proj'], None),
+                   'ia3': (['k_proj', 'v_proj', 'fc2'], ['fc2'])}
+_HF_DUAL_ARCHS = ('clipvisionmodel', 'clip_text_model', 'siglipvisionmodel', 'siglip_text_model')
 
 # %% ../nbs/01_models.ipynb 94
 from peft.tuners.lora.layer import MultiheadAttention as _LoraMHA
@@ -483,14 +487,14 @@ def _targets(tower, targets, method):
 
 # %% ../nbs/01_models.ipynb 106
 def _default_targets(tower, method):
-    ("Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower "
-     "and for open_clip's transformers.")
+    ("Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower, "
+     "open_clip's transformers and transformers' CLIP and SigLIP towers.")
     from peft.utils.constants import (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FF)
     arch, ia3 = _arch(tower), method == 'ia3'
-    if arch == 'open_clip':
-        targets, ff = OPEN_CLIP_TARGETS[method]
+    if arch == 'open_clip' or arch in _HF_DUAL_ARCHS:
+        targets, ff = (OPEN_CLIP_TARGETS if arch == 'open_clip' else HF_DUAL_TARGETS)[method]
         return list(targets), ff and list(ff)
     if isinstance(tower, TextTower):
         if ia3 and arch in IA3_MAP: return list(IA3_MAP[arch]), list(IA3_FF.get(arch, []))

@@ -119,6 +119,15 @@ def test_hf_siglip(tmp_path):
     _check('hf_siglip', _ours(m, x, enc), ref)
     assert m.config.proj == 'none' and m.logit_bias is not None and m.logit_bias.item() == -3.5
     _roundtrip(m, x, enc, tmp_path)
+    # LoRA with the family's default targets (MedSigLIP's and siglip-base's path): adapters only, trains, reloads
+    for tower in ('image', 'text'): m.apply_peft(tower, 'lora', r=8)
+    m.logit_scale.requires_grad_(False); m.logit_bias.requires_grad_(False)
+    peft_count = sum(getattr(m, t).model.get_nb_trainable_parameters()[0] for t in ('image', 'text'))
+    assert count_parameters(m)['trainable'] == peft_count == 2 * 2 * 3 * 8 * 64   # towers x layers x q, k, v x r x (32 + 32)
+    batch = dict(image=torch.randn(4, 3, 32, 32), **enc)
+    before, after = _fit(m, batch, 20)
+    assert after < before - 0.05, (before, after)
+    _roundtrip(m, x, enc, tmp_path/'lora')
 
 def _open_clip_folder(d, weights):
     import open_clip
@@ -168,8 +177,8 @@ def test_bad_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="model_type='bert'; expected one of"): DualEncoder.from_pretrained(tmp_path/'bert')
     assert [dual_encoder_folder(tmp_path/d) for d in ('bert', 'empty', 'missing', 'w')] == [False, False, False, True]
 
-def test_lora_on_hf_clip(hf_clip):
-    "LoRA r=8 on q,k,v of both towers: only the adapters train (peft's own count) and a few steps lower the CLIP loss."
+def test_lora_on_hf_clip(hf_clip, tmp_path):
+    "LoRA r=8 on q,k,v of both towers: only the adapters train (peft's own count), a few steps lower the CLIP loss, and it reloads equal."
     d, _ = hf_clip
     m = DualEncoder.from_pretrained(d).train()
     for tower in ('image', 'text'): m.apply_peft(tower, 'lora', r=8, target_modules=['q_proj', 'k_proj', 'v_proj'])
@@ -183,6 +192,7 @@ def test_lora_on_hf_clip(hf_clip):
     batch = dict(image=torch.randn(4, 3, 32, 32), **m.text.tokenize(TEXTS))
     before, after = _fit(m, batch, 5)
     assert after < before - 0.05, (before, after)
+    _roundtrip(m, batch['image'], {k: v for k, v in batch.items() if k != 'image'}, tmp_path)
 
 def test_report_max_diff():
     print({k: f'{v:.2e}' for k, v in MAX_DIFF.items()})
