@@ -23,14 +23,14 @@ from transformers.pytorch_utils import Conv1D
 from .data import atomic_dir, read_file, train_tokenizer, hub_reachable, cache_dir
 
 # %% auto 0
-__all__ = ['IMAGE_POOLS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
+__all__ = ['IMAGE_POOLS', 'TOWERS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
            'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'HF_DUAL_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS',
-           'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'enable_checkpointing', 'build_image_tower', 'eos_index',
-           'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters',
-           'peft_update', 'DualEncoderConfig', 'Checkpoint', 'source_kind', 'dual_encoder_folder', 'resolve_source',
-           'DualEncoder', 'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower',
-           'OpenClipTextTower', 'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip',
-           'from_openai', 'checkpoint_folder', 'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
+           'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'Checkpoint', 'enable_checkpointing', 'build_image_tower',
+           'eos_index', 'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters',
+           'peft_update', 'DualEncoderConfig', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder',
+           'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower',
+           'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip', 'from_openai',
+           'checkpoint_folder', 'load_checkpoint', 'tower_weights', 'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -127,6 +127,33 @@ class ImageTower(nn.Module):
         return f'ImageTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
 # %% ../nbs/01_models.ipynb 16
+@dataclass(frozen=True)
+class Checkpoint:
+    "A published starting point: where it lives, how it is read, its terms, its input and the figure it is known by."
+    source: str          # hub id (open_clip: hf-hub:org/name), or the file name its publisher ships
+    format: str          # hf (transformers CLIP/SigLIP) | open_clip | openai (an OpenAI-CLIP state dict .pt)
+    license: str
+    input: str           # size, channels, mean/std
+    published: str       # paper, protocol, figure
+    terms: str = ''      # a gated model's terms: accepted by the user on the hub, never by the kit
+    get: str = ''        # where to download it by hand, when the hub does not hold it
+    norm: tuple = ()     # (mean, std) for a file that carries no preprocessing of its own
+
+# %% ../nbs/01_models.ipynb 17
+_IMAGENET = '3 x {} px, ImageNet mean/std (0.485, 0.456, 0.406 / 0.229, 0.224, 0.225)'
+TOWERS = {
+    'dinov2-vitb14-reg4': Checkpoint('timm/vit_base_patch14_reg4_dinov2.lvd142m', 'timm', 'Apache-2.0',
+                                     _IMAGENET.format(518), "Darcet et al. 2024 (ICLR): DINOv2 with registers; CLEFT's "
+                                     'image tower (image_tower: vit_base_patch14_reg4_dinov2)'),
+    'swin-tiny': Checkpoint('timm/swin_tiny_patch4_window7_224.ms_in1k', 'timm', 'MIT', _IMAGENET.format(224),
+                            "Liu et al. 2021 (ICCV); CXR-CLIP's image tower (image_tower: swin_tiny_patch4_window7_224)"),
+    'biomedlm': Checkpoint('stanford-crfm/BioMedLM', 'transformers', 'bigscience-bloom-rail-1.0',
+                           'text: GPT-2 BPE, 1024 tokens', "Bolton et al. 2024: 2.7B GPT-2 on PubMed; CLEFT's text tower"),
+    'bioclinicalbert': Checkpoint('emilyalsentzer/Bio_ClinicalBERT', 'transformers', 'MIT', 'text: BERT WordPiece, '
+                                  '512 tokens', "Alsentzer et al. 2019: BERT on MIMIC-III notes; CXR-CLIP's text tower"),
+}
+
+# %% ../nbs/01_models.ipynb 19
 IMAGE_PRESETS = {
     'tiny-resnet':  ('resnet18', dict(layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
                                       zero_init_last=False)),
@@ -137,7 +164,7 @@ IMAGE_PRESETS = {
                                                           embed_dim=32)),
 }
 
-# %% ../nbs/01_models.ipynb 18
+# %% ../nbs/01_models.ipynb 21
 @contextlib.contextmanager
 def _timm_log():
     "Collect timm's log messages (its weight-loading report) instead of printing them."
@@ -148,11 +175,13 @@ def _timm_log():
     try: yield msgs
     finally: lg.removeHandler(h); lg.setLevel(old[0]); lg.propagate = old[1]
 
-# %% ../nbs/01_models.ipynb 20
+# %% ../nbs/01_models.ipynb 23
 def _timm_source(pretrained) -> dict:
-    "timm keyword arguments that load weights from `pretrained`: False, True, a file, a folder or a hub id."
+    ("timm keyword arguments that load weights from `pretrained`: False, True, a file, a folder, a hub id or a `TOWERS` "
+     "name.")
     if pretrained is None or pretrained is False: return dict(pretrained=False)
     if pretrained is True: return dict(pretrained=True)
+    if str(pretrained) in TOWERS: pretrained = tower_weights(str(pretrained))
     p = Path(str(pretrained)).expanduser()
     if p.is_file(): return dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(p)))
     if p.is_dir(): return dict(pretrained=True, pretrained_cfg_overlay=dict(source='local-dir', file=str(p)))
@@ -160,7 +189,7 @@ def _timm_source(pretrained) -> dict:
         raise FileNotFoundError(f'pretrained={str(pretrained)!r}: no such weights file or folder')
     return dict(pretrained=True, pretrained_cfg_overlay=dict(source='hf-hub', hf_hub_id=str(pretrained)))
 
-# %% ../nbs/01_models.ipynb 22
+# %% ../nbs/01_models.ipynb 25
 def _timm_norm(pretrained_cfg: dict, pretrained: bool, in_chans: int) -> tuple:
     ("(mean, std) for a timm tower: its pretrained weights' (averaged over colour for a grey tower), "
      "or grey 0.5 / 0.5 when random.")
@@ -168,7 +197,7 @@ def _timm_norm(pretrained_cfg: dict, pretrained: bool, in_chans: int) -> tuple:
     if not pretrained or mean is None: return 0.5, 0.5
     return (list(mean), list(std)) if in_chans == len(mean) else (sum(mean) / len(mean), sum(std) / len(std))
 
-# %% ../nbs/01_models.ipynb 24
+# %% ../nbs/01_models.ipynb 27
 def enable_checkpointing(trunk: nn.Module) -> nn.Module:
     ("Turn on activation checkpointing in a tower's trunk: timm's or open_clip's `set_grad_checkpointing`, "
      "transformers' own; an error naming the trunk if it has none.")
@@ -181,7 +210,7 @@ def enable_checkpointing(trunk: nn.Module) -> nn.Module:
     else: raise ValueError(f'{type(trunk).__name__}: no activation checkpointing to turn on (grad_checkpointing)')
     return trunk
 
-# %% ../nbs/01_models.ipynb 27
+# %% ../nbs/01_models.ipynb 30
 def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_size=None, grad_checkpointing=False,
                       device=None, config=None, open_clip_cfg=None, image_size=None, mean=None, std=None,
                       **timm_overrides) -> ImageTower:
@@ -212,10 +241,10 @@ def build_image_tower(name, pretrained=False, in_chans=1, pool='default', img_si
                       size or (64 if name in IMAGE_PRESETS else m.pretrained_cfg.get('input_size', (224,))[-1]),
                       *((mean, std) if mean is not None else _timm_norm(m.pretrained_cfg, bool(pretrained), in_chans)))
 
-# %% ../nbs/01_models.ipynb 47
+# %% ../nbs/01_models.ipynb 50
 TEXT_POOLS = ('cls', 'mean', 'eos')
 
-# %% ../nbs/01_models.ipynb 49
+# %% ../nbs/01_models.ipynb 52
 def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
     ("Per row, the first token of the trailing run of EOS/pad tokens (CLEFT's pooling); "
      "the last token when there is none.")
@@ -226,7 +255,7 @@ def eos_index(input_ids, attention_mask=None, eos_id=None) -> torch.Tensor:
     L = input_ids.shape[1]
     return (L - n_trail).clamp(max=L - 1)
 
-# %% ../nbs/01_models.ipynb 51
+# %% ../nbs/01_models.ipynb 54
 def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> torch.Tensor:
     "Pool token states [B, L, D] to [B, D]: the first token (`cls`), the masked mean (`mean`) or the EOS token (`eos`)."
     if pool == 'cls': return h[:, 0]
@@ -236,10 +265,10 @@ def pool_tokens(h, input_ids, attention_mask=None, pool='cls', eos_id=None) -> t
     if pool == 'eos': return h[torch.arange(len(h), device=h.device), eos_index(input_ids, attention_mask, eos_id)]
     raise _bad('pool', pool, TEXT_POOLS)
 
-# %% ../nbs/01_models.ipynb 55
+# %% ../nbs/01_models.ipynb 58
 CODE_KEYS = ('auto_map', 'trust_remote_code')
 
-# %% ../nbs/01_models.ipynb 57
+# %% ../nbs/01_models.ipynb 60
 def _code_key(obj, path=''):
     ("The dotted path of the first `CODE_KEYS` key with a value in a JSON value (a vocabulary's token ids aside), "
      "else None.")
@@ -248,7 +277,7 @@ def _code_key(obj, path=''):
         if k in CODE_KEYS and v not in (False, None) and type(v) is not int: return p
         if hit := _code_key(v, p): return hit
 
-# %% ../nbs/01_models.ipynb 59
+# %% ../nbs/01_models.ipynb 62
 def refuse_code(folder=None, config=None, what='config'):
     "Raise if `config` (a dict, named `what`) or any JSON file in `folder` asks to run code from a model folder."
     if config and (k := _code_key(config)):
@@ -259,7 +288,7 @@ def refuse_code(folder=None, config=None, what='config'):
             raise ValueError(f"{f}: key {k!r} asks to run the folder's own code; medvlp never runs code from a model "
                              f"folder (remove the key, or use a model that needs none)")
 
-# %% ../nbs/01_models.ipynb 62
+# %% ../nbs/01_models.ipynb 65
 DEFAULT_CORPUS = [
     'No acute cardiopulmonary process.', 'The lungs are clear. No pleural effusion or pneumothorax.',
     'Heart size is normal. Mediastinal contours are within normal limits.', 'Mild cardiomegaly.',
@@ -277,10 +306,10 @@ DEFAULT_CORPUS = [
 ]
 TEXT_PRESETS = ('tiny-bert', 'tiny-gpt2', 'tiny-llama')
 
-# %% ../nbs/01_models.ipynb 64
+# %% ../nbs/01_models.ipynb 67
 def _is_causal(cfg) -> bool: return cfg.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-# %% ../nbs/01_models.ipynb 66
+# %% ../nbs/01_models.ipynb 69
 def _prepare_tokenizer(tok, causal):
     "Causal LMs: pad = EOS, right padding, EOS appended to every text (CLEFT's pooling reads it)."
     if not causal: return tok
@@ -292,7 +321,7 @@ def _prepare_tokenizer(tok, causal):
         tok.add_eos_token = True
     return tok
 
-# %% ../nbs/01_models.ipynb 68
+# %% ../nbs/01_models.ipynb 71
 def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
     n_pos = max(512, max_length)
     if name == 'tiny-bert':
@@ -306,7 +335,7 @@ def _preset_config(name, tok, max_length, **overrides) -> PretrainedConfig:
                                           **ids)
     return cls(vocab_size=len(tok), **dict(kw, **overrides))
 
-# %% ../nbs/01_models.ipynb 70
+# %% ../nbs/01_models.ipynb 73
 class TextTower(nn.Module):
     "A transformers encoder or causal LM with pooling: `forward(input_ids, attention_mask)` gives [B, out_dim]."
     def __init__(self, model: nn.Module, tokenizer=None, pool=None, causal=None, name='', max_length=128, padding=True):
@@ -363,7 +392,7 @@ class TextTower(nn.Module):
     def __repr__(self):
         return f'TextTower({self.name!r}, pool={self.pool!r}, out_dim={self.out_dim}, peft={self.peft_method!r})'
 
-# %% ../nbs/01_models.ipynb 72
+# %% ../nbs/01_models.ipynb 75
 def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
     ("A transformers model with random weights from `config`, also for towers `AutoModel` does not map "
      "(SigLIP's text model).")
@@ -375,7 +404,7 @@ def _hf_model(config: PretrainedConfig, device=None) -> nn.Module:
             if cls is None: raise
             return cls(config)
 
-# %% ../nbs/01_models.ipynb 74
+# %% ../nbs/01_models.ipynb 77
 def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConfig:
     "`config` with `overrides` set: only keys it already has (an allow-list), so no loader argument rides along."
     if bad := sorted(set(overrides) - set(config.to_dict())):
@@ -384,7 +413,7 @@ def _override(config: PretrainedConfig, overrides: dict, name) -> PretrainedConf
     for k, v in overrides.items(): setattr(config, k, v)
     return config
 
-# %% ../nbs/01_models.ipynb 76
+# %% ../nbs/01_models.ipynb 79
 def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=None, vocab_size=2000, max_length=128,
                      config=None, causal=None, grad_checkpointing=False, device=None, min_frequency=5, min_patients=5,
                      padding=True, open_clip_cfg=None, **config_overrides) -> TextTower:
@@ -406,13 +435,14 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, '
                          'a hub id or a local folder')
     else:
-        refuse_code(name)  # a local folder: nothing in it may ask for code
+        src = tower_weights(name) if name in TOWERS else name
+        refuse_code(src)  # a local folder: nothing in it may ask for code
         try:
-            cfg = _override(AutoConfig.from_pretrained(name), config_overrides, name)
+            cfg = _override(AutoConfig.from_pretrained(src), config_overrides, name)
             with _on(device):
                 model = (AutoModel.from_config(cfg) if pretrained is False
-                         else AutoModel.from_pretrained(name, config=cfg))
-            if tokenizer is None: tokenizer = AutoTokenizer.from_pretrained(name)
+                         else AutoModel.from_pretrained(src, config=cfg))
+            if tokenizer is None: tokenizer = AutoTokenizer.from_pretrained(src)
         except OSError as e:
             raise ValueError(f'text tower {str(name)!r}: not one of the presets {list(TEXT_PRESETS)} and not loadable '
                              f'as a hub id or local folder ({e})') from e
@@ -421,7 +451,7 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
     if grad_checkpointing: enable_checkpointing(model)
     return TextTower(model, tokenizer, pool, causal, str(name), max_length, padding)
 
-# %% ../nbs/01_models.ipynb 88
+# %% ../nbs/01_models.ipynb 91
 PEFT_METHODS = ('none', 'full', 'frozen', 'lora', 'ia3', 'prefix', 'prompt', 'adalora')
 # defaults for timm image towers (peft's own tables cover transformers models)
 LORA_TARGETS = {'vit': ['qkv'], 'swin': ['qkv'], 'resnet': ['conv2']}
@@ -429,7 +459,7 @@ IA3_TARGETS = {'vit': (['qkv', 'mlp.fc2'], ['mlp.fc2']), 'swin': (['qkv', 'mlp.f
                'resnet': (['conv2'], [])}
 _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet': 'resnet'}
 
-# %% ../nbs/01_models.ipynb 90
+# %% ../nbs/01_models.ipynb 93
 # defaults for open_clip's own transformer towers: (target_modules, feedforward_modules) by method
 OPEN_CLIP_TARGETS = {'lora': (['attn'], None), 'adalora': (['c_fc', 'c_proj'], None),
                      'ia3': (['mlp.c_proj'], ['mlp.c_proj'])}
@@ -438,7 +468,7 @@ HF_DUAL_TARGETS = {'lora': (['q_proj', 'k_proj', 'v_proj'], None), 'adalora': ([
                    'ia3': (['k_proj', 'v_proj', 'fc2'], ['fc2'])}
 _HF_DUAL_ARCHS = ('clipvisionmodel', 'clip_text_model', 'siglipvisionmodel', 'siglip_text_model')
 
-# %% ../nbs/01_models.ipynb 94
+# %% ../nbs/01_models.ipynb 97
 from peft.tuners.lora.layer import MultiheadAttention as _LoraMHA
 
 class _ExactLoraMHA(_LoraMHA):
@@ -450,7 +480,7 @@ class _ExactLoraMHA(_LoraMHA):
         try: return super().forward(query, *args, **kwargs)
         finally: base.in_proj_weight.data, out_proj.weight.data = w_in, w_out
 
-# %% ../nbs/01_models.ipynb 97
+# %% ../nbs/01_models.ipynb 100
 def _arch(tower) -> str:
     base = tower.trunk
     if (type(base).__module__.startswith('open_clip.') and
@@ -459,7 +489,7 @@ def _arch(tower) -> str:
     if isinstance(tower, TextTower): return base.config.model_type  # open_clip's HFTextEncoder keeps its config
     return _TIMM_FAMILY.get(type(base).__name__, type(base).__name__.lower())
 
-# %% ../nbs/01_models.ipynb 100
+# %% ../nbs/01_models.ipynb 103
 def _layers(tower) -> dict:
     "The layers peft can adapt, by name."
     mods = dict(tower.trunk.named_modules())
@@ -467,7 +497,7 @@ def _layers(tower) -> dict:
     return {n: m for n, m in mods.items()
             if isinstance(m, (nn.Linear, nn.Conv2d, Conv1D, nn.MultiheadAttention)) and n not in unused}
 
-# %% ../nbs/01_models.ipynb 103
+# %% ../nbs/01_models.ipynb 106
 def _targets(tower, targets, method):
     "Check `targets` against the tower's layers; the error lists the layer names that exist."
     layers = _layers(tower)
@@ -485,7 +515,7 @@ def _targets(tower, targets, method):
                              f'{method}; expected names from {[n for n in names if n not in mha]}')
     return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
 
-# %% ../nbs/01_models.ipynb 106
+# %% ../nbs/01_models.ipynb 109
 def _default_targets(tower, method):
     ("Default `(target_modules, feedforward_modules)`: peft's own tables for a text tower, ours for a timm image tower, "
      "open_clip's transformers and transformers' CLIP and SigLIP towers.")
@@ -504,7 +534,7 @@ def _default_targets(tower, method):
     raise ValueError(f'target_modules: no default for {arch!r} ({tower.name!r}); pass target_modules= with names from '
                      f'{sorted({n.split(".")[-1] for n in _layers(tower)})}')
 
-# %% ../nbs/01_models.ipynb 109
+# %% ../nbs/01_models.ipynb 112
 def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=None, feedforward_modules=None,
                num_virtual_tokens=20, init_text=None, unlocked=0, total_step=1000, **peft_kwargs):
     "Make `tower` parameter-efficient with `method` (one of `PEFT_METHODS`), in place; returns the tower."
@@ -554,13 +584,13 @@ def apply_peft(tower, method='lora', r=8, alpha=32, dropout=0.1, target_modules=
     tower.peft_method = method
     return tower
 
-# %% ../nbs/01_models.ipynb 111
+# %% ../nbs/01_models.ipynb 114
 def count_parameters(module: nn.Module) -> dict:
     "Trainable and total parameter counts of `module` (shared parameters counted once)."
     ps = list(module.parameters())
     return dict(trainable=sum(p.numel() for p in ps if p.requires_grad), total=sum(p.numel() for p in ps))
 
-# %% ../nbs/01_models.ipynb 113
+# %% ../nbs/01_models.ipynb 116
 def peft_update(model: nn.Module, step: int):
     ("Let every AdaLoRA adapter in `model` re-allocate its ranks after optimiser step `step` "
      "(a no-op for other methods).")
@@ -568,10 +598,10 @@ def peft_update(model: nn.Module, step: int):
         if isinstance(m, PeftModel) and type(m.base_model).__name__ == 'AdaLoraModel':
             m.base_model.update_and_allocate(step)
 
-# %% ../nbs/01_models.ipynb 123
+# %% ../nbs/01_models.ipynb 126
 PROJECTIONS = ('linear', 'mlp', 'none')
 
-# %% ../nbs/01_models.ipynb 125
+# %% ../nbs/01_models.ipynb 128
 @dataclass
 class DualEncoderConfig:
     "Everything needed to rebuild a `DualEncoder`; round-trips through JSON."
@@ -599,43 +629,30 @@ class DualEncoderConfig:
     @classmethod
     def load(cls, path): return cls.from_dict(read_file(path))
 
-# %% ../nbs/01_models.ipynb 127
+# %% ../nbs/01_models.ipynb 130
 def _steps(p) -> list:
     "A tower spec's `peft` entry as a list of `apply_peft` keyword dicts."
     if p is None: return []
     if isinstance(p, str): return [dict(method=p)]
     return [dict(p)] if isinstance(p, dict) else [dict(s) for s in p]
 
-# %% ../nbs/01_models.ipynb 129
+# %% ../nbs/01_models.ipynb 132
 def _projection(d_in, cfg: DualEncoderConfig) -> nn.Module:
     if cfg.proj == 'none': return nn.Identity()
     if cfg.proj == 'linear': return nn.Linear(d_in, cfg.emb_dim, bias=cfg.proj_bias)
     h = cfg.proj_hidden or d_in
     return nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, cfg.emb_dim, bias=cfg.proj_bias))
 
-# %% ../nbs/01_models.ipynb 131
+# %% ../nbs/01_models.ipynb 134
 def _ssl_head(d_in, sizes) -> nn.Module:
     layers, d = [], d_in
     for h in sizes[:-1]: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]; d = h
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
-# %% ../nbs/01_models.ipynb 133
+# %% ../nbs/01_models.ipynb 136
 HF_DUAL_ENCODERS = ('clip', 'siglip')
 
-# %% ../nbs/01_models.ipynb 135
-@dataclass(frozen=True)
-class Checkpoint:
-    "A published starting point: where it lives, how it is read, its terms, its input and the figure it is known by."
-    source: str          # hub id (open_clip: hf-hub:org/name), or the file name its publisher ships
-    format: str          # hf (transformers CLIP/SigLIP) | open_clip | openai (an OpenAI-CLIP state dict .pt)
-    license: str
-    input: str           # size, channels, mean/std
-    published: str       # paper, protocol, figure
-    terms: str = ''      # a gated model's terms: accepted by the user on the hub, never by the kit
-    get: str = ''        # where to download it by hand, when the hub does not hold it
-    norm: tuple = ()     # (mean, std) for a file that carries no preprocessing of its own
-
-# %% ../nbs/01_models.ipynb 136
+# %% ../nbs/01_models.ipynb 138
 _CLIP_NORM, _HALF = '3 x {} px, CLIP mean/std (0.481, 0.458, 0.408 / 0.269, 0.261, 0.276)', '3 x {} px, mean/std 0.5 / 0.5'
 CHECKPOINTS = {
     'biomedclip': Checkpoint('hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224', 'open_clip', 'MIT',
@@ -663,13 +680,15 @@ CHECKPOINTS = {
                               'Zhai et al. 2023: ImageNet zero-shot top-1 76.0% (as open_clip measures it)'),
 }
 
-# %% ../nbs/01_models.ipynb 139
+# %% ../nbs/01_models.ipynb 142
 def source_kind(source) -> str:
     ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id), "
      "'open_clip' or 'openai' (a `.pt` state dict); a `CHECKPOINTS` name: its format.")
     s = str(source)
     if s.startswith('hf-hub:'): return 'open_clip'
     if s in CHECKPOINTS: return CHECKPOINTS[s].format
+    if s in TOWERS: raise ValueError(f'{s!r} is a single pretrained tower, not a dual encoder: pass it as '
+                                     f"{'image' if TOWERS[s].format == 'timm' else 'text'}_pretrained")
     d = Path(s).expanduser()
     if d.is_file() and d.suffix in ('.pt', '.pth'): return 'openai'   # an OpenAI-CLIP state dict (CheXzero's)
     if d.is_dir():
@@ -688,20 +707,20 @@ def source_kind(source) -> str:
                                 '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 141
+# %% ../nbs/01_models.ipynb 144
 def dual_encoder_folder(p) -> bool:
     ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
      "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
-# %% ../nbs/01_models.ipynb 143
+# %% ../nbs/01_models.ipynb 146
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id or `CHECKPOINTS` name as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 146
+# %% ../nbs/01_models.ipynb 149
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
@@ -817,7 +836,7 @@ class DualEncoder(nn.Module):
         return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
                 f'proj={self.config.proj!r})')
 
-# %% ../nbs/01_models.ipynb 148
+# %% ../nbs/01_models.ipynb 151
 def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
                  **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
@@ -827,7 +846,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
-# %% ../nbs/01_models.ipynb 150
+# %% ../nbs/01_models.ipynb 153
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -838,7 +857,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 158
+# %% ../nbs/01_models.ipynb 161
 class SourceImageTower(nn.Module):
     ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
      "pooled as its source pools it.")
@@ -875,7 +894,7 @@ class SourceImageTower(nn.Module):
         return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
                 f'peft={self.peft_method!r})')
 
-# %% ../nbs/01_models.ipynb 160
+# %% ../nbs/01_models.ipynb 163
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
     ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
@@ -891,7 +910,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 162
+# %% ../nbs/01_models.ipynb 165
 class OpenClipTextTower(TextTower):
     ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
      "`forward(input_ids)` gives [B, out_dim].")
@@ -909,7 +928,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
-# %% ../nbs/01_models.ipynb 164
+# %% ../nbs/01_models.ipynb 167
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -917,7 +936,7 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
-# %% ../nbs/01_models.ipynb 166
+# %% ../nbs/01_models.ipynb 169
 def clip_tokenizer(context_length=77):
     ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
      "padded with 0 as open_clip pads.")
@@ -929,23 +948,23 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 168
+# %% ../nbs/01_models.ipynb 171
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
-# %% ../nbs/01_models.ipynb 170
+# %% ../nbs/01_models.ipynb 173
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
                 logit_bias_init=None if bias is None else float(bias.detach()))
 
-# %% ../nbs/01_models.ipynb 172
+# %% ../nbs/01_models.ipynb 175
 def _tower_name(source, kind) -> str:
     ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
      "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 174
+# %% ../nbs/01_models.ipynb 177
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     # as JSON has it (lists, not tuples)
@@ -954,7 +973,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 176
+# %% ../nbs/01_models.ipynb 179
 def _hf_preprocess(source, vision_config) -> dict:
     ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
      "else CLIP's defaults.")
@@ -966,7 +985,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
-# %% ../nbs/01_models.ipynb 178
+# %% ../nbs/01_models.ipynb 181
 def from_hf(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
      "or SigLIP model.")
@@ -992,7 +1011,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 180
+# %% ../nbs/01_models.ipynb 183
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -1008,7 +1027,7 @@ def _open_clip_folder(source) -> Path:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
-# %% ../nbs/01_models.ipynb 182
+# %% ../nbs/01_models.ipynb 185
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
@@ -1019,7 +1038,7 @@ def _open_clip_tokenizer(folder, text_cfg):
                          f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
-# %% ../nbs/01_models.ipynb 184
+# %% ../nbs/01_models.ipynb 187
 def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) -> DualEncoder:
     "A `DualEncoder` of open_clip's model config `mc`, preprocessing `pc` and state dict `sd` (open_clip's key names)."
     from open_clip.model import convert_to_custom_text_state_dict
@@ -1038,7 +1057,7 @@ def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) ->
                         'text.model.' + k[5:] if k.startswith('text.') else k)
     return _load_source(cfg, tokenizer, {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 185
+# %% ../nbs/01_models.ipynb 188
 def from_open_clip(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
      "or `hf-hub:org/name` model.")
@@ -1056,7 +1075,7 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     return _open_clip_model(source, mc, pc, sd, _open_clip_tokenizer(d, mc['text_cfg']), device)
 
 
-# %% ../nbs/01_models.ipynb 187
+# %% ../nbs/01_models.ipynb 190
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
               std=(0.26862954, 0.26130258, 0.27577711), vision=None, text=None, projection_dim=24) -> Path:
     ("Write a random transformers `CLIPModel` to `folder`, loadable as OpenAI's is: tiny (2 layers of width 32 per "
@@ -1074,7 +1093,7 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 191
+# %% ../nbs/01_models.ipynb 194
 def tiny_biomedclip(folder, seed=0) -> Path:
     ("Write a random open_clip model shaped as BiomedCLIP to `folder`: timm's `test_vit` (160 px) in open_clip's "
      "`TimmModel`, a 2-layer BERT of width 32 (config in `folder/bert`) in its `HFTextEncoder`; nothing downloaded.")
@@ -1096,7 +1115,7 @@ def tiny_biomedclip(folder, seed=0) -> Path:
     save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(d/'open_clip_model.safetensors'))
     return d
 
-# %% ../nbs/01_models.ipynb 196
+# %% ../nbs/01_models.ipynb 199
 def _openai_cfg(sd: dict) -> dict:
     "open_clip's model config of an OpenAI-CLIP state dict `sd`, from its tensors' shapes."
     if 'visual.proj' not in sd or 'text_projection' not in sd:
@@ -1112,7 +1131,7 @@ def _openai_cfg(sd: dict) -> dict:
                               vocab_size=sd['token_embedding.weight'].shape[0], width=width, heads=width // 64,
                               layers=depth('transformer.resblocks.')))
 
-# %% ../nbs/01_models.ipynb 198
+# %% ../nbs/01_models.ipynb 201
 def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     "A `DualEncoder` from an OpenAI-CLIP state dict file (`.pt`, as CheXzero ships it), read with `weights_only=True`."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -1124,14 +1143,14 @@ def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     pc = dict(size=mc['vision_cfg']['image_size'], mean=mean or OPENAI_CLIP_MEAN, std=std or OPENAI_CLIP_STD)
     return _open_clip_model(source, mc, pc, sd, clip_tokenizer(mc['text_cfg']['context_length']), device)
 
-# %% ../nbs/01_models.ipynb 204
+# %% ../nbs/01_models.ipynb 207
 def checkpoint_folder(name) -> Path:
-    "Where the files of `CHECKPOINTS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
-    if name not in CHECKPOINTS: raise _bad('checkpoint', name, sorted(CHECKPOINTS))
+    "Where the files of `CHECKPOINTS[name]` or `TOWERS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
+    if name not in CHECKPOINTS | TOWERS: raise _bad('checkpoint', name, sorted(CHECKPOINTS | TOWERS))
     return cache_dir('checkpoints')/name
 
 def _placement(name) -> str:
-    c, d = CHECKPOINTS[name], checkpoint_folder(name)
+    c, d = (CHECKPOINTS | TOWERS)[name], checkpoint_folder(name)
     what = (f'put {c.get} in {d}' if c.format == 'openai' else
             f'download {c.source.removeprefix("hf-hub:")} (hf download {c.source.removeprefix("hf-hub:")} --local-dir {d}) '
             'where the hub is reachable and copy that folder here')
@@ -1144,7 +1163,7 @@ def _hub_cached(c: Checkpoint) -> Path | None:
                                'open_clip_config.json' if c.format == 'open_clip' else 'config.json')
     return Path(f).parent if isinstance(f, str) else None
 
-# %% ../nbs/01_models.ipynb 205
+# %% ../nbs/01_models.ipynb 208
 def load_checkpoint(name, device='cpu') -> DualEncoder:
     ("`CHECKPOINTS[name]` as a `DualEncoder`: from `checkpoint_folder(name)` when its files are there, else the "
      "Hugging Face cache, else the hub when it answers; otherwise an error saying where to place which files.")
@@ -1157,13 +1176,24 @@ def load_checkpoint(name, device='cpu') -> DualEncoder:
     if src == c.source and c.terms: logging.getLogger('medvlp').warning('%s: %s', name, c.terms)
     return DualEncoder.from_pretrained(src, device)
 
-# %% ../nbs/01_models.ipynb 209
-def checkpoints_table() -> pd.DataFrame:
-    "One row per `CHECKPOINTS` entry: name, format, source, license, input, published figure."
-    return pd.DataFrame([dict(name=k, format=c.format, source=c.source, license=c.license, input=c.input,
-                              published=c.published) for k, c in CHECKPOINTS.items()]).set_index('name')
-
 # %% ../nbs/01_models.ipynb 212
+def tower_weights(name) -> str:
+    ("The folder or hub id the weights of `TOWERS[name]` load from: `checkpoint_folder(name)` when its files are there, "
+     "else the Hugging Face cache, else the hub when it answers; otherwise an error saying where to place them.")
+    c, d = TOWERS[name], checkpoint_folder(name)
+    src = d if (d/'config.json').exists() else _hub_cached(c) or (c.source if hub_reachable() else None)
+    if src is None: raise FileNotFoundError(_placement(name))
+    return str(src)
+
+# %% ../nbs/01_models.ipynb 214
+def checkpoints_table() -> pd.DataFrame:
+    ("One row per `CHECKPOINTS` and `TOWERS` entry: name, the parameter that takes it, format, source, license, "
+     "input, published figure.")
+    use = lambda c: {'timm': 'image_pretrained', 'transformers': 'text_pretrained'}.get(c.format, 'init_from, model_dir')
+    return pd.DataFrame([dict(name=k, use=use(c), format=c.format, source=c.source, license=c.license, input=c.input,
+                              published=c.published) for k, c in (CHECKPOINTS | TOWERS).items()]).set_index('name')
+
+# %% ../nbs/01_models.ipynb 217
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")

@@ -94,12 +94,12 @@ class PretrainConfig(RunParams, ImageParams, DataParams):
                          # run's model folder, a Hugging Face CLIP/SigLIP folder or hub id, an open_clip folder;
                          # the tower parameters below then do not apply, PEFT does
     image_tower: str = 'tiny-resnet'   # preset or timm name
-    image_pretrained: str = ''         # '' random init, 'timm' hub weights, or a local weights file
+    image_pretrained: str = ''         # '' random init, 'timm' hub weights, a local weights file or a TOWERS name
     image_pool: str = 'default'        # default | cls | mean | avg
     image_peft: str = 'none'           # PEFT on the image tower: none (fully trained) | frozen | lora | ia3 | adalora
     image_config: dict = field(default_factory=dict)  # extra timm arguments for the image tower (e.g. drop_path_rate)
     text_tower: str = 'tiny-bert'      # preset, hub id or local folder
-    text_pretrained: str = ''          # '' random init (presets), or a hub id / local folder
+    text_pretrained: str = ''          # '' random init (presets), a hub id / local folder or a TOWERS name
     text_pool: str = 'mean'  # cls | mean | eos | '' = the tower's default (cls for encoders, eos for causal LMs)
     text_config: dict = field(default_factory=dict)   # text config overrides (e.g. hidden_dropout_prob: 0.0)
     peft: str = 'none'                 # PEFT on the text tower

@@ -290,6 +290,38 @@ def test_a_registry_name_from_its_placed_file(tmp_path, monkeypatch, capsys):
     assert 'license: mit' in (run.model_dir/'README.md').read_text()
 
 
+def test_towers_by_name_from_placed_files(tmp_path, monkeypatch):
+    "A TOWERS name (issue 28: CLEFT's recipe starts from them) loads the files placed in its folder, offline; with nothing placed the error says where; a dual encoder's parameters refuse it."
+    import timm
+    from transformers import GPT2Config, GPT2Model
+    from safetensors.torch import save_file
+    import medvlp.models as M
+    from medvlp.pretrain import PretrainConfig, build_model
+    monkeypatch.setenv('MEDVLP_CACHE', str(tmp_path/'cache')); monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setitem(M.TOWERS, 'test-vit', M.Checkpoint('timm/test_vit.r160_in1k', 'timm', 'Apache-2.0', '', ''))
+    torch.manual_seed(0)
+    vit = timm.create_model('test_vit', pretrained=False)                   # a timm hub repository's files
+    d = M.checkpoint_folder('test-vit'); d.mkdir(parents=True)
+    (d/'config.json').write_text(json.dumps(dict(architecture='test_vit', num_classes=vit.num_classes)))
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(d/'model.safetensors'))
+    tok = train_tokenizer(DEFAULT_CORPUS, 'bpe', 300, model_max_length=32)
+    lm = GPT2Model(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=32))
+    lm.save_pretrained(M.checkpoint_folder('biomedlm')); tok.save_pretrained(M.checkpoint_folder('biomedlm'))
+    cfg = PretrainConfig(image_tower='test_vit', image_pretrained='test-vit', image_pool='mean', image_size=160,
+                         text_tower='stanford-crfm/BioMedLM', text_pretrained='biomedlm', text_pool='eos', max_length=32)
+    m = build_model(cfg)
+    sd = m.image.trunk.state_dict()
+    ref = vit.state_dict()   # every weight the placed one (the first conv's summed over colour: a grey tower)
+    assert all(torch.equal(v, ref[k]) for k, v in sd.items() if k != 'patch_embed.proj.weight') and len(sd) > 30
+    assert torch.allclose(sd['patch_embed.proj.weight'], ref['patch_embed.proj.weight'].sum(1, keepdim=True))
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in m.text.trunk.state_dict().items())
+    assert m.text.name == 'biomedlm'
+    with pytest.raises(FileNotFoundError, match=f"bioclinicalbert: no local copy .*--local-dir {M.checkpoint_folder('bioclinicalbert')}"):
+        build_model(PretrainConfig(text_tower='emilyalsentzer/Bio_ClinicalBERT', text_pretrained='bioclinicalbert'))
+    with pytest.raises(ValueError, match="'biomedlm' is a single pretrained tower, not a dual encoder: pass it as text_pretrained"):
+        DualEncoder.from_pretrained('biomedlm')
+
+
 def test_the_readme_lists_every_starting_point():
     "The README's table of starting points is the registry's (issue 28)."
     from conftest import ROOT
