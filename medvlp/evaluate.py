@@ -349,6 +349,16 @@ def _clinical(task, studies, y, s, groups, score_fn, cfg) -> tuple:
     return cal, op, rel
 
 # %% ../nbs/05_eval.ipynb 63
+def _worst_on_validation(task, classes, attributes, score_fn) -> dict:
+    ("{(attribute, metric): the lowest group} on the validation split of a task on the test split, for its subgroup "
+     "gaps; {} where there is none.")
+    if task.split != 'test': return {}
+    try: st, _, yv, _ = task_data(replace(task, split='valid', classes=list(classes)))
+    except ValueError: return {}
+    w = subgroup_metrics(yv, score_fn(st), classes, task.kind, attributes(st), n_boot=0)
+    return {(r.attribute, r.metric): r.worst for r in w.itertuples() if r.worst}
+
+# %% ../nbs/05_eval.ipynb 65
 def plot_reliability(rel: dict):
     "Reliability diagrams: task -> {'before'|'after': `reliability` table}; the diagonal is perfect calibration."
     fig, axes = plt.subplots(1, len(rel), figsize=(4 * len(rel), 4), squeeze=False)
@@ -361,7 +371,7 @@ def plot_reliability(rel: dict):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 65
+# %% ../nbs/05_eval.ipynb 67
 def clip_benchmark_record(task: EvalTask, table: pd.DataFrame, model_dir, sha256, y=None, scores=None) -> dict:
     "A task's result in CLIP_benchmark's JSON layout and metric names (`scores`: the class probabilities, for acc5)."
     iv = lambda k: [float(table.loc[k, 'ci_low']), float(table.loc[k, 'ci_high'])]
@@ -381,7 +391,7 @@ def clip_benchmark_record(task: EvalTask, table: pd.DataFrame, model_dir, sha256
     return dict(dataset=f'{task.dataset}_{task.name}', model=Path(str(model_dir)).name, pretrained=sha256 or '',
                 task=kind, metrics=metrics, language='en', intervals=intervals, notes=notes)
 
-# %% ../nbs/05_eval.ipynb 68
+# %% ../nbs/05_eval.ipynb 70
 def _card(mdir, out, tasks, res, data, cfg) -> bool:
     "Append this evaluation's headline figures, with intervals, and its subgroup gaps to `mdir`'s model card."
     from medvlp.data import cache_dir
@@ -394,11 +404,11 @@ def _card(mdir, out, tasks, res, data, cfg) -> bool:
                      f"{d['bootstrap_unit']}s): " + ', '.join(f'{k} {interval_cell(*m.loc[k])}' for k in keys))
     if 'subgroups' in res:
         gaps = res['subgroups'][res['subgroups'].group.str.startswith('gap')]
-        lines += [f'- {r.task}, {r.attribute} (the rest minus {r.worst}): {r.metric} '
+        lines += [f'- {r.task}, {r.attribute} (the rest minus {r.worst}, chosen on {r.chosen_on}): {r.metric} '
                   f'{interval_cell(r.value, r.ci_low, r.ci_high)}' for r in gaps.itertuples()]
     return add_to_card(mdir, f'{time.strftime("%Y-%m-%d")}: evaluation `{out.name}`', lines)
 
-# %% ../nbs/05_eval.ipynb 70
+# %% ../nbs/05_eval.ipynb 72
 def _long_table(out, name, frames, index, column, title, fmt='.3f') -> pd.DataFrame:
     "Concatenate `frames`, write them as `name`.csv and their interval cells pivoted (`index` x `column`) as `name`.md."
     t = pd.concat(frames)
@@ -420,7 +430,9 @@ def _extra_tables(out, cfg, res, md, figs, cal, ops, sub, rel) -> list:
             ('operating_points', ops, ['task', 'target', 'threshold'], 'metric',
              f'## Operating points (threshold chosen on validation, figures on test; {ci})', '.3f'),
             ('subgroups', sub, ['task', 'attribute', 'group', 'n'], 'metric',
-             f'## Subgroups ({ci}; gap: the rest minus the worst group, named, paired)', '.3f')):
+             f'## Subgroups ({ci}; gap: the rest minus the worst group, named, paired; that group chosen on the '
+             'validation split where the task has one, else on these data, which flatters the gap: chosen_on in '
+             'subgroups.csv)', '.3f')):
         if not frames: continue
         if name == 'calibration': frames = [f.assign(measure=f.metric + ' ' + f.temperature) for f in frames]
         res[name] = _long_table(out, name, frames, index, column, title, fmt)
@@ -428,7 +440,7 @@ def _extra_tables(out, cfg, res, md, figs, cal, ops, sub, rel) -> list:
     if rel: figs['calibration.png'] = plot_reliability(rel)
     return files
 
-# %% ../nbs/05_eval.ipynb 71
+# %% ../nbs/05_eval.ipynb 73
 def _task_md(task, d, long, table, ci) -> list:
     "The Markdown lines of one task: its heading, what was read and what the intervals resample, its table."
     return [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({long.prompts.iloc[0]} prompts)'), '',
@@ -437,7 +449,7 @@ def _task_md(task, d, long, table, ci) -> list:
             (f"; intervals resample the {d['patients']} patients (bootstrap_unit: patient)" if d['patients']
              else '; intervals resample images (bootstrap_unit: image)'), '', _md_table(table, ci), '']
 
-# %% ../nbs/05_eval.ipynb 73
+# %% ../nbs/05_eval.ipynb 75
 def _published(mdir) -> list:
     "The published figure of a `CHECKPOINTS` name, printed, as lines for metrics.md (none for any other model)."
     if (c := CHECKPOINTS.get(str(mdir))) is None: return []
@@ -446,7 +458,7 @@ def _published(mdir) -> list:
     print(line)
     return [line, '']
 
-# %% ../nbs/05_eval.ipynb 76
+# %% ../nbs/05_eval.ipynb 78
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
@@ -470,11 +482,14 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         else:
             p = _task_prompts(cfg.prompts, name); label = _label(p)
             s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name, groups)
-            if attrs: sub.append(subgroup_metrics(y, s, classes, kind, attrs, cfg.n_boot, cfg.seed, cfg.ci, groups)
-                                 .assign(task=name))
+            score_fn = lambda st: zero_shot_scores(model, study_embeddings(model, st, size, cfg.batch_size, cfg.cache),
+                                                   classes, p, mdir, kind)
+            if attrs:
+                worst = _worst_on_validation(task, classes, lambda st: _attributes(st, cfg.subgroups, task), score_fn)
+                sub.append(subgroup_metrics(y, s, classes, kind, attrs, cfg.n_boot, cfg.seed, cfg.ci, groups,
+                                            worst=worst).assign(task=name))
             if kind != 'multilabel':
-                r = _clinical(task, studies, y, s, groups, lambda st: zero_shot_scores(
-                    model, study_embeddings(model, st, size, cfg.batch_size, cfg.cache), classes, p, mdir, kind), cfg)
+                r = _clinical(task, studies, y, s, groups, score_fn, cfg)
                 if isinstance(r, str): data[name]['calibration_skipped'] = r
                 else: cal.append(r[0]); ops += [r[1]] if r[1] is not None else []; rel[name] = r[2]
             curves[name] = (y, s, classes, kind)

@@ -246,9 +246,10 @@ def subgroup_values(values) -> np.ndarray:
 
 # %% ../nbs/00_metrics.ipynb 51
 def subgroup_metrics(y_true, scores, classes, task, attributes: dict, n_boot=1000, seed=0, ci=0.95, groups=None,
-                     metrics=('accuracy', 'auroc_macro'), threshold=0.5) -> pd.DataFrame:
+                     metrics=('accuracy', 'auroc_macro'), threshold=0.5, worst=None) -> pd.DataFrame:
     ("Each group's `metrics` of each attribute (name -> a value per row) with intervals, and the worst group's gap to "
-     "the rest with a paired interval: attribute, group, n, metric, value, ci_low, ci_high, worst.")
+     "the rest with a paired interval: attribute, group, n, metric, value, ci_low, ci_high, worst, chosen_on. `worst` "
+     "({(attribute, metric): group}, chosen on other data) names each gap's group; else it is the lowest here.")
     Y, S, P = score_matrices(y_true, scores, classes, task, threshold)
     W = np.vstack([np.ones(len(Y)), bootstrap_counts(len(Y), n_boot, seed, groups)])   # row 0: the data as it is
     score = lambda mask: weighted_metrics(Y, S, P, W * mask, list(classes), task)
@@ -261,14 +262,17 @@ def subgroup_metrics(y_true, scores, classes, task, attributes: dict, n_boot=100
                           **dict(zip(('ci_low', 'ci_high'), percentile_interval(m[k][1:], ci))), worst='')
                      for k in metrics]
         for k in metrics if len(per) > 1 else ():
-            worst = min(per, key=lambda g: np.nan_to_num(per[g][k][0], nan=np.inf))
-            gap = score((vals != worst) & (vals != ''))[k] - per[worst][k]
+            w = (worst or {}).get((attr, k))
+            on = 'validation' if w in per else 'these data'
+            if w not in per: w = min(per, key=lambda g: np.nan_to_num(per[g][k][0], nan=np.inf))
+            gap = score((vals != w) & (vals != ''))[k] - per[w][k]
             rows.append(dict(attribute=attr, group='gap: rest - worst', n=int((vals != '').sum()), metric=k,
                              value=gap[0], **dict(zip(('ci_low', 'ci_high'), percentile_interval(gap[1:], ci))),
-                             worst=worst))
-    return pd.DataFrame(rows, columns=['attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high', 'worst'])
+                             worst=w, chosen_on=on))
+    return pd.DataFrame(rows, columns=['attribute', 'group', 'n', 'metric', 'value', 'ci_low', 'ci_high', 'worst',
+                                       'chosen_on']).fillna({'chosen_on': ''})
 
-# %% ../nbs/00_metrics.ipynb 55
+# %% ../nbs/00_metrics.ipynb 57
 def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.DataFrame:
     "Confusion matrix (rows true, columns predicted) of a multiclass or binary task as a labelled DataFrame."
     if task == 'multilabel':
@@ -277,12 +281,12 @@ def confusion(y_true, scores, classes, task='multiclass', threshold=0.5) -> pd.D
     cm = skm.confusion_matrix(Y.argmax(1), P.argmax(1), labels=range(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name='true'), columns=pd.Index(classes, name='predicted'))
 
-# %% ../nbs/00_metrics.ipynb 61
+# %% ../nbs/00_metrics.ipynb 63
 def float_tensor(x) -> torch.Tensor:
     "`x` (a tensor or array-like) as a float32 CPU tensor, detached."
     return x.detach().float().cpu() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
-# %% ../nbs/00_metrics.ipynb 63
+# %% ../nbs/00_metrics.ipynb 65
 @torch.no_grad()
 def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chunk=1024, topk=0):
     "1-based rank of the best matching gallery item for each query (`nan` if none), and the `topk` gallery indices."
@@ -305,7 +309,7 @@ def retrieval_ranks(query, gallery, query_labels=None, gallery_labels=None, chun
     ranks = torch.cat(ranks).numpy()
     return (ranks, torch.cat(top).numpy()) if topk else ranks
 
-# %% ../nbs/00_metrics.ipynb 67
+# %% ../nbs/00_metrics.ipynb 69
 def retrieval_metrics(image_emb, text_emb, ks=(1, 5, 10), chunk=1024, n_boot=1000, seed=0, ci=0.95,
                       gt=None, groups=None) -> pd.DataFrame:
     ("Image-to-text and text-to-image R@k, mean and median rank with bootstrap CIs over the queries (whole `groups` "

@@ -125,7 +125,14 @@ def test_zero_shot_and_prompt_tuning_on_a_csv(table, tmp_path):
                   subgroups=['sex', 'site'], output_dir=str(tmp_path / 'eval_sub'), embedding_map='none', **data)
     t = sg.tables['subgroups'].set_index(['attribute', 'group', 'metric'])
     assert t.loc[('sex', 'F', 'accuracy'), 'n'] + t.loc[('sex', 'M', 'accuracy'), 'n'] == 66   # the table's own columns
-    assert t.loc[('site', 'gap: rest - worst', 'accuracy'), 'worst'] in ('A', 'B')
+    assert tuple(t.loc[('site', 'gap: rest - worst', 'accuracy'), ['worst', 'chosen_on']]) in (('A', 'these data'), ('B', 'these data'))
+    # on the test split the worst group is the validation split's lowest, not the test data's (which flatters the gap)
+    v = evaluate(model_dir=res.model_dir, tasks=['multiclass'], split='test', classes=classes, n_boot=0, compare=[],
+                 subgroups=['site'], output_dir=str(tmp_path / 'eval_sub_test'), embedding_map='none',
+                 **{**data, 'data_options': {**data['data_options'], 'fracs': [0.4, 0.3, 0.3]}})   # both sites in valid
+    gaps = v.tables['subgroups'].query("group == 'gap: rest - worst'")
+    assert set(gaps.chosen_on) == {'validation'}, gaps
+    assert 'chosen on validation' in (res.model_dir / 'README.md').read_text()
     assert json.loads((tmp_path / 'eval_sub' / 'manifest.json').read_text())['data']['multiclass']['bootstrap_unit'] == 'patient'
     with pytest.raises(ValueError, match=r"meta.csv: missing column\(s\) \['race'\]; the table has"):
         evaluate(model_dir=res.model_dir, tasks=['multiclass'], split='all', classes=classes, n_boot=0, subgroups=['race'],
