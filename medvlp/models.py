@@ -131,7 +131,8 @@ class ImageTower(nn.Module):
 class Checkpoint:
     "A published starting point: where it lives, how it is read, its terms, its input and the figure it is known by."
     source: str          # hub id (open_clip: hf-hub:org/name), or the file name its publisher ships
-    format: str          # hf (transformers CLIP/SigLIP) | open_clip | openai (an OpenAI-CLIP state dict .pt)
+    format: str          # hf (transformers CLIP/SigLIP) | open_clip | openai (an OpenAI-CLIP state dict .pt); a tower:
+                         # timm (image) | transformers (text)
     license: str
     input: str           # size, channels, mean/std
     published: str       # paper, protocol, figure
