@@ -317,7 +317,13 @@ def _attributes(studies, names, task) -> dict:
                          f'{have} (a table: its columns are kept when named in subgroups)')
     return {a: [s.meta.get(a, '') for s in studies] for a in names}
 
-# %% ../nbs/05_eval.ipynb 61
+# %% ../nbs/05_eval.ipynb 62
+def _scorer(model, classes, prompts, mdir, kind, cfg):
+    "A function of studies giving their zero-shot scores under `prompts`, embedded as `evaluate` embeds the task's."
+    return lambda st: zero_shot_scores(model, study_embeddings(model, st, model.image_size, cfg.batch_size, cfg.cache),
+                                       classes, prompts, mdir, kind)
+
+# %% ../nbs/05_eval.ipynb 63
 def _validation(task, studies, score_fn):
     ("(validation (y, scores), test rows, where the validation came from): the dataset's validation split for a task "
      "on the test split, else a third of the task's patients.")
@@ -348,17 +354,17 @@ def _clinical(task, studies, y, s, groups, score_fn, cfg) -> tuple:
         task=task.name, target=f'{k} {v:g} on validation', threshold=thr, validation=source)
     return cal, op, rel
 
-# %% ../nbs/05_eval.ipynb 63
-def _worst_on_validation(task, classes, attributes, score_fn) -> dict:
-    ("{(attribute, metric): the lowest group} on the validation split of a task on the test split, for its subgroup "
-     "gaps; {} where there is none.")
+# %% ../nbs/05_eval.ipynb 65
+def _worst_on_validation(task, classes, score_fn, cfg) -> dict:
+    ("{(attribute, metric): the lowest group} of `cfg.subgroups` on the validation split of a task on the test split, "
+     "for its subgroup gaps; {} where there is none.")
     if task.split != 'test': return {}
     try: st, _, yv, _ = task_data(replace(task, split='valid', classes=list(classes)))
     except ValueError: return {}
-    w = subgroup_metrics(yv, score_fn(st), classes, task.kind, attributes(st), n_boot=0)
+    w = subgroup_metrics(yv, score_fn(st), classes, task.kind, _attributes(st, cfg.subgroups, task), n_boot=0)
     return {(r.attribute, r.metric): r.worst for r in w.itertuples() if r.worst}
 
-# %% ../nbs/05_eval.ipynb 65
+# %% ../nbs/05_eval.ipynb 67
 def plot_reliability(rel: dict):
     "Reliability diagrams: task -> {'before'|'after': `reliability` table}; the diagonal is perfect calibration."
     fig, axes = plt.subplots(1, len(rel), figsize=(4 * len(rel), 4), squeeze=False)
@@ -371,7 +377,7 @@ def plot_reliability(rel: dict):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_eval.ipynb 67
+# %% ../nbs/05_eval.ipynb 69
 def clip_benchmark_record(task: EvalTask, table: pd.DataFrame, model_dir, sha256, y=None, scores=None) -> dict:
     "A task's result in CLIP_benchmark's JSON layout and metric names (`scores`: the class probabilities, for acc5)."
     iv = lambda k: [float(table.loc[k, 'ci_low']), float(table.loc[k, 'ci_high'])]
@@ -391,7 +397,7 @@ def clip_benchmark_record(task: EvalTask, table: pd.DataFrame, model_dir, sha256
     return dict(dataset=f'{task.dataset}_{task.name}', model=Path(str(model_dir)).name, pretrained=sha256 or '',
                 task=kind, metrics=metrics, language='en', intervals=intervals, notes=notes)
 
-# %% ../nbs/05_eval.ipynb 70
+# %% ../nbs/05_eval.ipynb 72
 def _card(mdir, out, tasks, res, data, cfg) -> bool:
     "Append this evaluation's headline figures, with intervals, and its subgroup gaps to `mdir`'s model card."
     from medvlp.data import cache_dir
@@ -408,7 +414,7 @@ def _card(mdir, out, tasks, res, data, cfg) -> bool:
                   f'{interval_cell(r.value, r.ci_low, r.ci_high)}' for r in gaps.itertuples()]
     return add_to_card(mdir, f'{time.strftime("%Y-%m-%d")}: evaluation `{out.name}`', lines)
 
-# %% ../nbs/05_eval.ipynb 72
+# %% ../nbs/05_eval.ipynb 74
 def _long_table(out, name, frames, index, column, title, fmt='.3f') -> pd.DataFrame:
     "Concatenate `frames`, write them as `name`.csv and their interval cells pivoted (`index` x `column`) as `name`.md."
     t = pd.concat(frames)
@@ -440,7 +446,7 @@ def _extra_tables(out, cfg, res, md, figs, cal, ops, sub, rel) -> list:
     if rel: figs['calibration.png'] = plot_reliability(rel)
     return files
 
-# %% ../nbs/05_eval.ipynb 73
+# %% ../nbs/05_eval.ipynb 75
 def _task_md(task, d, long, table, ci) -> list:
     "The Markdown lines of one task: its heading, what was read and what the intervals resample, its table."
     return [f'## {task.name}' + ('' if task.kind == 'retrieval' else f' ({long.prompts.iloc[0]} prompts)'), '',
@@ -449,7 +455,7 @@ def _task_md(task, d, long, table, ci) -> list:
             (f"; intervals resample the {d['patients']} patients (bootstrap_unit: patient)" if d['patients']
              else '; intervals resample images (bootstrap_unit: image)'), '', _md_table(table, ci), '']
 
-# %% ../nbs/05_eval.ipynb 75
+# %% ../nbs/05_eval.ipynb 77
 def _published(mdir) -> list:
     "The published figure of a `CHECKPOINTS` name, printed, as lines for metrics.md (none for any other model)."
     if (c := CHECKPOINTS.get(str(mdir))) is None: return []
@@ -458,7 +464,7 @@ def _published(mdir) -> list:
     print(line)
     return [line, '']
 
-# %% ../nbs/05_eval.ipynb 78
+# %% ../nbs/05_eval.ipynb 80
 def _score(cfg, tasks, model, mdir, run) -> Result:
     "`evaluate`'s scoring of `model` (from `mdir`) on `tasks`, written to the run folder `run.out`."
     out, size = run.out, model.image_size
@@ -482,12 +488,9 @@ def _score(cfg, tasks, model, mdir, run) -> Result:
         else:
             p = _task_prompts(cfg.prompts, name); label = _label(p)
             s, m = _classify(model, img, y, classes, kind, p, comp, cfg, mdir, name, groups)
-            score_fn = lambda st: zero_shot_scores(model, study_embeddings(model, st, size, cfg.batch_size, cfg.cache),
-                                                   classes, p, mdir, kind)
-            if attrs:
-                worst = _worst_on_validation(task, classes, lambda st: _attributes(st, cfg.subgroups, task), score_fn)
-                sub.append(subgroup_metrics(y, s, classes, kind, attrs, cfg.n_boot, cfg.seed, cfg.ci, groups,
-                                            worst=worst).assign(task=name))
+            score_fn = _scorer(model, classes, p, mdir, kind, cfg)
+            if attrs: sub.append(subgroup_metrics(y, s, classes, kind, attrs, cfg.n_boot, cfg.seed, cfg.ci, groups,
+                                                  worst=_worst_on_validation(task, classes, score_fn, cfg)).assign(task=name))
             if kind != 'multilabel':
                 r = _clinical(task, studies, y, s, groups, score_fn, cfg)
                 if isinstance(r, str): data[name]['calibration_skipped'] = r
