@@ -324,12 +324,17 @@ def _scorer(model, classes, prompts, mdir, kind, cfg):
                                        classes, prompts, mdir, kind)
 
 # %% ../nbs/05_eval.ipynb 63
+def _valid_split(task, classes, score_fn) -> tuple:
+    "(studies, y, scores) of the dataset's validation split for `task` (on its test split), read with `classes`."
+    st, _, yv, _ = task_data(replace(task, split='valid', classes=list(classes)))
+    return st, yv, score_fn(st)
+
 def _validation(task, studies, score_fn):
     ("(validation (y, scores), test rows, where the validation came from): the dataset's validation split for a task "
      "on the test split, else a third of the task's patients.")
     if task.split == 'test':
-        st, _, yv, _ = task_data(replace(task, split='valid'))
-        return (yv, score_fn(st)), np.arange(len(studies)), f'{task.dataset} valid split ({len(st)} studies)'
+        st, yv, sv = _valid_split(task, task.classes, score_fn)
+        return (yv, sv), np.arange(len(studies)), f'{task.dataset} valid split ({len(st)} studies)'
     v = np.array([hash_split(s.patient_id or s.study_id, (0, 1, 2)) == 'valid' for s in studies])
     return v, np.flatnonzero(~v), f'a third of the patients ({int(v.sum())} studies; the rest is the test)'
 
@@ -359,9 +364,9 @@ def _worst_on_validation(task, classes, score_fn, cfg) -> dict:
     ("{(attribute, metric): the lowest group} of `cfg.subgroups` on the validation split of a task on the test split, "
      "for its subgroup gaps; {} where there is none.")
     if task.split != 'test': return {}
-    try: st, _, yv, _ = task_data(replace(task, split='valid', classes=list(classes)))
+    try: st, yv, sv = _valid_split(task, classes, score_fn)
     except ValueError: return {}
-    w = subgroup_metrics(yv, score_fn(st), classes, task.kind, _attributes(st, cfg.subgroups, task), n_boot=0)
+    w = subgroup_metrics(yv, sv, classes, task.kind, _attributes(st, cfg.subgroups, task), n_boot=0)
     return {(r.attribute, r.metric): r.worst for r in w.itertuples() if r.worst}
 
 # %% ../nbs/05_eval.ipynb 67

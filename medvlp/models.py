@@ -24,13 +24,13 @@ from .data import atomic_dir, read_file, train_tokenizer, hub_reachable, cache_d
 
 # %% auto 0
 __all__ = ['IMAGE_POOLS', 'TOWERS', 'IMAGE_PRESETS', 'TEXT_POOLS', 'CODE_KEYS', 'DEFAULT_CORPUS', 'TEXT_PRESETS', 'PEFT_METHODS',
-           'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'HF_DUAL_TARGETS', 'PROJECTIONS', 'HF_DUAL_ENCODERS',
+           'LORA_TARGETS', 'IA3_TARGETS', 'OPEN_CLIP_TARGETS', 'HF_DUAL_ENCODERS', 'HF_DUAL_TARGETS', 'PROJECTIONS',
            'CHECKPOINTS', 'OPEN_CLIP_WEIGHTS', 'ImageTower', 'Checkpoint', 'enable_checkpointing', 'build_image_tower',
            'eos_index', 'pool_tokens', 'refuse_code', 'TextTower', 'build_text_tower', 'apply_peft', 'count_parameters',
            'peft_update', 'DualEncoderConfig', 'source_kind', 'dual_encoder_folder', 'resolve_source', 'DualEncoder',
            'create_model', 'parameter_report', 'SourceImageTower', 'build_source_image_tower', 'OpenClipTextTower',
            'clip_tokenizer', 'from_hf', 'from_open_clip', 'tiny_clip', 'tiny_biomedclip', 'from_openai',
-           'checkpoint_folder', 'load_checkpoint', 'tower_weights', 'checkpoints_table', 'AdaptorFusion']
+           'checkpoint_folder', 'checkpoint_source', 'load_checkpoint', 'checkpoints_table', 'AdaptorFusion']
 
 # %% ../nbs/01_models.ipynb 6
 def _bad(param, value, choices) -> ValueError:
@@ -142,6 +142,7 @@ class Checkpoint:
 
 # %% ../nbs/01_models.ipynb 17
 _IMAGENET = '3 x {} px, ImageNet mean/std (0.485, 0.456, 0.406 / 0.229, 0.224, 0.225)'
+_USE = {'timm': 'image_pretrained', 'transformers': 'text_pretrained'}  # the parameter a tower's name goes to
 TOWERS = {
     'dinov2-vitb14-reg4': Checkpoint('timm/vit_base_patch14_reg4_dinov2.lvd142m', 'timm', 'Apache-2.0',
                                      _IMAGENET.format(518), "Darcet et al. 2024 (ICLR): DINOv2 with registers; CLEFT's "
@@ -182,7 +183,7 @@ def _timm_source(pretrained) -> dict:
      "name.")
     if pretrained is None or pretrained is False: return dict(pretrained=False)
     if pretrained is True: return dict(pretrained=True)
-    if str(pretrained) in TOWERS: pretrained = tower_weights(str(pretrained))
+    if str(pretrained) in TOWERS: pretrained = checkpoint_source(str(pretrained))
     p = Path(str(pretrained)).expanduser()
     if p.is_file(): return dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(p)))
     if p.is_dir(): return dict(pretrained=True, pretrained_cfg_overlay=dict(source='local-dir', file=str(p)))
@@ -436,7 +437,7 @@ def build_text_tower(name, pretrained=None, pool=None, tokenizer=None, texts=Non
         raise ValueError(f'text tower {name!r}: expected one of the presets {list(TEXT_PRESETS)}, '
                          'a hub id or a local folder')
     else:
-        src = tower_weights(name) if name in TOWERS else name
+        src = checkpoint_source(name) if name in TOWERS else name
         refuse_code(src)  # a local folder: nothing in it may ask for code
         try:
             cfg = _override(AutoConfig.from_pretrained(src), config_overrides, name)
@@ -464,10 +465,10 @@ _TIMM_FAMILY = {'VisionTransformer': 'vit', 'SwinTransformer': 'swin', 'ResNet':
 # defaults for open_clip's own transformer towers: (target_modules, feedforward_modules) by method
 OPEN_CLIP_TARGETS = {'lora': (['attn'], None), 'adalora': (['c_fc', 'c_proj'], None),
                      'ia3': (['mlp.c_proj'], ['mlp.c_proj'])}
-# and for both towers of transformers' CLIP and SigLIP, which peft's tables lack: attention q, k, v (IA3: k, v, fc2)
+HF_DUAL_ENCODERS = ('clip', 'siglip')  # the transformers dual encoders that load directly ("Real starting points")
+# and for both towers of theirs, which peft's tables lack: attention q, k, v (IA3: k, v, fc2)
 HF_DUAL_TARGETS = {'lora': (['q_proj', 'k_proj', 'v_proj'], None), 'adalora': (['q_proj', 'k_proj', 'v_proj'], None),
                    'ia3': (['k_proj', 'v_proj', 'fc2'], ['fc2'])}
-_HF_DUAL_ARCHS = ('clipvisionmodel', 'clip_text_model', 'siglipvisionmodel', 'siglip_text_model')
 
 # %% ../nbs/01_models.ipynb 97
 from peft.tuners.lora.layer import MultiheadAttention as _LoraMHA
@@ -504,8 +505,10 @@ def _targets(tower, targets, method):
     layers = _layers(tower)
     names = sorted({n.split('.')[-1] for n in layers})
     mha = sorted({n.split('.')[-1] for n, m in layers.items() if isinstance(m, nn.MultiheadAttention)})
+    matched = []
     for t in targets:
         hits = [m for n, m in layers.items() if n == t or n.endswith('.' + t)]
+        matched += hits
         if not hits:
             why = (f"; nn.MultiheadAttention never calls its {t!r}: target the attention module {mha}, whose LoRA "
                    'adapts q, k, v and out_proj' if mha and t.split('.')[-1] == 'out_proj' else '')
@@ -514,7 +517,7 @@ def _targets(tower, targets, method):
         if method != 'lora' and any(isinstance(m, nn.MultiheadAttention) for m in hits):
             raise ValueError(f'target_modules: {t!r} is nn.MultiheadAttention, which peft adapts with LoRA only, not '
                              f'{method}; expected names from {[n for n in names if n not in mha]}')
-    return any(isinstance(m, Conv1D) for n, m in layers.items() if any(n == t or n.endswith('.' + t) for t in targets))
+    return any(isinstance(m, Conv1D) for m in matched)
 
 # %% ../nbs/01_models.ipynb 109
 def _default_targets(tower, method):
@@ -524,7 +527,8 @@ def _default_targets(tower, method):
                                       TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_MAP,
                                       TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FF)
     arch, ia3 = _arch(tower), method == 'ia3'
-    if arch == 'open_clip' or arch in _HF_DUAL_ARCHS:
+    hf_dual = {f'{f}{t}' for f in HF_DUAL_ENCODERS for t in ('visionmodel', '_text_model')}  # their towers' families
+    if arch == 'open_clip' or arch in hf_dual:
         targets, ff = (OPEN_CLIP_TARGETS if arch == 'open_clip' else HF_DUAL_TARGETS)[method]
         return list(targets), ff and list(ff)
     if isinstance(tower, TextTower):
@@ -651,9 +655,6 @@ def _ssl_head(d_in, sizes) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(d, sizes[-1]))
 
 # %% ../nbs/01_models.ipynb 136
-HF_DUAL_ENCODERS = ('clip', 'siglip')
-
-# %% ../nbs/01_models.ipynb 138
 _CLIP_NORM, _HALF = '3 x {} px, CLIP mean/std (0.481, 0.458, 0.408 / 0.269, 0.261, 0.276)', '3 x {} px, mean/std 0.5 / 0.5'
 CHECKPOINTS = {
     'biomedclip': Checkpoint('hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224', 'open_clip', 'MIT',
@@ -681,7 +682,7 @@ CHECKPOINTS = {
                               'Zhai et al. 2023: ImageNet zero-shot top-1 76.0% (as open_clip measures it)'),
 }
 
-# %% ../nbs/01_models.ipynb 142
+# %% ../nbs/01_models.ipynb 140
 def source_kind(source) -> str:
     ("Which loader reads `source`: 'medvlp' (a `save_pretrained` folder), 'hf' (a CLIP/SigLIP folder or hub id), "
      "'open_clip' or 'openai' (a `.pt` state dict); a `CHECKPOINTS` name: its format.")
@@ -689,7 +690,7 @@ def source_kind(source) -> str:
     if s.startswith('hf-hub:'): return 'open_clip'
     if s in CHECKPOINTS: return CHECKPOINTS[s].format
     if s in TOWERS: raise ValueError(f'{s!r} is a single pretrained tower, not a dual encoder: pass it as '
-                                     f"{'image' if TOWERS[s].format == 'timm' else 'text'}_pretrained")
+                                     f'{_USE[TOWERS[s].format]}')
     d = Path(s).expanduser()
     if d.is_file() and d.suffix in ('.pt', '.pth'): return 'openai'   # an OpenAI-CLIP state dict (CheXzero's)
     if d.is_dir():
@@ -708,20 +709,20 @@ def source_kind(source) -> str:
                                 '(expected a folder or a hub id such as openai/clip-vit-base-patch16)')
     return 'hf'
 
-# %% ../nbs/01_models.ipynb 144
+# %% ../nbs/01_models.ipynb 142
 def dual_encoder_folder(p) -> bool:
     ("Whether `p` is a local folder `DualEncoder.from_pretrained` reads: `save_pretrained`'s, "
      "a transformers CLIP/SigLIP or an open_clip model.")
     try: return Path(str(p)).expanduser().is_dir() and bool(source_kind(p))
     except (OSError, ValueError): return False
 
-# %% ../nbs/01_models.ipynb 146
+# %% ../nbs/01_models.ipynb 144
 def resolve_source(source) -> str:
     "A model source as run records keep it: a local path made absolute, a hub id or `CHECKPOINTS` name as given."
     p = Path(str(source)).expanduser()
     return str(p.resolve()) if p.exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 149
+# %% ../nbs/01_models.ipynb 147
 class DualEncoder(nn.Module):
     "Image and text towers, projections to `emb_dim` and a learnable logit scale: CLIP and the methods built on it."
     def __init__(self, config: DualEncoderConfig | None = None, texts=None, tokenizer=None, device=None,
@@ -837,7 +838,7 @@ class DualEncoder(nn.Module):
         return (f'DualEncoder(image={self.image!r}, text={self.text!r}, emb_dim={self.config.emb_dim}, '
                 f'proj={self.config.proj!r})')
 
-# %% ../nbs/01_models.ipynb 151
+# %% ../nbs/01_models.ipynb 149
 def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None, device=None,
                  **overrides) -> DualEncoder:
     "A `DualEncoder` from tower names (or spec dicts) and config overrides, or from a `DualEncoderConfig`."
@@ -847,7 +848,7 @@ def create_model(image='tiny-vit', text='tiny-bert', texts=None, tokenizer=None,
         cfg = DualEncoderConfig.from_dict(dict(image=spec(image), text=spec(text), **overrides))
     return DualEncoder(cfg, texts=texts, tokenizer=tokenizer, device=device)
 
-# %% ../nbs/01_models.ipynb 153
+# %% ../nbs/01_models.ipynb 151
 def parameter_report(model: DualEncoder) -> pd.DataFrame:
     "Trainable and total parameters per part of a `DualEncoder` (towers, projections, the rest) and in all."
     parts = dict(image_tower=model.image, text_tower=model.text, image_proj=model.image_proj, text_proj=model.text_proj)
@@ -858,7 +859,7 @@ def parameter_report(model: DualEncoder) -> pd.DataFrame:
     rows['all'] = count_parameters(model)
     return pd.DataFrame(rows).T
 
-# %% ../nbs/01_models.ipynb 161
+# %% ../nbs/01_models.ipynb 159
 class SourceImageTower(nn.Module):
     ("A published dual encoder's image tower (transformers CLIP/SigLIP vision model, open_clip `visual`), "
      "pooled as its source pools it.")
@@ -895,7 +896,7 @@ class SourceImageTower(nn.Module):
         return (f'SourceImageTower({self.name!r}, kind={self.kind!r}, out_dim={self.out_dim}, '
                 f'peft={self.peft_method!r})')
 
-# %% ../nbs/01_models.ipynb 163
+# %% ../nbs/01_models.ipynb 161
 def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=224, in_chans=3, mean=None, std=None,
                              device=None) -> SourceImageTower:
     ("An image tower with random weights from a transformers vision `config` or an open_clip `open_clip_cfg` "
@@ -911,7 +912,7 @@ def build_source_image_tower(name, config=None, open_clip_cfg=None, image_size=2
     with _on(device): m = _build_vision_tower(c['embed_dim'], vision, c.get('quick_gelu', False))
     return SourceImageTower(m, 'open_clip', str(name), c['embed_dim'], image_size, in_chans, mean, std)
 
-# %% ../nbs/01_models.ipynb 165
+# %% ../nbs/01_models.ipynb 163
 class OpenClipTextTower(TextTower):
     ("open_clip's text tower (its transformer or HF encoder, pooling and projection): "
      "`forward(input_ids)` gives [B, out_dim].")
@@ -929,7 +930,7 @@ class OpenClipTextTower(TextTower):
     def forward(self, input_ids, attention_mask=None):
         return self.model(input_ids)  # open_clip masks by itself (causal mask, or the pad id for HF encoders)
 
-# %% ../nbs/01_models.ipynb 167
+# %% ../nbs/01_models.ipynb 165
 def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, device=None) -> OpenClipTextTower:
     from open_clip.model import _build_text_tower
     c = dict(open_clip_cfg)
@@ -937,7 +938,7 @@ def _open_clip_text_tower(name, open_clip_cfg, tokenizer=None, max_length=77, de
     with _on(device): m = _build_text_tower(c['embed_dim'], text, c.get('quick_gelu', False))
     return OpenClipTextTower(m, tokenizer, str(name), max_length, c['embed_dim'])
 
-# %% ../nbs/01_models.ipynb 169
+# %% ../nbs/01_models.ipynb 167
 def clip_tokenizer(context_length=77):
     ("open_clip's built-in BPE tokenizer (OpenAI CLIP's) as a transformers `CLIPTokenizer`: the same ids, "
      "padded with 0 as open_clip pads.")
@@ -949,23 +950,23 @@ def clip_tokenizer(context_length=77):
     merges = [pair for pair, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token=st.decoder[0], model_max_length=context_length)
 
-# %% ../nbs/01_models.ipynb 171
+# %% ../nbs/01_models.ipynb 169
 OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
-# %% ../nbs/01_models.ipynb 173
+# %% ../nbs/01_models.ipynb 171
 def _scale_cfg(scale, bias=None) -> dict:
     "The logit scale (and bias) of a loaded model, with a clamp that leaves it as it is."
     s = float(scale.detach())
     return dict(logit_scale_init=s, logit_scale_max=max(math.log(100), s),
                 logit_bias_init=None if bias is None else float(bias.detach()))
 
-# %% ../nbs/01_models.ipynb 175
+# %% ../nbs/01_models.ipynb 173
 def _tower_name(source, kind) -> str:
     ("A loaded tower's name: a hub id as given, else the kind of model, so that a copied folder gives the same towers "
      "(fingerprints).")
     return kind if Path(str(source)).expanduser().exists() else str(source)
 
-# %% ../nbs/01_models.ipynb 177
+# %% ../nbs/01_models.ipynb 175
 def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) -> DualEncoder:
     "Build `cfg` and load a source's weights, renamed to ours, with nothing missing or left over."
     # as JSON has it (lists, not tuples)
@@ -974,7 +975,7 @@ def _load_source(cfg: DualEncoderConfig, tokenizer, state_dict: dict, device) ->
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/01_models.ipynb 179
+# %% ../nbs/01_models.ipynb 177
 def _hf_preprocess(source, vision_config) -> dict:
     ("Input size, channels, mean and std of a transformers model: its preprocessor_config.json if present, "
      "else CLIP's defaults.")
@@ -986,7 +987,7 @@ def _hf_preprocess(source, vision_config) -> dict:
     return dict(image_size=vision_config.image_size, in_chans=vision_config.num_channels,
                 mean=list(p.get('image_mean', OPENAI_CLIP_MEAN)), std=list(p.get('image_std', OPENAI_CLIP_STD)))
 
-# %% ../nbs/01_models.ipynb 181
+# %% ../nbs/01_models.ipynb 179
 def from_hf(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, projections, logit scale (and bias) and tokenizer of a transformers CLIP "
      "or SigLIP model.")
@@ -1012,7 +1013,7 @@ def from_hf(source, device='cpu') -> DualEncoder:
     sd = {rename(k): v for k, v in hf.state_dict().items()}
     return _load_source(cfg, AutoTokenizer.from_pretrained(str(source)), sd, device)
 
-# %% ../nbs/01_models.ipynb 183
+# %% ../nbs/01_models.ipynb 181
 def _open_clip_folder(source) -> Path:
     "The local folder of an open_clip model: `source` itself, or the hub snapshot that `hf-hub:org/name` downloads."
     s = str(source)
@@ -1028,7 +1029,7 @@ def _open_clip_folder(source) -> Path:
         with contextlib.suppress(Exception): download_pretrained_from_hf(repo, filename=w); break
     return folder
 
-# %% ../nbs/01_models.ipynb 185
+# %% ../nbs/01_models.ipynb 183
 def _open_clip_tokenizer(folder, text_cfg):
     "A transformers tokenizer giving the ids open_clip's own tokenizer gives for the model in `folder`."
     import open_clip
@@ -1039,7 +1040,7 @@ def _open_clip_tokenizer(folder, text_cfg):
                          f'is not supported yet; expected the default CLIP tokenizer or an HF one (hf_tokenizer_name)')
     return clip_tokenizer(text_cfg.get('context_length', 77))
 
-# %% ../nbs/01_models.ipynb 187
+# %% ../nbs/01_models.ipynb 185
 def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) -> DualEncoder:
     "A `DualEncoder` of open_clip's model config `mc`, preprocessing `pc` and state dict `sd` (open_clip's key names)."
     from open_clip.model import convert_to_custom_text_state_dict
@@ -1058,7 +1059,7 @@ def _open_clip_model(source, mc: dict, pc: dict, sd: dict, tokenizer, device) ->
                         'text.model.' + k[5:] if k.startswith('text.') else k)
     return _load_source(cfg, tokenizer, {rename(k): v for k, v in sd.items()}, device)
 
-# %% ../nbs/01_models.ipynb 188
+# %% ../nbs/01_models.ipynb 186
 def from_open_clip(source, device='cpu') -> DualEncoder:
     ("A `DualEncoder` with the towers, logit scale (and bias) and tokenizer of an open_clip folder "
      "or `hf-hub:org/name` model.")
@@ -1076,7 +1077,7 @@ def from_open_clip(source, device='cpu') -> DualEncoder:
     return _open_clip_model(source, mc, pc, sd, _open_clip_tokenizer(d, mc['text_cfg']), device)
 
 
-# %% ../nbs/01_models.ipynb 190
+# %% ../nbs/01_models.ipynb 188
 def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.40821073),
               std=(0.26862954, 0.26130258, 0.27577711), vision=None, text=None, projection_dim=24) -> Path:
     ("Write a random transformers `CLIPModel` to `folder`, loadable as OpenAI's is: tiny (2 layers of width 32 per "
@@ -1094,7 +1095,7 @@ def tiny_clip(folder, image_size=32, seed=0, mean=(0.48145466, 0.4578275, 0.4082
     (d/'preprocessor_config.json').write_text(json.dumps(dict(image_mean=list(mean), image_std=list(std))))
     return d
 
-# %% ../nbs/01_models.ipynb 194
+# %% ../nbs/01_models.ipynb 192
 def tiny_biomedclip(folder, seed=0) -> Path:
     ("Write a random open_clip model shaped as BiomedCLIP to `folder`: timm's `test_vit` (160 px) in open_clip's "
      "`TimmModel`, a 2-layer BERT of width 32 (config in `folder/bert`) in its `HFTextEncoder`; nothing downloaded.")
@@ -1116,7 +1117,7 @@ def tiny_biomedclip(folder, seed=0) -> Path:
     save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(d/'open_clip_model.safetensors'))
     return d
 
-# %% ../nbs/01_models.ipynb 199
+# %% ../nbs/01_models.ipynb 197
 def _openai_cfg(sd: dict) -> dict:
     "open_clip's model config of an OpenAI-CLIP state dict `sd`, from its tensors' shapes."
     if 'visual.proj' not in sd or 'text_projection' not in sd:
@@ -1132,7 +1133,7 @@ def _openai_cfg(sd: dict) -> dict:
                               vocab_size=sd['token_embedding.weight'].shape[0], width=width, heads=width // 64,
                               layers=depth('transformer.resblocks.')))
 
-# %% ../nbs/01_models.ipynb 201
+# %% ../nbs/01_models.ipynb 199
 def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     "A `DualEncoder` from an OpenAI-CLIP state dict file (`.pt`, as CheXzero ships it), read with `weights_only=True`."
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -1144,7 +1145,7 @@ def from_openai(source, device='cpu', mean=None, std=None) -> DualEncoder:
     pc = dict(size=mc['vision_cfg']['image_size'], mean=mean or OPENAI_CLIP_MEAN, std=std or OPENAI_CLIP_STD)
     return _open_clip_model(source, mc, pc, sd, clip_tokenizer(mc['text_cfg']['context_length']), device)
 
-# %% ../nbs/01_models.ipynb 207
+# %% ../nbs/01_models.ipynb 205
 def checkpoint_folder(name) -> Path:
     "Where the files of `CHECKPOINTS[name]` or `TOWERS[name]` are placed by hand: `$MEDVLP_CACHE/checkpoints/<name>`."
     if name not in CHECKPOINTS | TOWERS: raise _bad('checkpoint', name, sorted(CHECKPOINTS | TOWERS))
@@ -1164,7 +1165,16 @@ def _hub_cached(c: Checkpoint) -> Path | None:
                                'open_clip_config.json' if c.format == 'open_clip' else 'config.json')
     return Path(f).parent if isinstance(f, str) else None
 
-# %% ../nbs/01_models.ipynb 208
+def checkpoint_source(name) -> str:
+    ("Where the files of a `CHECKPOINTS` or `TOWERS` name load from: `checkpoint_folder(name)` when files are placed "
+     "there, else the Hugging Face cache, else its hub id when the hub answers; otherwise an error saying where to "
+     "place which files.")
+    c, d = (CHECKPOINTS | TOWERS)[name], checkpoint_folder(name)
+    src = d if d.is_dir() and any(d.iterdir()) else _hub_cached(c) or (c.source if hub_reachable() else None)
+    if src is None: raise FileNotFoundError(_placement(name))
+    return str(src)
+
+# %% ../nbs/01_models.ipynb 206
 def load_checkpoint(name, device='cpu') -> DualEncoder:
     ("`CHECKPOINTS[name]` as a `DualEncoder`: from `checkpoint_folder(name)` when its files are there, else the "
      "Hugging Face cache, else the hub when it answers; otherwise an error saying where to place which files.")
@@ -1172,29 +1182,18 @@ def load_checkpoint(name, device='cpu') -> DualEncoder:
     if c.format == 'openai':
         if not (pt := sorted(d.glob('*.pt'))): raise FileNotFoundError(_placement(name))
         return from_openai(pt[0], device, *c.norm)
-    src = d if d.is_dir() and any(d.iterdir()) else _hub_cached(c) or (c.source if hub_reachable() else None)
-    if src is None: raise FileNotFoundError(_placement(name))
+    src = checkpoint_source(name)
     if src == c.source and c.terms: logging.getLogger('medvlp').warning('%s: %s', name, c.terms)
     return DualEncoder.from_pretrained(src, device)
 
-# %% ../nbs/01_models.ipynb 212
-def tower_weights(name) -> str:
-    ("The folder or hub id the weights of `TOWERS[name]` load from: `checkpoint_folder(name)` when its files are there, "
-     "else the Hugging Face cache, else the hub when it answers; otherwise an error saying where to place them.")
-    c, d = TOWERS[name], checkpoint_folder(name)
-    src = d if (d/'config.json').exists() else _hub_cached(c) or (c.source if hub_reachable() else None)
-    if src is None: raise FileNotFoundError(_placement(name))
-    return str(src)
-
-# %% ../nbs/01_models.ipynb 214
+# %% ../nbs/01_models.ipynb 210
 def checkpoints_table() -> pd.DataFrame:
     ("One row per `CHECKPOINTS` and `TOWERS` entry: name, the parameter that takes it, format, source, license, "
      "input, published figure.")
-    use = lambda c: {'timm': 'image_pretrained', 'transformers': 'text_pretrained'}.get(c.format, 'init_from, model_dir')
-    return pd.DataFrame([dict(name=k, use=use(c), format=c.format, source=c.source, license=c.license, input=c.input,
+    return pd.DataFrame([dict(name=k, use=_USE.get(c.format, 'init_from, model_dir'), format=c.format, source=c.source, license=c.license, input=c.input,
                               published=c.published) for k, c in (CHECKPOINTS | TOWERS).items()]).set_index('name')
 
-# %% ../nbs/01_models.ipynb 217
+# %% ../nbs/01_models.ipynb 213
 class AdaptorFusion(nn.Module):
     ("Adaptor's fusion module: project frozen image/text features to `dim`, fuse them with transformer layers, "
      "return normalised embeddings.")

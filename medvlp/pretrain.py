@@ -870,7 +870,7 @@ def default_model(**overrides) -> Path:
     import hashlib, medvlp
     cfg = PretrainConfig.make(**overrides)
     from medvlp.synthcxr import VERSION   # a new corpus version is new data: the model is trained again
-    params = {k: v for k, v in asdict(cfg).items() if k != 'report_to'}  # trackers do not change the model
+    params = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_PARAMS}  # what the model learns, as resume reads it
     key = hashlib.sha256(json.dumps([medvlp.__version__, params] + ([VERSION] if cfg.dataset == 'synthcxr' else []),
                                     sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir('models', f'{cfg.run_name}-{key}')
